@@ -1,0 +1,51 @@
+/**
+ * A replica as a selector sees it: a plain, read-only view. Selectors never do I/O.
+ */
+export interface ReplicaCandidate {
+  /** The replica's configured name. */
+  readonly name: string
+  /** Its configured weight (a positive finite number, default 1). */
+  readonly weight: number
+  /** Its index in the configured `replicas` list (stable for the dialect's lifetime). */
+  readonly index: number
+  /** Live load figures, maintained by the library. */
+  readonly stats: ReplicaLoadView
+}
+
+/** Live load figures of a node. All durations in milliseconds. */
+export interface ReplicaLoadView {
+  /** Queries currently running on the node through this dialect. */
+  readonly inFlight: number
+  /** Round trip of the last successful probe, or `undefined` before the first probe. */
+  readonly lastProbeRttMs: number | undefined
+  /** Peak-sensitive EWMA of observed latencies (queries and probes) at time `nowMs`, or `undefined` without samples. */
+  latencyEstimateMs(nowMs: number): number | undefined
+}
+
+export interface SelectionContext {
+  /** A monotonic clock reading in milliseconds (`performance.now()` in production, fixed in tests). */
+  readonly nowMs: number
+  /** A uniform random number source in [0, 1). */
+  readonly random: () => number
+}
+
+/**
+ * Picks one replica among the usable candidates (healthy, within lag limits and, in causal
+ * mode, caught up). Called on the hot path of every routed read: implementations must be pure
+ * and cheap, and must not keep references to `candidates` beyond caching by identity (the
+ * library passes the same array instance until the set of usable replicas changes).
+ *
+ * @example
+ * ```ts
+ * const firstAlive: ReplicaSelector = { select: (candidates) => candidates[0] }
+ * new ReplicatedMysqlDialect({ primary, replicas, selector: firstAlive })
+ * ```
+ */
+export interface ReplicaSelector {
+  /** Returns one of `candidates`, or `undefined` to decline (the read then falls back like when no replica is usable). */
+  select(candidates: readonly ReplicaCandidate[], context: SelectionContext): ReplicaCandidate | undefined
+  /** Optional: told once per finished query on a replica (latency-aware selectors learn from it). */
+  onResult?(candidate: ReplicaCandidate, latencyMs: number, ok: boolean): void
+}
+
+export type BuiltInSelectorName = 'round-robin' | 'random' | 'weighted' | 'least-latency' | 'p2c-ewma'
