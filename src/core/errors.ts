@@ -1,0 +1,55 @@
+/**
+ * Base class of every error this library throws itself. Errors from the database driver are
+ * passed through unchanged, with the node's name added (see {@link annotateNodeError}).
+ */
+export class KyselyReplicatedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+/** The dialect configuration is invalid. Thrown by the dialect constructor. */
+export class ReplicatedConfigError extends KyselyReplicatedError {}
+
+/** No replica was usable for a read and `fallback` is `'error'` (or the primary fallback cap was reached). */
+export class NoReplicaAvailableError extends KyselyReplicatedError {}
+
+/** A causal token given to `consistencyScope` is malformed, too large or of an unknown version. */
+export class InvalidCausalTokenError extends KyselyReplicatedError {}
+
+/** A statement that must run on the primary was sent through a read-only view (`readOnly(db)`) or to a named replica. */
+export class ReadOnlyViolationError extends KyselyReplicatedError {
+  constructor(
+    message: string,
+    readonly sql: string,
+  ) {
+    super(message)
+  }
+}
+
+/** A connection hook (`onCreateConnection`, `hooks.afterConnect`) failed; the connection was closed and not reused. */
+export class ConnectionSetupError extends KyselyReplicatedError {
+  constructor(
+    message: string,
+    readonly node: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+}
+
+/**
+ * Adds the node's name to an error raised by the database driver and returns the same object,
+ * so `code`, `errno`, `sqlState` and `instanceof` checks keep working. Never adds credentials.
+ */
+export function annotateNodeError<E>(error: E, node: string): E {
+  if (error instanceof Error) {
+    const e = error as Error & { node?: string }
+    if (e.node === undefined) {
+      e.node = node
+      e.message = `${e.message} (node "${node}")`
+    }
+  }
+  return error
+}
