@@ -1,0 +1,86 @@
+import type { ReplicaLoadView } from '../selection/replica-selector.js'
+import { PeakEwma } from './peak-ewma.js'
+
+export interface NodeLoadOptions {
+  /** Time constant of the latency EWMA in milliseconds (default 10 000, see {@link PeakEwma}). */
+  readonly decayMs?: number
+}
+
+/**
+ * The live load figures of one node, kept by the library and read by selectors through the
+ * {@link ReplicaLoadView} interface: queries in flight, the last probe's round trip and a
+ * peak-sensitive EWMA of latencies fed by successful queries and probes.
+ *
+ * @example
+ * ```ts
+ * const load = new NodeLoad({ decayMs: 10_000 })
+ * load.start()
+ * // ... the query runs ...
+ * load.finish(3.2, performance.now(), true)
+ * load.latencyEstimateMs(performance.now()) // ≈ 3.2
+ * ```
+ */
+export class NodeLoad implements ReplicaLoadView {
+  readonly #ewma: PeakEwma
+  #inFlight = 0
+  #lastProbeRttMs: number | undefined
+  #readsServed = 0
+  #errors = 0
+
+  constructor(options: NodeLoadOptions = {}) {
+    this.#ewma = new PeakEwma(options.decayMs)
+  }
+
+  /** Queries currently running on the node through this dialect. */
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
+  /** Round trip of the last successful probe, or `undefined` before the first one. */
+  get lastProbeRttMs(): number | undefined {
+    return this.#lastProbeRttMs
+  }
+
+  /** Queries that finished successfully on the node. */
+  get readsServed(): number {
+    return this.#readsServed
+  }
+
+  /** Queries that failed on the node. */
+  get errors(): number {
+    return this.#errors
+  }
+
+  /** Peak-sensitive EWMA of observed latencies at `nowMs`, or `undefined` without samples. */
+  latencyEstimateMs(nowMs: number): number | undefined {
+    return this.#ewma.estimate(nowMs)
+  }
+
+  /** A query starts on the node. Pair every call with one {@link finish}. */
+  start(): void {
+    this.#inFlight += 1
+  }
+
+  /**
+   * A query started with {@link start} ended after `latencyMs`. A success feeds the EWMA. A
+   * failure is counted and can only raise the estimate (a slow timeout counts, a fast
+   * "connection refused" must not make the node look fast).
+   */
+  finish(latencyMs: number, nowMs: number, ok: boolean): void {
+    if (this.#inFlight > 0) this.#inFlight -= 1
+    if (ok) {
+      this.#readsServed += 1
+      this.#ewma.observe(latencyMs, nowMs)
+    } else {
+      this.#errors += 1
+      if (latencyMs > (this.#ewma.estimate(nowMs) ?? 0)) this.#ewma.observe(latencyMs, nowMs)
+    }
+  }
+
+  /** A successful health probe took `rttMs`: remembered as `lastProbeRttMs` and fed to the EWMA. */
+  recordProbe(rttMs: number, nowMs: number): void {
+    if (!Number.isFinite(rttMs)) return
+    this.#lastProbeRttMs = Math.max(rttMs, 0)
+    this.#ewma.observe(rttMs, nowMs)
+  }
+}
