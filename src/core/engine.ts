@@ -1,0 +1,91 @@
+import type { CompiledQuery, DatabaseConnection, QueryResult, TransactionSettings } from 'kysely'
+import type { ReplicationPosition } from '../consistency/position.js'
+import type { SqlFlavor } from '../routing/classification.js'
+
+/** A node as hooks and events see it. */
+export interface NodeInfo {
+  readonly name: string
+  readonly role: 'primary' | 'replica'
+}
+
+/** The outcome of one statement on a physical connection. */
+export interface NodeQueryOutcome<R> {
+  readonly result: QueryResult<R>
+  /** The replication position the statement committed at, when the server reported one. */
+  readonly position?: ReplicationPosition | undefined
+}
+
+/**
+ * One physical connection on one node, checked out of that node's pool. Engine-specific
+ * (mysql2 / pg); the core never sees the driver's objects.
+ */
+export interface PhysicalConnection {
+  readonly node: NodeInfo
+  /** Server-side connection id (MySQL thread id, PostgreSQL backend pid), when known. */
+  readonly sessionId: number | undefined
+  execute<R>(query: CompiledQuery, signal?: AbortSignal): Promise<NodeQueryOutcome<R>>
+  stream<R>(query: CompiledQuery, chunkSize: number, signal?: AbortSignal): AsyncIterableIterator<QueryResult<R>>
+  /** Back to the pool. */
+  release(): void
+  /** Close it; it is never reused. */
+  destroy(): void
+}
+
+/** A node's pool, wrapped by the engine. */
+export interface NodePool {
+  init(signal?: AbortSignal): Promise<void>
+  acquire(signal?: AbortSignal): Promise<PhysicalConnection>
+  end(): Promise<void>
+}
+
+/** Replica state read by a probe. */
+export interface ProbeResult {
+  /** Applied replication position, when the engine can read it. */
+  readonly position?: ReplicationPosition | undefined
+  /** Replication lag in milliseconds; `null` when replication is stopped; `undefined` when unknown. */
+  readonly lagMs?: number | null | undefined
+  /** Whether the server refuses writes (`read_only`, hot standby). */
+  readonly readOnly?: boolean | undefined
+}
+
+/** Everything engine-specific the core needs. One implementation per engine. */
+export interface Engine {
+  readonly flavor: SqlFlavor
+  readonly positionKind: ReplicationPosition['kind']
+  /** `set transaction ...` / `begin` exactly as Kysely's own driver for this engine does it. */
+  beginTransaction(connection: PhysicalConnection, settings: TransactionSettings): Promise<void>
+  commitTransaction(connection: PhysicalConnection): Promise<NodeQueryOutcome<unknown>>
+  rollbackTransaction(connection: PhysicalConnection): Promise<void>
+  /**
+   * Waits on `connection` (a replica) until it has applied `position`, at most `timeoutMs`.
+   * Resolves `true` when applied, `false` on timeout.
+   */
+  waitForPosition(
+    connection: PhysicalConnection,
+    position: ReplicationPosition,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<boolean>
+  /** Reads the current write position on the primary (engines that cannot learn it from results). */
+  primaryPosition?(connection: PhysicalConnection): Promise<ReplicationPosition | undefined>
+  /** Whether positions come with the results of writes (MySQL session tracking) or need {@link primaryPosition}. */
+  readonly positionsFromResults: boolean
+  /** Probes a replica: position, lag, read-only. */
+  probe(connection: PhysicalConnection): Promise<ProbeResult>
+  /** Cancels the running query of `sessionId` (or kills the session) using `control`, another connection to the same node. */
+  cancel(control: PhysicalConnection, sessionId: number, kind: 'query' | 'session'): Promise<void>
+  /** `true` for errors that mean the node or the connection is gone (not SQL errors). */
+  isConnectionError(error: unknown): boolean
+}
+
+/** Wraps a physical connection as the `DatabaseConnection` Kysely's hooks expect. */
+export function asDatabaseConnection(connection: PhysicalConnection): DatabaseConnection {
+  return {
+    async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+      return (await connection.execute<R>(query)).result
+    },
+    streamQuery<R>(query: CompiledQuery, chunkSize = 1): AsyncIterableIterator<QueryResult<R>> {
+      return connection.stream<R>(query, chunkSize)
+    },
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Why a statement ran where it ran. Stable strings, documented in docs/routing.md.
+ *
+ * - `'read'`: a plain read on a replica.
+ * - `'write'`: a data-modifying statement or DDL.
+ * - `'locking-read'`: a read with a lock clause (`for update`, `for share`, `lock in share mode`, ...).
+ * - `'primary-function'`: the statement calls a function that must run on the primary.
+ * - `'session-state'`: the statement creates session state (`SET`, `USE`, `PREPARE`, ...).
+ * - `'transaction-control'`: raw `BEGIN`/`COMMIT`/`SAVEPOINT`/...
+ * - `'unclassified'`: raw SQL the router could not classify (it goes to the primary).
+ * - `'transaction'`: inside a read-write transaction (everything runs on the primary).
+ * - `'read-only-transaction'`: inside a `read only` transaction (runs on one replica).
+ * - `'session-pinned'`: an earlier statement of the `db.connection()` scope created session state.
+ * - `'hint'`: forced by `onPrimary(db)` / `onReplica(db)`.
+ * - `'no-replica'`: no replica was usable, the read fell back to the primary.
+ * - `'retry'`: the read was retried after a connection failure on another node.
+ * - `'sticky'`: a read after a write in the scope (`'sticky'` mode, or `'causal'` when positions are unknown).
+ * - `'causal-caught-up'`: a replica already known to have applied the scope's writes.
+ * - `'causal-waited'`: a replica that applied the scope's writes within the bounded wait.
+ * - `'causal-timeout'`: no replica applied them in time: the read ran on the primary.
+ * - `'causal-behind'`: every replica was known to be too far behind to wait for: the read ran on the primary.
+ */
+export type RouteReason =
+  | 'read'
+  | 'write'
+  | 'locking-read'
+  | 'primary-function'
+  | 'session-state'
+  | 'transaction-control'
+  | 'unclassified'
+  | 'transaction'
+  | 'read-only-transaction'
+  | 'session-pinned'
+  | 'hint'
+  | 'no-replica'
+  | 'retry'
+  | 'sticky'
+  | 'causal-caught-up'
+  | 'causal-waited'
+  | 'causal-timeout'
+  | 'causal-behind'
+
+/** One routing decision, reported through `onRoute`. */
+export interface RouteEvent {
+  /** Name of the node the statement runs on. */
+  readonly node: string
+  readonly role: 'primary' | 'replica'
+  readonly reason: RouteReason
+  /** The compiled SQL (parameters are not included). */
+  readonly sql: string
+  /** A detail of the rule that decided (the lock clause, the function name), when there is one. */
+  readonly detail?: string | undefined
+  /** Milliseconds spent waiting for the replica to catch up (`'causal-waited'` / `'causal-timeout'`). */
+  readonly waitedMs?: number | undefined
+}
+
+/** Node state names reported by `getReplicaInfo()`. */
+export type NodeState = 'healthy' | 'cooling-down' | 'lagging' | 'down'
+
+/** Notable events other than routing decisions, reported through `onEvent`. */
+export type ReplicationEvent =
+  | { readonly type: 'node-down'; readonly node: string; readonly error: unknown; readonly retryInMs: number }
+  | { readonly type: 'node-up'; readonly node: string }
+  | { readonly type: 'lag-exceeded'; readonly node: string; readonly lagMs: number | null }
+  | { readonly type: 'lag-recovered'; readonly node: string; readonly lagMs: number }
+  | { readonly type: 'not-read-only'; readonly node: string }
+  | { readonly type: 'causal-unsupported'; readonly node: string; readonly message: string }
+  | { readonly type: 'probe-failed'; readonly node: string; readonly error: unknown }
+  | { readonly type: 'pool-oversized'; readonly node: string; readonly message: string }

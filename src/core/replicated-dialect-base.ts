@@ -1,0 +1,105 @@
+import type { Driver } from 'kysely'
+import { encodeCausalToken } from '../consistency/causal-token.js'
+import { currentScope } from '../consistency/scope.js'
+import { createSelector } from '../selection/create-selector.js'
+import { ClusterRuntime, type ReplicaInfo, type RoutingStats } from './cluster-runtime.js'
+import { type ReplicatedDialectConfig, resolveConfig } from './config.js'
+import type { Engine, NodeInfo, NodePool } from './engine.js'
+import { ReplicatedConfigError } from './errors.js'
+import { ReplicatedDriver } from './replicated-driver.js'
+
+/** Per-node settings handed to an engine's pool factory. */
+export interface NodePoolSetup {
+  readonly node: NodeInfo
+  readonly replicaSessionReadOnly: boolean
+  readonly onCreateConnection: ReplicatedDialectConfig<unknown>['onCreateConnection']
+}
+
+/**
+ * What every replicated dialect shares: config validation, the cluster runtime, the driver, and
+ * the public inspection methods. Engines add their adapter, compiler, introspector and pools.
+ */
+export abstract class ReplicatedDialectBase {
+  /** @internal */
+  protected readonly cluster: ClusterRuntime
+  protected constructor(
+    config: ReplicatedDialectConfig<any>,
+    engine: Engine,
+    dialectName: string,
+    isPool: (value: unknown) => boolean,
+    createPool: (pool: unknown, setup: NodePoolSetup) => NodePool,
+  ) {
+    const resolved = resolveConfig(config, isPool, dialectName)
+    let selector: ReturnType<typeof createSelector>
+    try {
+      selector = createSelector(config.selector, {
+        latency: config.latency,
+        decayMs: config.latency?.decayMs,
+      })
+    } catch (error) {
+      if (error instanceof ReplicatedConfigError) {
+        throw new ReplicatedConfigError(`${dialectName}: ${error.message}`)
+      }
+      throw error
+    }
+    const setupFor = (node: NodeInfo): NodePoolSetup =>
+      Object.freeze({
+        node,
+        replicaSessionReadOnly: resolved.replicaSessionReadOnly,
+        onCreateConnection: config.onCreateConnection,
+      })
+    const primaryName = config.primary.name ?? 'primary'
+    this.cluster = new ClusterRuntime(
+      engine,
+      resolved,
+      {
+        primary: {
+          name: primaryName,
+          pool: createPool(config.primary.pool, setupFor({ name: primaryName, role: 'primary' })),
+        },
+        replicas: config.replicas.map((r) => ({
+          name: r.name,
+          weight: r.weight ?? 1,
+          pool: createPool(r.pool, setupFor({ name: r.name, role: 'replica' })),
+        })),
+      },
+      selector,
+      { onRoute: config.onRoute, onEvent: config.onEvent },
+      config.latency?.decayMs,
+    )
+  }
+
+  /** @internal Creates the routing driver. Drivers of one dialect share its pools and state. */
+  protected createReplicatedDriver(): Driver {
+    return new ReplicatedDriver(this.cluster)
+  }
+
+  /**
+   * Per node: state, latency estimate, last probe round trip, lag, position, in-flight queries,
+   * reads served, errors, and when a cooling-down node is next tried.
+   */
+  getReplicaInfo(): ReplicaInfo[] {
+    return this.cluster.getReplicaInfo()
+  }
+
+  /** Counters of routing decisions by reason and by node, and causal wait totals. */
+  getRoutingStats(): RoutingStats {
+    return this.cluster.getRoutingStats()
+  }
+
+  /**
+   * A causal token for the current scope's writes on this cluster, to hand to another request
+   * or process (`consistencyScope(fn, { causalToken })`); `undefined` when the scope wrote nothing
+   * with a known position.
+   */
+  getCausalToken(): string | undefined {
+    const cluster = this.cluster
+    const required = currentScope().requirement(cluster, cluster.engine.positionKind, cluster.now())
+    return required.position === undefined ? undefined : encodeCausalToken(required.position)
+  }
+
+  /** Probes every replica now and waits for the results (the background prober does this on its interval). */
+  probeNow(): Promise<void> {
+    return this.cluster.probeNow()
+  }
+}

@@ -1,0 +1,616 @@
+import type {
+  CompiledQuery,
+  ControlConnectionProvider,
+  DatabaseConnection,
+  QueryCompiler,
+  QueryResult,
+  TransactionSettings,
+} from 'kysely'
+import type { ConsistencyScope } from '../consistency/scope.js'
+import type { Classification } from '../routing/classification.js'
+import { classifyNode } from '../routing/classify-node.js'
+import type { ReplicaCandidate } from '../selection/replica-selector.js'
+import type { ClusterRuntime, ReadPlan } from './cluster-runtime.js'
+import type { NodeQueryOutcome, PhysicalConnection } from './engine.js'
+import { annotateNodeError, ReadOnlyViolationError, ReplicatedConfigError } from './errors.js'
+import type { RouteReason } from './events.js'
+import type { NodeRuntime } from './node-runtime.js'
+import { type RouteHint, routeHintOf } from './route-hints.js'
+
+interface AbortOptions {
+  readonly signal?: AbortSignal | undefined
+}
+
+/** A node and a physical connection on it, chosen for one statement. */
+interface Target {
+  readonly node: NodeRuntime
+  readonly connection: PhysicalConnection
+  /** `true` when the connection goes back to its pool right after the statement. */
+  readonly transient: boolean
+  readonly reason: RouteReason
+  readonly detail?: string | undefined
+  readonly waitedMs?: number | undefined
+  /** Releases a primary fallback-read slot, when one was taken. */
+  readonly leaveFallback?: (() => void) | undefined
+}
+
+interface OpenTransaction {
+  readonly node: NodeRuntime
+  readonly connection: PhysicalConnection
+  readonly readOnly: boolean
+  wrote: boolean
+}
+
+/**
+ * The connection Kysely gets from `acquireConnection`. It holds no physical connection until a
+ * statement arrives; then it classifies the statement and runs it on the primary or on a replica.
+ *
+ * - Primary connections are held from first use until Kysely releases this connection, so a
+ *   `db.connection()` scope keeps one primary session.
+ * - Replica connections are checked out per statement (per stream, per read-only transaction).
+ * - Once a statement creates session state, every later statement runs on the held primary session.
+ */
+export class RoutingConnection implements DatabaseConnection {
+  readonly #cluster: ClusterRuntime
+  readonly #scope: ConsistencyScope
+  #primary: PhysicalConnection | undefined
+  #primaryKilled = false
+  #pinned = false
+  #rawTransaction: { wrote: boolean } | undefined
+  #transaction: OpenTransaction | undefined
+  #running: { node: NodeRuntime; connection: PhysicalConnection } | undefined
+
+  constructor(cluster: ClusterRuntime, scope: ConsistencyScope) {
+    this.#cluster = cluster
+    this.#scope = scope
+  }
+
+  /** The scope this connection's reads and writes count in. */
+  get scope(): ConsistencyScope {
+    return this.#scope
+  }
+
+  async executeQuery<R>(query: CompiledQuery, options?: AbortOptions): Promise<QueryResult<R>> {
+    const signal = options?.signal
+    const transaction = this.#transaction
+    if (transaction !== undefined) {
+      return this.#executeInTransaction<R>(transaction, query, signal)
+    }
+    const classification = this.#classify(query)
+    const hint = routeHintOf(query.queryId)
+    if (classification.read && !this.#pinned && hint?.target !== 'primary') {
+      return this.#executeRead<R>(query, hint, signal)
+    }
+    return this.#executeOnPrimary<R>(query, classification, hint, signal)
+  }
+
+  async *streamQuery<R>(
+    query: CompiledQuery,
+    chunkSize = 1,
+    options?: AbortOptions,
+  ): AsyncIterableIterator<QueryResult<R>> {
+    const signal = options?.signal
+    const transaction = this.#transaction
+    if (transaction !== undefined) {
+      this.#cluster.route(
+        transaction.node,
+        transaction.readOnly ? 'read-only-transaction' : 'transaction',
+        query.sql,
+      )
+      yield* this.#track(transaction.node, transaction.connection, () =>
+        transaction.connection.stream<R>(query, chunkSize, signal),
+      )
+      return
+    }
+    const classification = this.#classify(query)
+    const hint = routeHintOf(query.queryId)
+    if (!classification.read || this.#pinned || hint?.target === 'primary') {
+      this.#checkHintAllowsWrite(hint, classification, query)
+      const target = await this.#primaryTarget(classification, hint, signal)
+      this.#cluster.route(target.node, target.reason, query.sql, target.detail)
+      if (classification.pinsSession) this.#pinned = true
+      yield* this.#track(target.node, target.connection, () => target.connection.stream<R>(query, chunkSize, signal))
+      return
+    }
+    const tried = new Set<NodeRuntime>()
+    let retry = false
+    for (;;) {
+      const target = await this.#readTarget(query, hint, signal, tried, retry)
+      let yielded = false
+      const started = this.#cluster.now()
+      target.node.load.start()
+      this.#running = { node: target.node, connection: target.connection }
+      let failed = false
+      try {
+        for await (const chunk of target.connection.stream<R>(query, chunkSize, signal)) {
+          yielded = true
+          yield chunk
+        }
+      } catch (error) {
+        failed = true
+        const now = this.#cluster.now()
+        const connectionLevel = this.#cluster.engine.isConnectionError(error)
+        this.#cluster.queryFailed(target.node, error, now - started, now, connectionLevel)
+        this.#finishTarget(target, connectionLevel)
+        if (connectionLevel && !yielded && this.#cluster.config.retryReads && target.transient) {
+          retry = true
+          continue
+        }
+        throw annotateNodeError(error, target.node.name)
+      } finally {
+        this.#running = undefined
+        if (!failed) {
+          const now = this.#cluster.now()
+          this.#cluster.querySucceeded(target.node, now - started, now)
+          this.#finishTarget(target, false)
+        }
+      }
+      return
+    }
+  }
+
+  /** Cancels the running statement on the node that runs it (Kysely 0.29 `'cancel query'`). */
+  async cancelQuery(_controlConnectionProvider: ControlConnectionProvider): Promise<void> {
+    await this.#control('query')
+  }
+
+  /** Kills the session running the statement (Kysely 0.29 `'kill session'`). */
+  async killSession(_controlConnectionProvider: ControlConnectionProvider): Promise<void> {
+    await this.#control('session')
+  }
+
+  async #control(kind: 'query' | 'session'): Promise<void> {
+    const running = this.#running
+    if (running === undefined || running.connection.sessionId === undefined) return
+    if (kind === 'session') {
+      if (running.connection === this.#primary) this.#primaryKilled = true
+      ;(running.connection as { killed?: boolean }).killed = true
+    }
+    // A control connection from the same node's pool: the statement may run on a replica, and a
+    // `kill` routed like an ordinary statement would reach the primary instead.
+    const control = await running.node.pool.acquire()
+    try {
+      await this.#cluster.engine.cancel(control, running.connection.sessionId, kind)
+    } finally {
+      control.release()
+    }
+  }
+
+  // ---- transactions -------------------------------------------------------------------------
+
+  async beginTransaction(settings: TransactionSettings, signal?: AbortSignal): Promise<void> {
+    const cluster = this.#cluster
+    if (settings.accessMode === 'read only' && !this.#pinned) {
+      const tried = new Set<NodeRuntime>()
+      let retry = false
+      for (;;) {
+        const target = await this.#readTarget(undefined, undefined, signal, tried, retry, 'read-only-transaction')
+        try {
+          await cluster.engine.beginTransaction(target.connection, settings)
+        } catch (error) {
+          const connectionLevel = cluster.engine.isConnectionError(error)
+          const now = cluster.now()
+          cluster.queryFailed(target.node, error, 0, now, connectionLevel)
+          this.#finishTarget(target, connectionLevel)
+          if (connectionLevel && target.transient && cluster.config.retryReads) {
+            retry = true
+            continue
+          }
+          throw annotateNodeError(error, target.node.name)
+        }
+        target.leaveFallback?.()
+        cluster.route(target.node, target.reason === 'read' ? 'read-only-transaction' : target.reason, 'begin')
+        this.#transaction = { node: target.node, connection: target.connection, readOnly: true, wrote: false }
+        return
+      }
+    }
+    const connection = await this.#primaryConnection(signal)
+    try {
+      await cluster.engine.beginTransaction(connection, settings)
+    } catch (error) {
+      throw annotateNodeError(error, cluster.primary.name)
+    }
+    cluster.route(cluster.primary, 'transaction', 'begin')
+    this.#transaction = { node: cluster.primary, connection, readOnly: false, wrote: false }
+  }
+
+  async commitTransaction(): Promise<void> {
+    const transaction = this.#requireTransaction('commit')
+    this.#transaction = undefined
+    const cluster = this.#cluster
+    try {
+      const outcome = await cluster.engine.commitTransaction(transaction.connection)
+      if (!transaction.readOnly) {
+        await this.#recordWrite(transaction.connection, outcome, transaction.wrote)
+      }
+    } catch (error) {
+      throw annotateNodeError(error, transaction.node.name)
+    } finally {
+      this.#endTransaction(transaction)
+    }
+  }
+
+  async rollbackTransaction(): Promise<void> {
+    const transaction = this.#requireTransaction('rollback')
+    this.#transaction = undefined
+    try {
+      await this.#cluster.engine.rollbackTransaction(transaction.connection)
+    } catch (error) {
+      throw annotateNodeError(error, transaction.node.name)
+    } finally {
+      this.#endTransaction(transaction)
+    }
+  }
+
+  async runSavepointCommand(
+    compile: (queryCompiler: QueryCompiler['compileQuery']) => CompiledQuery,
+    compileQuery: QueryCompiler['compileQuery'],
+  ): Promise<void> {
+    const transaction = this.#requireTransaction('savepoint')
+    await this.#executeInTransaction(transaction, compile(compileQuery), undefined)
+  }
+
+  #requireTransaction(what: string): OpenTransaction {
+    const transaction = this.#transaction
+    if (transaction === undefined) {
+      throw new Error(`kysely-replicated: ${what} without an open transaction on this connection`)
+    }
+    return transaction
+  }
+
+  #endTransaction(transaction: OpenTransaction): void {
+    if (transaction.connection !== this.#primary) {
+      transaction.connection.release()
+    }
+  }
+
+  async #executeInTransaction<R>(
+    transaction: OpenTransaction,
+    query: CompiledQuery,
+    signal: AbortSignal | undefined,
+  ): Promise<QueryResult<R>> {
+    const cluster = this.#cluster
+    if (!transaction.readOnly) {
+      const classification = this.#classify(query)
+      if (!classification.read && classification.transactionControl === undefined) transaction.wrote = true
+    }
+    cluster.route(transaction.node, transaction.readOnly ? 'read-only-transaction' : 'transaction', query.sql)
+    const outcome = await this.#run<R>(transaction.node, transaction.connection, query, signal)
+    return outcome.result
+  }
+
+  // ---- statements outside transactions ------------------------------------------------------
+
+  #classify(query: CompiledQuery): Classification {
+    return classifyNode(query.query, query.sql, this.#cluster.classifyOptions)
+  }
+
+  #checkHintAllowsWrite(hint: RouteHint | undefined, classification: Classification, query: CompiledQuery): void {
+    if (hint === undefined || classification.read) return
+    if (hint.target === 'read-only' || hint.target === 'replica') {
+      const via = hint.target === 'read-only' ? 'readOnly(db)' : 'onReplica(db)'
+      throw new ReadOnlyViolationError(
+        `a statement that must run on the primary (${classification.reason}${classification.detail ? `: ${classification.detail}` : ''}) was sent through ${via}; use the primary Kysely instance for it`,
+        query.sql,
+      )
+    }
+  }
+
+  async #executeOnPrimary<R>(
+    query: CompiledQuery,
+    classification: Classification,
+    hint: RouteHint | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<QueryResult<R>> {
+    this.#checkHintAllowsWrite(hint, classification, query)
+    const cluster = this.#cluster
+    const target = await this.#primaryTarget(classification, hint, signal)
+    if (classification.pinsSession) this.#pinned = true
+    const control = classification.transactionControl
+    if (control === 'begin' || control === 'begin-read-only') {
+      this.#rawTransaction = { wrote: false }
+    } else if (!classification.read && this.#rawTransaction !== undefined && control === undefined) {
+      this.#rawTransaction.wrote = true
+    }
+    cluster.route(target.node, target.reason, query.sql, target.detail)
+    try {
+      const outcome = await this.#run<R>(target.node, target.connection, query, signal)
+      if (control === 'end') {
+        const raw = this.#rawTransaction
+        this.#rawTransaction = undefined
+        if (raw !== undefined) await this.#recordWrite(target.connection, outcome, raw.wrote)
+      } else if (this.#rawTransaction === undefined && (!classification.read || outcome.position !== undefined)) {
+        await this.#recordWrite(target.connection, outcome, isEffectiveWrite(classification, outcome))
+      }
+      return outcome.result
+    } finally {
+      target.leaveFallback?.()
+    }
+  }
+
+  /**
+   * Records the scope's new write position: from the result (MySQL session tracking) or by asking
+   * the primary (PostgreSQL). `wrote` says whether the statement changed anything when no
+   * position came back; such a write makes the scope's reads sticky.
+   */
+  async #recordWrite(connection: PhysicalConnection, outcome: NodeQueryOutcome<unknown>, wrote: boolean): Promise<void> {
+    const cluster = this.#cluster
+    if (cluster.config.consistency === 'eventual') return
+    let position = outcome.position
+    if (position === undefined && wrote && !cluster.engine.positionsFromResults && cluster.engine.primaryPosition) {
+      position = await cluster.engine.primaryPosition(connection)
+    }
+    if (position !== undefined) {
+      cluster.recordWrite(this.#scope, position, cluster.now())
+    } else if (wrote) {
+      cluster.recordWrite(this.#scope, undefined, cluster.now())
+    }
+  }
+
+  async #executeRead<R>(
+    query: CompiledQuery,
+    hint: RouteHint | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<QueryResult<R>> {
+    const cluster = this.#cluster
+    const tried = new Set<NodeRuntime>()
+    let retry = false
+    for (;;) {
+      const target = await this.#readTarget(query, hint, signal, tried, retry)
+      try {
+        const outcome = await this.#run<R>(target.node, target.connection, query, signal)
+        this.#finishTarget(target, false)
+        return outcome.result
+      } catch (error) {
+        const connectionLevel = cluster.engine.isConnectionError(error)
+        this.#finishTarget(target, connectionLevel)
+        if (connectionLevel && target.transient && cluster.config.retryReads && !isAborted(signal)) {
+          retry = true
+          continue
+        }
+        throw error
+      }
+    }
+  }
+
+  /** Runs one statement, with load/health accounting and the node's name on errors. */
+  async #run<R>(
+    node: NodeRuntime,
+    connection: PhysicalConnection,
+    query: CompiledQuery,
+    signal: AbortSignal | undefined,
+  ): Promise<NodeQueryOutcome<R>> {
+    const cluster = this.#cluster
+    const started = cluster.now()
+    node.load.start()
+    this.#running = { node, connection }
+    try {
+      const outcome = await connection.execute<R>(query, signal)
+      const now = cluster.now()
+      cluster.querySucceeded(node, now - started, now)
+      return outcome
+    } catch (error) {
+      const now = cluster.now()
+      // A session this library killed on request (Kysely's 'kill session') says nothing of the node's health.
+      const killed = (connection as { killed?: boolean }).killed === true
+      cluster.queryFailed(node, error, now - started, now, !killed && cluster.engine.isConnectionError(error))
+      throw annotateNodeError(error, node.name)
+    } finally {
+      this.#running = undefined
+    }
+  }
+
+  async *#track<R>(
+    node: NodeRuntime,
+    connection: PhysicalConnection,
+    open: () => AsyncIterableIterator<QueryResult<R>>,
+  ): AsyncIterableIterator<QueryResult<R>> {
+    const cluster = this.#cluster
+    const started = cluster.now()
+    node.load.start()
+    this.#running = { node, connection }
+    let ok = false
+    try {
+      yield* open()
+      ok = true
+    } catch (error) {
+      const now = cluster.now()
+      cluster.queryFailed(node, error, now - started, now, cluster.engine.isConnectionError(error))
+      throw annotateNodeError(error, node.name)
+    } finally {
+      this.#running = undefined
+      if (ok) {
+        const now = cluster.now()
+        cluster.querySucceeded(node, now - started, now)
+      }
+    }
+  }
+
+  #finishTarget(target: Target, broken: boolean): void {
+    target.leaveFallback?.()
+    if (!target.transient) return
+    if (broken || (target.connection as { killed?: boolean }).killed) {
+      target.connection.destroy()
+    } else {
+      target.connection.release()
+    }
+  }
+
+  // ---- choosing nodes -----------------------------------------------------------------------
+
+  async #primaryConnection(signal: AbortSignal | undefined): Promise<PhysicalConnection> {
+    if (this.#primary === undefined) {
+      try {
+        this.#primary = await this.#cluster.primary.pool.acquire(signal)
+      } catch (error) {
+        throw annotateNodeError(error, this.#cluster.primary.name)
+      }
+    }
+    return this.#primary
+  }
+
+  async #primaryTarget(
+    classification: Classification,
+    hint: RouteHint | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Target> {
+    const connection = await this.#primaryConnection(signal)
+    let reason: RouteReason
+    if (this.#pinned && classification.read) reason = 'session-pinned'
+    else if (hint?.target === 'primary' && classification.read) reason = 'hint'
+    else reason = classification.reason === 'read' ? 'session-pinned' : classification.reason
+    return { node: this.#cluster.primary, connection, transient: false, reason, detail: classification.detail }
+  }
+
+  /**
+   * Chooses where a read runs and checks a connection out there, waiting for the replica to catch
+   * up in causal mode. `tried` collects replicas already tried by this statement; with `retry` the
+   * plan is made again without them, ending on the primary.
+   */
+  async #readTarget(
+    query: CompiledQuery | undefined,
+    hint: RouteHint | undefined,
+    signal: AbortSignal | undefined,
+    tried: Set<NodeRuntime>,
+    retry: boolean,
+    readReason: RouteReason = 'read',
+  ): Promise<Target> {
+    const cluster = this.#cluster
+    for (;;) {
+      const now = cluster.now()
+      let plan: ReadPlan
+      if (hint?.target === 'replica') {
+        plan = this.#hintPlan(hint.name, now)
+      } else {
+        plan = cluster.planRead(this.#scope, now)
+      }
+      if (plan.kind === 'primary') {
+        const target = await this.#fallbackTarget(retry ? 'retry' : plan.reason, signal)
+        if (query !== undefined) cluster.route(target.node, target.reason, query.sql)
+        return target
+      }
+      const candidates = tried.size === 0 ? plan.candidates : plan.candidates.filter((c) => !tried.has(cluster.replicaByIndex(c.index)))
+      const node = cluster.select(candidates, now)
+      if (node === undefined) {
+        const target = await this.#fallbackTarget(retry ? 'retry' : 'no-replica', signal)
+        if (query !== undefined) cluster.route(target.node, target.reason, query.sql)
+        return target
+      }
+      tried.add(node)
+      let connection: PhysicalConnection
+      try {
+        connection = await node.pool.acquire(signal)
+      } catch (error) {
+        const connectionLevel = cluster.engine.isConnectionError(error)
+        cluster.queryFailed(node, error, 0, cluster.now(), connectionLevel)
+        if (connectionLevel && cluster.config.retryReads && hint?.target !== 'replica' && !isAborted(signal)) {
+          retry = true
+          continue
+        }
+        throw annotateNodeError(error, node.name)
+      }
+      let reason: RouteReason = retry ? 'retry' : hint?.target === 'replica' ? 'hint' : plan.kind === 'replica' ? plan.reason : 'causal-waited'
+      if (reason === 'read') reason = readReason
+      let waitedMs: number | undefined
+      if (plan.kind === 'wait') {
+        const started = cluster.now()
+        let caughtUp: boolean
+        try {
+          caughtUp = await cluster.engine.waitForPosition(connection, plan.position, cluster.config.causalWaitTimeoutMs, signal)
+        } catch (error) {
+          const connectionLevel = cluster.engine.isConnectionError(error)
+          if (connectionLevel) connection.destroy()
+          else connection.release()
+          cluster.queryFailed(node, error, 0, cluster.now(), connectionLevel)
+          if (connectionLevel && cluster.config.retryReads && !isAborted(signal)) {
+            retry = true
+            continue
+          }
+          throw annotateNodeError(error, node.name)
+        }
+        waitedMs = cluster.now() - started
+        cluster.recordCausalWait(waitedMs)
+        if (!caughtUp) {
+          node.timedOutPosition = plan.position
+          connection.release()
+          const target = await this.#fallbackTarget('causal-timeout', signal)
+          if (query !== undefined) cluster.route(target.node, 'causal-timeout', query.sql, undefined, waitedMs)
+          return { ...target, waitedMs }
+        }
+        cluster.learnPosition(node, plan.position)
+        if (!retry) reason = 'causal-waited'
+      }
+      if (query !== undefined) cluster.route(node, reason, query.sql, undefined, waitedMs)
+      return { node, connection, transient: true, reason, waitedMs }
+    }
+  }
+
+  #hintPlan(name: string | undefined, now: number): ReadPlan {
+    const cluster = this.#cluster
+    if (name === undefined) {
+      const usable = cluster.usableReplicas(now)
+      return usable.length > 0 ? { kind: 'replica', candidates: usable, reason: 'hint' } : { kind: 'primary', reason: 'no-replica' }
+    }
+    const node = cluster.node(name)
+    if (node === undefined || node.info.role !== 'replica') {
+      throw new ReplicatedConfigError(
+        `onReplica(db, "${name}"): no replica of that name (replicas: ${cluster.replicas.map((r) => r.name).join(', ') || 'none'})`,
+      )
+    }
+    return { kind: 'replica', candidates: [node.candidate] as readonly ReplicaCandidate[], reason: 'hint' }
+  }
+
+  /** A read the primary runs: on the held primary session, or on one checked out for it. */
+  async #fallbackTarget(reason: RouteReason, signal: AbortSignal | undefined): Promise<Target> {
+    const cluster = this.#cluster
+    const onBehalfOfReplicas = reason === 'no-replica' || reason === 'retry'
+    const leaveFallback = onBehalfOfReplicas && cluster.replicas.length > 0 ? cluster.enterFallbackRead() : undefined
+    try {
+      const connection = await this.#primaryConnection(signal)
+      return { node: cluster.primary, connection, transient: false, reason, leaveFallback }
+    } catch (error) {
+      leaveFallback?.()
+      throw error
+    }
+  }
+
+  // ---- release -------------------------------------------------------------------------------
+
+  /** Returns everything held to the pools (called by the driver's `releaseConnection`). */
+  release(): void {
+    const transaction = this.#transaction
+    this.#transaction = undefined
+    if (transaction !== undefined && transaction.connection !== this.#primary) {
+      // Kysely always ends its transactions; a connection released mid-transaction is not reused.
+      transaction.connection.destroy()
+    }
+    const primary = this.#primary
+    this.#primary = undefined
+    this.#pinned = false
+    this.#rawTransaction = undefined
+    if (primary !== undefined) {
+      if (this.#primaryKilled || transaction !== undefined || (primary as { killed?: boolean }).killed) {
+        primary.destroy()
+      } else {
+        primary.release()
+      }
+    }
+    this.#primaryKilled = false
+  }
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true
+}
+
+/** Whether a primary statement without a reported position must count as a write. */
+function isEffectiveWrite(classification: Classification, outcome: NodeQueryOutcome<unknown>): boolean {
+  if (classification.read) return false
+  const affected = outcome.result.numAffectedRows
+  const detail = classification.detail
+  if (affected !== undefined && affected === 0n && (detail === 'insert' || detail === 'update' || detail === 'delete' || detail === 'merge')) {
+    // A DML statement that matched nothing wrote nothing.
+    return false
+  }
+  return true
+}

@@ -1,0 +1,36 @@
+export { ReplicatedMysqlDialect } from './mysql/replicated-mysql-dialect.js'
+export type { ReplicatedMysqlDialectConfig } from './mysql/replicated-mysql-dialect-config.js'
+export type { MysqlPool, MysqlPoolConnection, MysqlPromisePool } from './mysql/mysql-pool-types.js'
+
+export type {
+  ConsistencyMode,
+  NodeConfig,
+  ReplicaConfig,
+  ReplicatedDialectConfig,
+} from './core/config.js'
+export type { NodeInfo } from './core/engine.js'
+export type { NodeState, ReplicationEvent, RouteEvent, RouteReason } from './core/events.js'
+export type { ReplicaInfo, RoutingStats } from './core/cluster-runtime.js'
+export {
+  ConnectionSetupError,
+  InvalidCausalTokenError,
+  KyselyReplicatedError,
+  NoReplicaAvailableError,
+  ReadOnlyViolationError,
+  ReplicatedConfigError,
+} from './core/errors.js'
+export { onPrimary, onReplica, RouteHintPlugin, readOnly } from './core/route-hints.js'
+export type { RouteHint } from './core/route-hints.js'
+
+export { consistencyScope, getCausalToken } from './consistency/scope.js'
+export type { ConsistencyScopeOptions } from './consistency/scope.js'
+
+export type {
+  BuiltInSelectorName,
+  ReplicaCandidate,
+  ReplicaLoadView,
+  ReplicaSelector,
+  SelectionContext,
+} from './selection/replica-selector.js'
+
+export type { Classification, ClassificationReason, SqlFlavor } from './routing/classification.js'

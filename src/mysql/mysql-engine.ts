@@ -1,0 +1,182 @@
+import type { TransactionSettings } from 'kysely'
+import { CompiledQuery } from 'kysely'
+import { formatPosition, parsePosition, type ReplicationPosition } from '../consistency/position.js'
+import type { ClusterRuntime } from '../core/cluster-runtime.js'
+import type { Engine, NodeQueryOutcome, PhysicalConnection, ProbeResult } from '../core/engine.js'
+import { ConnectionSetupError } from '../core/errors.js'
+import type { MysqlNodeSetup, MysqlPhysicalConnection } from './mysql-node-pool.js'
+import type { MysqlPoolConnection } from './mysql-pool-types.js'
+
+/**
+ * mysql2 error codes that mean the connection or the server is gone or refuses new sessions —
+ * as opposed to SQL errors (syntax, constraints, lock waits), which never mark a node down.
+ */
+const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR',
+  'PROTOCOL_ENQUEUE_AFTER_QUIT',
+  'ER_CON_COUNT_ERROR', // 1040 too many connections
+  'ER_TOO_MANY_USER_CONNECTIONS', // 1203
+  'ER_SERVER_SHUTDOWN', // 1053
+  'ER_NORMAL_SHUTDOWN', // 1077
+  'ER_SHUTDOWN_COMPLETE', // 1079
+  'ER_CONNECTION_KILLED', // 1927 (MariaDB)
+  'ER_CLIENT_INTERACTION_TIMEOUT', // 4031 (MySQL 8)
+  'ER_HOST_IS_BLOCKED', // 1129
+  'ER_HOST_NOT_PRIVILEGED', // 1130
+])
+
+/** MariaDB and MySQL: what differs from the engine-independent core. */
+export class MysqlEngine implements Engine {
+  readonly flavor = 'mysql' as const
+  readonly positionsFromResults = true
+  #kind: 'mariadb' | 'mysql' = 'mariadb'
+  #cluster: ClusterRuntime | undefined
+
+  /** Known after the first connection: MariaDB (`domain-server-seq` GTIDs) or MySQL (GTID sets). */
+  get positionKind(): 'mariadb' | 'mysql' {
+    return this.#kind
+  }
+
+  attach(cluster: ClusterRuntime): void {
+    this.#cluster = cluster
+  }
+
+  /** Prepares a new physical connection (called once per connection by the node pool). */
+  async setUpConnection(connection: MysqlPhysicalConnection, raw: MysqlPoolConnection, setup: MysqlNodeSetup): Promise<void> {
+    const handshake = (raw as { _handshakePacket?: { serverVersion?: unknown } })._handshakePacket
+    let version = typeof handshake?.serverVersion === 'string' ? handshake.serverVersion : undefined
+    if (version === undefined) {
+      const rows = (await connection.run('select version() as v')) as Array<{ v: string }>
+      version = String(rows[0]?.v ?? '')
+    }
+    this.#kind = /mariadb/i.test(version) ? 'mariadb' : 'mysql'
+    if (setup.node.role === 'primary') {
+      await this.#trackGtids(connection, setup.node.name)
+    } else if (setup.replicaSessionReadOnly) {
+      await connection.run('set session transaction read only')
+    }
+  }
+
+  async #trackGtids(connection: MysqlPhysicalConnection, node: string): Promise<void> {
+    try {
+      if (this.#kind === 'mariadb') {
+        // Keep whatever the session tracked before; add last_gtid.
+        await connection.run(
+          `set session session_track_system_variables = if(
+             @@session.session_track_system_variables = '*'
+               or find_in_set('last_gtid', @@session.session_track_system_variables) > 0,
+             @@session.session_track_system_variables,
+             concat_ws(',', nullif(@@session.session_track_system_variables, ''), 'last_gtid'))`,
+        )
+      } else {
+        await connection.run('set session session_track_gtids = OWN_GTID')
+      }
+    } catch (error) {
+      if (this.isConnectionError(error)) throw error
+      this.#cluster?.causalUnsupported(
+        node,
+        `the server does not report GTIDs of writes (${error instanceof Error ? error.message : String(error)}); causal consistency falls back to 'sticky'`,
+      )
+    }
+  }
+
+  async beginTransaction(connection: PhysicalConnection, settings: TransactionSettings): Promise<void> {
+    if (settings.isolationLevel || settings.accessMode) {
+      const parts: string[] = []
+      if (settings.isolationLevel) parts.push(`isolation level ${settings.isolationLevel}`)
+      if (settings.accessMode) parts.push(settings.accessMode)
+      // On MySQL this applies to the next transaction only.
+      await connection.execute(CompiledQuery.raw(`set transaction ${parts.join(', ')}`))
+    }
+    await connection.execute(CompiledQuery.raw('begin'))
+  }
+
+  commitTransaction(connection: PhysicalConnection): Promise<NodeQueryOutcome<unknown>> {
+    return connection.execute(CompiledQuery.raw('commit'))
+  }
+
+  async rollbackTransaction(connection: PhysicalConnection): Promise<void> {
+    await connection.execute(CompiledQuery.raw('rollback'))
+  }
+
+  async waitForPosition(connection: PhysicalConnection, position: ReplicationPosition, timeoutMs: number): Promise<boolean> {
+    const seconds = Math.max(timeoutMs, 1) / 1000
+    if (position.kind === 'mariadb') {
+      // 0 when reached, -1 on timeout. Never run on the primary: it would wait the whole timeout.
+      const { result } = await connection.execute<{ r: number | null }>(
+        CompiledQuery.raw('select master_gtid_wait(?, ?) as r', [formatPosition(position), seconds]),
+      )
+      return Number(result.rows[0]?.r) === 0
+    }
+    if (position.kind === 'mysql') {
+      // 0 when reached, 1 on timeout; a timeout of 0 would wait forever, hence the 1 ms floor.
+      const { result } = await connection.execute<{ r: number | null }>(
+        CompiledQuery.raw('select wait_for_executed_gtid_set(?, ?) as r', [formatPosition(position), seconds]),
+      )
+      return Number(result.rows[0]?.r) === 0
+    }
+    return false
+  }
+
+  async probe(connection: PhysicalConnection): Promise<ProbeResult> {
+    const mariadb = this.#kind === 'mariadb'
+    const { result } = await connection.execute<{ pos: string | null; ro: number | string }>(
+      CompiledQuery.raw(
+        mariadb ? 'select @@gtid_slave_pos as pos, @@read_only as ro' : 'select @@gtid_executed as pos, @@read_only as ro',
+      ),
+    )
+    const row = result.rows[0]
+    let position: ReplicationPosition | undefined
+    if (row?.pos != null) {
+      try {
+        position = parsePosition(mariadb ? 'mariadb' : 'mysql', String(row.pos))
+      } catch {
+        position = undefined
+      }
+    }
+    const readOnly = row === undefined ? undefined : Number(row.ro) === 1
+    let lagMs: number | null | undefined
+    try {
+      const status = await connection.execute<Record<string, unknown>>(
+        CompiledQuery.raw(mariadb ? 'show slave status' : 'show replica status'),
+      )
+      const s = status.result.rows[0]
+      if (s !== undefined) {
+        const seconds = s.Seconds_Behind_Master ?? s.Seconds_Behind_Source
+        const sqlRunning = s.Slave_SQL_Running ?? s.Replica_SQL_Running
+        lagMs = seconds === null || seconds === undefined || sqlRunning === 'No' ? null : Number(seconds) * 1000
+      }
+    } catch (error) {
+      if (this.isConnectionError(error)) throw error
+      // No privilege for SHOW SLAVE STATUS: lag stays unknown.
+    }
+    return { position, lagMs, readOnly }
+  }
+
+  async cancel(control: PhysicalConnection, sessionId: number, kind: 'query' | 'session'): Promise<void> {
+    if (!Number.isSafeInteger(sessionId) || sessionId <= 0) return
+    await control.execute(CompiledQuery.raw(`kill ${kind === 'query' ? 'query' : 'connection'} ${sessionId}`))
+  }
+
+  isConnectionError(error: unknown): boolean {
+    if (error instanceof ConnectionSetupError) {
+      return this.isConnectionError(error.cause)
+    }
+    if (typeof error !== 'object' || error === null) return false
+    const e = error as { fatal?: unknown; code?: unknown }
+    if (e.fatal === true) return true
+    return typeof e.code === 'string' && CONNECTION_ERROR_CODES.has(e.code)
+  }
+}

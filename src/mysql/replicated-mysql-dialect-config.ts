@@ -1,0 +1,17 @@
+import type { ReplicatedDialectConfig } from '../core/config.js'
+import type { MysqlPool, MysqlPromisePool } from './mysql-pool-types.js'
+
+/**
+ * Config of {@link ReplicatedMysqlDialect}: a primary and its replicas, each with a mysql2 pool
+ * (`createPool` from `mysql2`, or from `mysql2/promise`), or an async factory returning one.
+ *
+ * @example
+ * ```ts
+ * import { createPool } from 'mysql2'
+ * const config: ReplicatedMysqlDialectConfig = {
+ *   primary: { pool: createPool({ host: 'primary.internal', user, password, database }) },
+ *   replicas: [{ name: 'replica-1', pool: createPool({ host: 'replica1.internal', user, password, database }) }],
+ * }
+ * ```
+ */
+export type ReplicatedMysqlDialectConfig = ReplicatedDialectConfig<MysqlPool | MysqlPromisePool>

@@ -1,0 +1,68 @@
+import {
+  type DatabaseIntrospector,
+  type Dialect,
+  type DialectAdapter,
+  type Driver,
+  type Kysely,
+  MysqlAdapter,
+  MysqlIntrospector,
+  MysqlQueryCompiler,
+  type QueryCompiler,
+} from 'kysely'
+import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
+import { MysqlEngine } from './mysql-engine.js'
+import { MysqlNodePool } from './mysql-node-pool.js'
+import { isMysqlPool, unwrapMysqlPool } from './mysql-pool-types.js'
+import type { ReplicatedMysqlDialectConfig } from './replicated-mysql-dialect-config.js'
+
+/**
+ * A Kysely dialect for a MySQL or MariaDB primary with read replicas: writes go to the primary,
+ * reads to the replicas, with read-your-writes (GTID causal reads by default), health checks and
+ * latency-aware replica selection. Queries need no change.
+ *
+ * @example
+ * ```ts
+ * import { Kysely } from 'kysely'
+ * import { createPool } from 'mysql2'
+ * import { ReplicatedMysqlDialect } from 'kysely-replicated'
+ *
+ * const db = new Kysely<DB>({
+ *   dialect: new ReplicatedMysqlDialect({
+ *     primary: { pool: createPool({ host: 'primary.internal', user, password, database }) },
+ *     replicas: [
+ *       { name: 'replica-1', pool: createPool({ host: 'replica1.internal', user, password, database }) },
+ *       { name: 'replica-2', pool: createPool({ host: 'replica2.internal', user, password, database }), weight: 3 },
+ *     ],
+ *   }),
+ * })
+ * ```
+ */
+export class ReplicatedMysqlDialect extends ReplicatedDialectBase implements Dialect {
+  constructor(config: ReplicatedMysqlDialectConfig) {
+    const engine = new MysqlEngine()
+    super(
+      config,
+      engine,
+      'ReplicatedMysqlDialect',
+      (value) => isMysqlPool(value) || unwrapMysqlPool(value) !== undefined,
+      (pool, setup) => new MysqlNodePool(pool, setup, engine),
+    )
+    engine.attach(this.cluster)
+  }
+
+  createAdapter(): DialectAdapter {
+    return new MysqlAdapter()
+  }
+
+  createDriver(): Driver {
+    return this.createReplicatedDriver()
+  }
+
+  createQueryCompiler(): QueryCompiler {
+    return new MysqlQueryCompiler()
+  }
+
+  createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new MysqlIntrospector(db)
+  }
+}

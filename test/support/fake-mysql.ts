@@ -1,0 +1,160 @@
+import sinon from 'sinon'
+
+/** One statement a fake node received. */
+export interface FakeStatement {
+  readonly node: string
+  readonly connectionId: number
+  readonly sql: string
+  readonly parameters: readonly unknown[]
+}
+
+export type FakeResponder = (sql: string, parameters: readonly unknown[], node: string) => unknown
+
+export interface FakeMysqlNode {
+  readonly name: string
+  readonly pool: {
+    getConnection: sinon.SinonSpy
+    end: sinon.SinonSpy
+  }
+  /** Statements this node ran, in order (setup statements included). */
+  readonly statements: FakeStatement[]
+  /** Physical connections created so far. */
+  readonly connections: number
+  /** Makes the next `getConnection` calls fail with a connection-level error. */
+  down: boolean
+  /** Overrides responses. */
+  respond: FakeResponder | undefined
+  /** The GTID the next write on this node reports (`last_gtid`), incremented per write. */
+  gtidSeq: number
+  /** What `@@gtid_slave_pos` answers on this (replica) node. */
+  appliedGtid: string
+  /** What `master_gtid_wait` answers: 0 (reached) or -1 (timeout). */
+  waitResult: number
+}
+
+const ROWS_SELECT = /^\s*(\(|select|show|with|explain|describe|desc)\b/i
+
+/**
+ * A fake mysql2 callback pool for unit tests of routing decisions: records every statement with
+ * the node and connection it ran on, answers like a MariaDB server would (OK packets with
+ * `last_gtid` session tracking for writes on the primary), and can be made to fail.
+ */
+export function fakeMysqlNode(name: string, options: { maxConnections?: number } = {}): FakeMysqlNode {
+  let nextId = 1
+  const free: FakeConnection[] = []
+  const node: FakeMysqlNode = {
+    name,
+    statements: [],
+    get connections() {
+      return nextId - 1
+    },
+    down: false,
+    respond: undefined,
+    gtidSeq: 0,
+    appliedGtid: '',
+    waitResult: 0,
+    pool: {
+      getConnection: sinon.spy((cb: (err: unknown, conn?: FakeConnection) => void) => {
+        setImmediate(() => {
+          if (node.down) {
+            const err = Object.assign(new Error(`connect ECONNREFUSED (fake ${name})`), {
+              code: 'ECONNREFUSED',
+              fatal: true,
+            })
+            cb(err)
+            return
+          }
+          const conn = free.pop() ?? new FakeConnection(node, nextId++, free)
+          if (options.maxConnections !== undefined && nextId - 1 > options.maxConnections) {
+            cb(new Error('fake pool exhausted'))
+            return
+          }
+          cb(null, conn)
+        })
+      }),
+      end: sinon.spy((cb: (err: unknown) => void) => setImmediate(() => cb(null))),
+    },
+  }
+  return node
+}
+
+class FakeConnection {
+  readonly threadId: number
+  readonly _handshakePacket = { serverVersion: '10.11.6-MariaDB-fake' }
+  readonly #node: FakeMysqlNode
+  readonly #free: FakeConnection[]
+  destroyed = false
+
+  constructor(node: FakeMysqlNode, id: number, free: FakeConnection[]) {
+    this.#node = node
+    this.threadId = id
+    this.#free = free
+  }
+
+  query(sql: string, parameters: readonly unknown[], cb?: (err: unknown, result?: unknown) => void) {
+    const node = this.#node
+    node.statements.push({ node: node.name, connectionId: this.threadId, sql, parameters: parameters ?? [] })
+    const answer = () => answerFor(node, sql, parameters ?? [])
+    if (cb) {
+      setImmediate(() => {
+        try {
+          const result = answer()
+          if (result instanceof Error) cb(result)
+          else cb(null, result)
+        } catch (error) {
+          cb(error)
+        }
+      })
+    }
+    return {
+      stream: () => {
+        const result = answer()
+        return (async function* () {
+          if (result instanceof Error) throw result
+          for (const row of Array.isArray(result) ? result : []) yield row
+        })()
+      },
+    }
+  }
+
+  release() {
+    this.#free.push(this)
+  }
+
+  destroy() {
+    this.destroyed = true
+  }
+}
+
+function answerFor(node: FakeMysqlNode, sql: string, parameters: readonly unknown[]): unknown {
+  const custom = node.respond?.(sql, parameters, node.name)
+  if (custom !== undefined) return custom
+  const lower = sql.trim().toLowerCase()
+  if (lower.startsWith('select master_gtid_wait')) return [{ r: node.waitResult }]
+  if (lower.startsWith('select @@gtid_slave_pos')) return [{ pos: node.appliedGtid, ro: 1 }]
+  if (lower.startsWith('show slave status')) return [{ Seconds_Behind_Master: 0, Slave_SQL_Running: 'Yes' }]
+  if (lower.startsWith('select @@server_id') || lower.includes('@@server_id')) return [{ id: node.name }]
+  if (ROWS_SELECT.test(sql)) return [{ node: node.name }]
+  if (/^\s*(set|begin|start|savepoint|release|rollback|use|lock|unlock|do|kill|prepare)\b/i.test(sql)) {
+    return header(0, 0)
+  }
+  if (/^\s*commit\b/i.test(sql)) {
+    return header(0, 0, nextGtid(node))
+  }
+  // a write
+  return header(1, lower.startsWith('insert') ? 7 : 0, nextGtid(node))
+}
+
+function nextGtid(node: FakeMysqlNode): string {
+  node.gtidSeq++
+  return `0-1-${node.gtidSeq}`
+}
+
+function header(affectedRows: number, insertId: number, gtid?: string) {
+  return {
+    affectedRows,
+    insertId,
+    changedRows: affectedRows,
+    stateChanges: gtid ? { systemVariables: { last_gtid: gtid }, gtids: [] } : null,
+  }
+}
