@@ -15,12 +15,17 @@ export interface MysqlPromisePool {
 export interface MysqlPoolConnection {
   query(
     sql: string,
-    parameters: ReadonlyArray<unknown>,
-    callback?: (error: unknown, result: unknown) => void,
-  ): { stream: (options: { objectMode?: true; highWaterMark?: number }) => AsyncIterable<unknown> }
+    // `any`, as in Kysely's own MysqlPoolConnection: mysql2's overloads accept several shapes.
+    parameters: any,
+    callback?: (error: unknown, result: any) => void,
+  ): { stream: (options: { objectMode?: true; highWaterMark?: number }) => MysqlStream }
   release(): void
   destroy(): void
   readonly threadId: number | null
+}
+
+export interface MysqlStream {
+  [Symbol.asyncIterator](): AsyncIterator<unknown>
 }
 
 /**

@@ -1,0 +1,112 @@
+import { expect } from 'chai'
+import { CompiledQuery, type Kysely, sql } from 'kysely'
+import { type Migration, Migrator } from 'kysely/migration'
+import { forEachDialect, type TestDialect, useDialectCluster } from '../support/dialects.js'
+
+forEachDialect((fx) => {
+  const setVar =
+    fx.name === 'mysql' ? sql`set @kr_role = 'master'` : sql`select set_config('kr.role', 'master', false)`
+  const getVar = fx.name === 'mysql' ? sql<{ v: string | null }>`select @kr_role as v` : sql<{ v: string | null }>`select current_setting('kr.role', true) as v`
+
+  describe('session state, connection hooks, migrations and cancellation on a real cluster', function () {
+    this.timeout(60_000)
+    const cluster = useDialectCluster(fx)
+    let t: TestDialect
+
+    afterEach(async () => {
+      await t?.db.destroy()
+    })
+
+    it('inside db.connection(), a session variable set on the primary is read back from the same session', async () => {
+      t = fx.create(cluster(), { consistency: 'eventual', health: { probeIntervalMs: 0 } })
+      const value = await t.db.connection().execute(async (conn) => {
+        await setVar.execute(conn)
+        return (await getVar.execute(conn)).rows[0]?.v
+      })
+      expect(value).to.equal('master')
+    })
+
+    it('without a connection scope the same two statements lose the value (the pitfall the scope prevents)', async () => {
+      t = fx.create(cluster(), { consistency: 'eventual', health: { probeIntervalMs: 0 } })
+      await setVar.execute(t.db)
+      const { rows } = await getVar.execute(t.db)
+      // The read ran on a replica, where the variable was never set.
+      expect(t.routes.at(-1)?.role).to.equal('replica')
+      expect(rows[0]?.v ?? null).to.be.oneOf([null, ''])
+    })
+
+    it('applies onCreateConnection to every connection on every node, including ones opened later', async () => {
+      const setting =
+        fx.name === 'mysql'
+          ? { set: "set session time_zone = '+03:00'", read: sql<{ v: string }>`select @@session.time_zone as v` }
+          : { set: "set timezone = 'Asia/Tokyo'", read: sql<{ v: string }>`select current_setting('TimeZone') as v` }
+      const expected = fx.name === 'mysql' ? '+03:00' : 'Asia/Tokyo'
+      let created = 0
+      t = fx.create(cluster(), {
+        consistency: 'eventual',
+        health: { probeIntervalMs: 0 },
+        onCreateConnection: async (conn) => {
+          created++
+          await conn.executeQuery(CompiledQuery.raw(setting.set))
+        },
+      })
+      // The first query opens one connection per node; the burst makes the pools open more lazily.
+      await setting.read.execute(t.db)
+      const values = await Promise.all(
+        Array.from({ length: 24 }, () => sql<{ v: string }>`${setting.read}`.execute(t.db)),
+      )
+      await t.db.transaction().execute(async (trx) => {
+        values.push(await setting.read.execute(trx))
+      })
+      expect(created).to.be.greaterThan(3)
+      for (const v of values) expect(v.rows[0]?.v).to.equal(expected)
+    })
+
+    it("runs Kysely's Migrator on the primary", async () => {
+      t = fx.create(cluster(), { consistency: 'causal', health: { probeIntervalMs: 0 } })
+      const migrations: Record<string, Migration> = {
+        '0001_widget': {
+          up: async (db: Kysely<any>) => {
+            await db.schema.createTable('widget').addColumn('id', 'integer', (c) => c.primaryKey()).execute()
+          },
+          down: async (db: Kysely<any>) => {
+            await db.schema.dropTable('widget').execute()
+          },
+        },
+      }
+      const migrator = new Migrator({ db: t.db, provider: { getMigrations: async () => migrations } })
+      const result = await migrator.migrateToLatest()
+      expect(result.error).to.equal(undefined)
+      expect(result.results?.map((r) => r.status)).to.deep.equal(['Success'])
+      const down = await migrator.migrateDown()
+      expect(down.error).to.equal(undefined)
+      expect(t.routes.filter((r) => r.sql.includes('widget')).every((r) => r.node === 'primary')).to.equal(true)
+    })
+
+    it('cancels a long read on the replica that runs it (abort signal, cancel query)', async () => {
+      t = fx.create(cluster(), { consistency: 'eventual', health: { probeIntervalMs: 0 } })
+      const sleep = fx.name === 'mysql' ? sql`select sleep(20) as s` : sql`select pg_sleep(20) as s`
+      const controller = new AbortController()
+      const started = Date.now()
+      setTimeout(() => controller.abort(new Error('stop')), 300)
+      const err = await t.db
+        .executeQuery(sleep.compile(t.db), { signal: controller.signal, inflightQueryAbortStrategy: 'cancel query' })
+        .catch((e: unknown) => e)
+      expect(err).to.be.instanceOf(Error)
+      const node = t.routes.at(-1)?.node
+      expect(node).to.match(/^replica-/)
+      // The server itself no longer runs it: check the replica's process list.
+      const deadline = Date.now() + 5000
+      for (;;) {
+        const running =
+          fx.name === 'mysql'
+            ? await cluster().admin(node!, "select id from information_schema.processlist where info like 'select sleep(20)%'")
+            : await cluster().admin(node!, "select pid from pg_stat_activity where query like 'select pg_sleep(20)%' and state = 'active'")
+        if (running.length === 0) break
+        if (Date.now() > deadline) throw new Error(`the query still runs on ${node}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(Date.now() - started).to.be.lessThan(10_000)
+    })
+  })
+})

@@ -1,0 +1,138 @@
+/**
+ * The engines the integration suite runs against, behind one interface, so every routing,
+ * consistency and health test runs on each dialect (the way Kysely's own suite loops over its
+ * dialects). Tests prove where a statement ran from the database itself (`whereAmI`), never from
+ * the library's own report alone.
+ */
+import { Kysely, type RawBuilder, sql } from 'kysely'
+import { createPool } from 'mysql2'
+import { type ReplicatedMysqlDialectConfig, ReplicatedMysqlDialect, type RouteEvent } from '../../src/index.js'
+import type { ClusterAvailability, ClusterNode, ReplicatedTestCluster } from './cluster.js'
+import { mariadbAvailability, startMariadbCluster } from './cluster.js'
+
+/** Settings a test may override (engine-independent subset of the dialect config). */
+export type TestDialectOverrides = Partial<Omit<ReplicatedMysqlDialectConfig, 'primary' | 'replicas'>> & {
+  /** Extra pool options (mysql2 / pg). */
+  readonly poolOptions?: Record<string, unknown>
+  /** Use only these replicas (names). */
+  readonly replicaNames?: readonly string[]
+  /** Point the primary pool at another node (to prove a misrouted write fails). */
+  readonly primaryNode?: string
+}
+
+export interface TestDialect {
+  readonly db: Kysely<any>
+  readonly dialect: {
+    getReplicaInfo(): ReturnType<ReplicatedMysqlDialect['getReplicaInfo']>
+    getRoutingStats(): ReturnType<ReplicatedMysqlDialect['getRoutingStats']>
+    getCausalToken(): string | undefined
+    probeNow(): Promise<void>
+  }
+  readonly routes: RouteEvent[]
+}
+
+export interface TestCluster extends ReplicatedTestCluster {
+  /** Delays a replica's apply by at least `ms` (MariaDB rounds up to whole seconds). */
+  delayReplica(replica: string, ms: number): Promise<void>
+  kill(node: string): Promise<void>
+  restart(node: string): Promise<void>
+}
+
+export interface DialectFixture {
+  /** `'mysql'` (MariaDB) or `'postgres'`. */
+  readonly name: 'mysql' | 'postgres'
+  available(): ClusterAvailability
+  startCluster(): Promise<TestCluster>
+  /** A Kysely on the cluster with the replicated dialect, its own pools, and a route log. */
+  create(cluster: TestCluster, overrides?: TestDialectOverrides): TestDialect
+  /** A read that returns the name of the node it ran on, by asking the server. */
+  whereAmI(cluster: TestCluster): RawBuilder<{ node: string }>
+  /** Resolves a `whereAmI` row to the node name. */
+  nodeOf(cluster: TestCluster, row: Record<string, unknown>): string
+  /** The server's error code for a write refused by a read-only replica. */
+  readonly readOnlyErrorPattern: RegExp
+}
+
+function nodeByServerId(cluster: ReplicatedTestCluster, id: number): ClusterNode {
+  const node = cluster.nodes.find((n) => n.serverId === id)
+  if (!node) throw new Error(`no node with server_id ${id}`)
+  return node
+}
+
+export const mysqlFixture: DialectFixture = {
+  name: 'mysql',
+  available: mariadbAvailability,
+  async startCluster() {
+    const cluster = await startMariadbCluster()
+    return Object.assign(cluster, {
+      delayReplica: (replica: string, ms: number) => cluster.setReplicaDelay(replica, Math.ceil(ms / 1000)),
+    }) as unknown as TestCluster
+  },
+  create(cluster, overrides = {}) {
+    const { poolOptions, replicaNames, primaryNode, ...config } = overrides
+    const routes: RouteEvent[] = []
+    const pool = (node: ClusterNode) =>
+      createPool({ ...cluster.connectionOptions(node), connectionLimit: 20, ...poolOptions })
+    const replicas = cluster.replicas.filter((r) => replicaNames === undefined || replicaNames.includes(r.name))
+    const userOnRoute = config.onRoute
+    const dialect = new ReplicatedMysqlDialect({
+      primary: { pool: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!) },
+      replicas: replicas.map((r) => ({ name: r.name, pool: pool(r) })),
+      ...config,
+      onRoute: (e) => {
+        routes.push(e)
+        userOnRoute?.(e)
+      },
+    })
+    return { db: new Kysely<any>({ dialect }), dialect, routes }
+  },
+  whereAmI() {
+    return sql<{ node: string }>`select @@server_id as server_id`
+  },
+  nodeOf(cluster, row) {
+    return nodeByServerId(cluster, Number(row.server_id)).name
+  },
+  readOnlyErrorPattern: /read-only|read_only|READ ONLY/i,
+}
+
+/** Every engine the suite runs against. The PostgreSQL fixture registers itself here. */
+export const DIALECTS: DialectFixture[] = [mysqlFixture]
+
+/** Runs `fn` inside a `describe` per dialect. */
+export function forEachDialect(fn: (fixture: DialectFixture) => void): void {
+  for (const fixture of DIALECTS) {
+    describe(`[${fixture.name}]`, () => fn(fixture))
+  }
+}
+
+const announced = new Set<string>()
+
+/**
+ * Call at the top of a `describe`: starts the fixture's cluster in `before` and stops it in
+ * `after`. Without server binaries the suite is skipped with a message, or fails when `CI` is set.
+ */
+export function useDialectCluster(fixture: DialectFixture): () => TestCluster {
+  let cluster: TestCluster | undefined
+  before(async function () {
+    this.timeout(90_000)
+    const availability = fixture.available()
+    if (!availability.ok) {
+      if (process.env.CI) throw new Error(availability.message)
+      if (!announced.has(availability.message)) {
+        announced.add(availability.message)
+        process.stderr.write(`  (skipping ${fixture.name} cluster tests: ${availability.message})\n`)
+      }
+      this.skip()
+    }
+    cluster = await fixture.startCluster()
+  })
+  after(async function () {
+    this.timeout(60_000)
+    await cluster?.stop()
+    cluster = undefined
+  })
+  return () => {
+    if (!cluster) throw new Error('cluster not started')
+    return cluster
+  }
+}
