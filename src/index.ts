@@ -34,3 +34,13 @@ export type {
 } from './selection/replica-selector.js'
 
 export type { Classification, ClassificationReason, SqlFlavor } from './routing/classification.js'
+
+export { ReplicatedPostgresDialect } from './postgres/replicated-postgres-dialect.js'
+export type { ReplicatedPostgresDialectConfig } from './postgres/replicated-postgres-dialect-config.js'
+export type {
+  PostgresCursor,
+  PostgresCursorConstructor,
+  PostgresPool,
+  PostgresPoolClient,
+  PostgresQueryResult,
+} from './postgres/postgres-pool-types.js'

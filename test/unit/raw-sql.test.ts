@@ -51,7 +51,10 @@ describe('classifyRawSql', () => {
       describe('reads', () => {
         it('routes a plain SELECT to a replica', () => {
           expectRead('select * from t where id = ?', flavor)
-          expectRead('SELECT a, b FROM t JOIN u ON u.id = t.u_id WHERE a > 1 ORDER BY b LIMIT 10', flavor)
+          expectRead(
+            'SELECT a, b FROM t JOIN u ON u.id = t.u_id WHERE a > 1 ORDER BY b LIMIT 10',
+            flavor,
+          )
         })
 
         it('routes SHOW to a replica', () => {
@@ -83,7 +86,10 @@ describe('classifyRawSql', () => {
         })
 
         it('routes VALUES and TABLE statements to a replica', () => {
-          expectRead(flavor === 'mysql' ? 'VALUES ROW(1, 2), ROW(3, 4)' : 'VALUES (1, 2), (3, 4)', flavor)
+          expectRead(
+            flavor === 'mysql' ? 'VALUES ROW(1, 2), ROW(3, 4)' : 'VALUES (1, 2), (3, 4)',
+            flavor,
+          )
           expectRead('TABLE t', flavor)
         })
 
@@ -163,7 +169,10 @@ describe('classifyRawSql', () => {
             transactionControl: 'begin-read-only',
             pinsSession: true,
           })
-          expectPrimary('start transaction read write', flavor, { transactionControl: 'begin', reason: 'transaction-control' })
+          expectPrimary('start transaction read write', flavor, {
+            transactionControl: 'begin',
+            reason: 'transaction-control',
+          })
         })
 
         it('marks COMMIT and ROLLBACK as an end', () => {
@@ -177,7 +186,12 @@ describe('classifyRawSql', () => {
         })
 
         it('marks SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK TO as savepoints', () => {
-          for (const sql of ['SAVEPOINT a', 'RELEASE SAVEPOINT a', 'ROLLBACK TO SAVEPOINT a', 'rollback to a']) {
+          for (const sql of [
+            'SAVEPOINT a',
+            'RELEASE SAVEPOINT a',
+            'ROLLBACK TO SAVEPOINT a',
+            'rollback to a',
+          ]) {
             expectPrimary(sql, flavor, {
               reason: 'transaction-control',
               transactionControl: 'savepoint',
@@ -187,8 +201,15 @@ describe('classifyRawSql', () => {
         })
 
         it('marks COMMIT AND CHAIN as a begin (a new transaction starts at once)', () => {
-          expectPrimary('COMMIT AND CHAIN', flavor, { transactionControl: 'begin', pinsSession: true, reason: 'transaction-control' })
-          expectPrimary('COMMIT AND NO CHAIN', flavor, { transactionControl: 'end', reason: 'transaction-control' })
+          expectPrimary('COMMIT AND CHAIN', flavor, {
+            transactionControl: 'begin',
+            pinsSession: true,
+            reason: 'transaction-control',
+          })
+          expectPrimary('COMMIT AND NO CHAIN', flavor, {
+            transactionControl: 'end',
+            reason: 'transaction-control',
+          })
         })
 
         it('routes SET TRANSACTION as transaction control without pinning', () => {
@@ -196,7 +217,9 @@ describe('classifyRawSql', () => {
             reason: 'transaction-control',
             pinsSession: false,
           })
-          expect(classify('SET TRANSACTION READ ONLY', flavor).transactionControl).to.equal(undefined)
+          expect(classify('SET TRANSACTION READ ONLY', flavor).transactionControl).to.equal(
+            undefined,
+          )
         })
 
         it('reports the last begin or end of several statements', () => {
@@ -205,7 +228,10 @@ describe('classifyRawSql', () => {
             transactionControl: 'end',
             pinsSession: true,
           })
-          expectPrimary('COMMIT; BEGIN', flavor, { transactionControl: 'begin', reason: 'transaction-control' })
+          expectPrimary('COMMIT; BEGIN', flavor, {
+            transactionControl: 'begin',
+            reason: 'transaction-control',
+          })
         })
       })
 
@@ -217,7 +243,10 @@ describe('classifyRawSql', () => {
             pinsSession: true,
           })
           if (flavor === 'mysql') {
-            expectPrimary('REPLACE INTO t VALUES (1)', flavor, { reason: 'write', pinsSession: true })
+            expectPrimary('REPLACE INTO t VALUES (1)', flavor, {
+              reason: 'write',
+              pinsSession: true,
+            })
           }
         })
 
@@ -252,28 +281,57 @@ describe('classifyRawSql', () => {
             pinsSession: true,
           })
           if (flavor === 'postgres') {
-            expectPrimary('create temp table tmp as select 1', flavor, { pinsSession: true, reason: 'write' })
-            expectPrimary('CREATE LOCAL TEMP TABLE tmp (a int)', flavor, { pinsSession: true, reason: 'write' })
+            expectPrimary('create temp table tmp as select 1', flavor, {
+              pinsSession: true,
+              reason: 'write',
+            })
+            expectPrimary('CREATE LOCAL TEMP TABLE tmp (a int)', flavor, {
+              pinsSession: true,
+              reason: 'write',
+            })
           } else {
-            expectPrimary('DROP TEMPORARY TABLE tmp', flavor, { pinsSession: true, reason: 'write' })
+            expectPrimary('DROP TEMPORARY TABLE tmp', flavor, {
+              pinsSession: true,
+              reason: 'write',
+            })
           }
-          expectPrimary('CREATE TABLE temp (a int)', flavor, { pinsSession: false, reason: 'write' })
+          expectPrimary('CREATE TABLE temp (a int)', flavor, {
+            pinsSession: false,
+            reason: 'write',
+          })
         })
 
         it('routes maintenance statements to the primary', () => {
           const statements =
             flavor === 'mysql'
-              ? ['ANALYZE TABLE t', 'OPTIMIZE TABLE t', 'FLUSH TABLES', 'KILL 42', "LOAD DATA INFILE 'f' INTO TABLE t"]
-              : ['VACUUM t', 'ANALYZE t', 'CLUSTER t', 'REINDEX TABLE t', 'REFRESH MATERIALIZED VIEW v', "COMMENT ON TABLE t IS 'x'"]
+              ? [
+                  'ANALYZE TABLE t',
+                  'OPTIMIZE TABLE t',
+                  'FLUSH TABLES',
+                  'KILL 42',
+                  "LOAD DATA INFILE 'f' INTO TABLE t",
+                ]
+              : [
+                  'VACUUM t',
+                  'ANALYZE t',
+                  'CLUSTER t',
+                  'REINDEX TABLE t',
+                  'REFRESH MATERIALIZED VIEW v',
+                  "COMMENT ON TABLE t IS 'x'",
+                ]
           for (const sql of statements) expectPrimary(sql, flavor, { reason: 'write' })
         })
 
         it('routes DO and CALL to the primary and pins the session', () => {
           expectPrimary('CALL p(1)', flavor, { reason: 'write', pinsSession: true })
-          expectPrimary(flavor === 'mysql' ? "DO GET_LOCK('a', 1)" : 'DO $$ BEGIN PERFORM 1; END $$', flavor, {
-            reason: 'write',
-            pinsSession: true,
-          })
+          expectPrimary(
+            flavor === 'mysql' ? "DO GET_LOCK('a', 1)" : 'DO $$ BEGIN PERFORM 1; END $$',
+            flavor,
+            {
+              reason: 'write',
+              pinsSession: true,
+            },
+          )
         })
       })
 
@@ -284,7 +342,10 @@ describe('classifyRawSql', () => {
             detail: 'SET',
             pinsSession: true,
           })
-          expectPrimary('SET SESSION statement_timeout = 5', flavor, { reason: 'session-state', pinsSession: true })
+          expectPrimary('SET SESSION statement_timeout = 5', flavor, {
+            reason: 'session-state',
+            pinsSession: true,
+          })
         })
 
         it('pins the session for prepared statements, cursors, locks and the like', () => {
@@ -322,7 +383,8 @@ describe('classifyRawSql', () => {
 
       describe('primary-only functions', () => {
         it('routes a call to a lock function to the primary and pins the session', () => {
-          const sql = flavor === 'mysql' ? "SELECT GET_LOCK('job', 10)" : 'select pg_advisory_lock(42)'
+          const sql =
+            flavor === 'mysql' ? "SELECT GET_LOCK('job', 10)" : 'select pg_advisory_lock(42)'
           expectPrimary(sql, flavor, {
             reason: 'primary-function',
             detail: flavor === 'mysql' ? 'get_lock' : 'pg_advisory_lock',
@@ -337,7 +399,8 @@ describe('classifyRawSql', () => {
         })
 
         it('matches quoted function names', () => {
-          const sql = flavor === 'mysql' ? 'select `get_lock`(1, 2)' : `select "pg_catalog"."nextval"('s')`
+          const sql =
+            flavor === 'mysql' ? 'select `get_lock`(1, 2)' : `select "pg_catalog"."nextval"('s')`
           expectPrimary(sql, flavor, { reason: 'primary-function' })
         })
 
@@ -347,7 +410,9 @@ describe('classifyRawSql', () => {
             reason: 'primary-function',
             pinsSession: true,
           })
-          expectPrimary(`select * from t where id in (select ${fn})`, flavor, { reason: 'primary-function' })
+          expectPrimary(`select * from t where id in (select ${fn})`, flavor, {
+            reason: 'primary-function',
+          })
         })
 
         it('pins the session for a primary-only function inside a write', () => {
@@ -372,11 +437,15 @@ describe('classifyRawSql', () => {
 
       describe('data-modifying statements inside reads', () => {
         it('routes a data-modifying CTE to the primary', () => {
-          expectPrimary('WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x', flavor, {
-            reason: 'write',
-            detail: 'INSERT',
-            pinsSession: true,
-          })
+          expectPrimary(
+            'WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x',
+            flavor,
+            {
+              reason: 'write',
+              detail: 'INSERT',
+              pinsSession: true,
+            },
+          )
           expectPrimary('with d as (delete from t returning id) select count(*) from d', flavor, {
             reason: 'write',
             detail: 'DELETE',
@@ -384,11 +453,18 @@ describe('classifyRawSql', () => {
         })
 
         it('routes WITH ... followed by a data-modifying statement to the primary', () => {
-          expectPrimary('WITH c AS (SELECT 1 AS id) DELETE FROM t WHERE id IN (SELECT id FROM c)', flavor, {
+          expectPrimary(
+            'WITH c AS (SELECT 1 AS id) DELETE FROM t WHERE id IN (SELECT id FROM c)',
+            flavor,
+            {
+              reason: 'write',
+              detail: 'DELETE',
+            },
+          )
+          expectPrimary('with c as (select 1) update t set a = 1', flavor, {
             reason: 'write',
-            detail: 'DELETE',
+            detail: 'UPDATE',
           })
-          expectPrimary('with c as (select 1) update t set a = 1', flavor, { reason: 'write', detail: 'UPDATE' })
         })
 
         it('routes a data-modifying statement in parentheses to the primary', () => {
@@ -419,7 +495,10 @@ describe('classifyRawSql', () => {
       describe('comments, strings and quoted identifiers', () => {
         it('ignores keywords inside string literals', () => {
           expectRead("select 'for update'", flavor)
-          expectRead("select 'x' from t where a = 'insert into t; delete from t' and b = 'it''s'", flavor)
+          expectRead(
+            "select 'x' from t where a = 'insert into t; delete from t' and b = 'it''s'",
+            flavor,
+          )
           expectRead("select 'nextval(1)', 'lock in share mode', 'x := 1', 'into @v'", flavor)
         })
 
@@ -459,7 +538,11 @@ describe('classifyRawSql', () => {
         })
 
         it('routes an unknown statement to the primary, unclassified and pinning', () => {
-          expectPrimary('FROBNICATE t', flavor, { reason: 'unclassified', pinsSession: true, detail: 'FROBNICATE' })
+          expectPrimary('FROBNICATE t', flavor, {
+            reason: 'unclassified',
+            pinsSession: true,
+            detail: 'FROBNICATE',
+          })
           expectPrimary("'select'", flavor, { reason: 'unclassified', pinsSession: true })
         })
       })
@@ -475,14 +558,29 @@ describe('classifyRawSql', () => {
     })
 
     it('routes SELECT LAST_INSERT_ID() and @@identity to the primary and pins the session', () => {
-      for (const sql of ['SELECT LAST_INSERT_ID()', 'select last_insert_id ()', 'select @@identity', 'select @@session.last_insert_id']) {
-        expectPrimary(sql, 'mysql', { reason: 'primary-function', detail: 'last_insert_id', pinsSession: true })
+      for (const sql of [
+        'SELECT LAST_INSERT_ID()',
+        'select last_insert_id ()',
+        'select @@identity',
+        'select @@session.last_insert_id',
+      ]) {
+        expectPrimary(sql, 'mysql', {
+          reason: 'primary-function',
+          detail: 'last_insert_id',
+          pinsSession: true,
+        })
       }
     })
 
     it('routes ROW_COUNT(), FOUND_ROWS() and SQL_CALC_FOUND_ROWS to the primary', () => {
-      expectPrimary('select row_count()', 'mysql', { reason: 'primary-function', pinsSession: true })
-      expectPrimary('select found_rows()', 'mysql', { reason: 'primary-function', pinsSession: true })
+      expectPrimary('select row_count()', 'mysql', {
+        reason: 'primary-function',
+        pinsSession: true,
+      })
+      expectPrimary('select found_rows()', 'mysql', {
+        reason: 'primary-function',
+        pinsSession: true,
+      })
       expectPrimary('select sql_calc_found_rows * from t limit 10', 'mysql', {
         reason: 'session-state',
         pinsSession: true,
@@ -490,12 +588,21 @@ describe('classifyRawSql', () => {
     })
 
     it('routes IS_FREE_LOCK() to the primary without pinning', () => {
-      expectPrimary("select is_free_lock('a')", 'mysql', { reason: 'primary-function', pinsSession: false })
+      expectPrimary("select is_free_lock('a')", 'mysql', {
+        reason: 'primary-function',
+        pinsSession: false,
+      })
     })
 
     it('routes MariaDB NEXT VALUE FOR / PREVIOUS VALUE FOR to the primary', () => {
-      expectPrimary('select next value for s', 'mysql', { reason: 'primary-function', detail: 'nextval' })
-      expectPrimary('SELECT PREVIOUS VALUE FOR s', 'mysql', { reason: 'primary-function', detail: 'lastval' })
+      expectPrimary('select next value for s', 'mysql', {
+        reason: 'primary-function',
+        detail: 'nextval',
+      })
+      expectPrimary('SELECT PREVIOUS VALUE FOR s', 'mysql', {
+        reason: 'primary-function',
+        detail: 'lastval',
+      })
     })
 
     it('keeps MASTER_GTID_WAIT() on a replica', () => {
@@ -507,22 +614,41 @@ describe('classifyRawSql', () => {
     })
 
     it('routes SELECT ... INTO @var / OUTFILE / DUMPFILE to the primary', () => {
-      expectPrimary('select a into @v from t', 'mysql', { reason: 'write', detail: 'INTO @var', pinsSession: true })
+      expectPrimary('select a into @v from t', 'mysql', {
+        reason: 'write',
+        detail: 'INTO @var',
+        pinsSession: true,
+      })
       expectPrimary('select a from t into @v', 'mysql', { reason: 'write', detail: 'INTO @var' })
-      expectPrimary("select * from t into outfile '/tmp/x'", 'mysql', { reason: 'write', detail: 'INTO OUTFILE' })
-      expectPrimary("select 1 into dumpfile '/tmp/x'", 'mysql', { reason: 'write', detail: 'INTO DUMPFILE' })
+      expectPrimary("select * from t into outfile '/tmp/x'", 'mysql', {
+        reason: 'write',
+        detail: 'INTO OUTFILE',
+      })
+      expectPrimary("select 1 into dumpfile '/tmp/x'", 'mysql', {
+        reason: 'write',
+        detail: 'INTO DUMPFILE',
+      })
     })
 
     it('routes a user-variable assignment := to the primary and pins the session', () => {
-      expectPrimary('select @x := max(id) from t', 'mysql', { reason: 'session-state', detail: ':=', pinsSession: true })
+      expectPrimary('select @x := max(id) from t', 'mysql', {
+        reason: 'session-state',
+        detail: ':=',
+        pinsSession: true,
+      })
       expectPrimary('select @x:=1', 'mysql', { reason: 'session-state', pinsSession: true })
     })
 
     it('treats /*! ... */ executable comment content as SQL', () => {
       expectPrimary('select * from t /*! for update */', 'mysql', { reason: 'locking-read' })
       expectPrimary('select * from t /*!50001 for update */', 'mysql', { reason: 'locking-read' })
-      expectPrimary('select * from t /*M!100100 lock in share mode */', 'mysql', { reason: 'locking-read' })
-      expectPrimary('/*!40101 SET NAMES utf8mb4 */', 'mysql', { reason: 'session-state', pinsSession: true })
+      expectPrimary('select * from t /*M!100100 lock in share mode */', 'mysql', {
+        reason: 'locking-read',
+      })
+      expectPrimary('/*!40101 SET NAMES utf8mb4 */', 'mysql', {
+        reason: 'session-state',
+        pinsSession: true,
+      })
       expectRead('/*!40000 select 1 */', 'mysql')
     })
 
@@ -541,7 +667,7 @@ describe('classifyRawSql', () => {
     })
 
     it('reads backslash escapes and double-quoted strings', () => {
-      expectRead("select 'it\\'s', \"say \\\"for update\\\"\" from t", 'mysql')
+      expectRead('select \'it\\\'s\', "say \\"for update\\"" from t', 'mysql')
       expectRead("select * from t where name = 'O\\'Brien' and note = 'a\\\\'", 'mysql')
     })
 
@@ -554,7 +680,10 @@ describe('classifyRawSql', () => {
     it('routes EXPLAIN ANALYZE of a write to the primary and keeps it of a read on a replica', () => {
       expectRead('EXPLAIN ANALYZE SELECT * FROM t', 'mysql')
       expectRead('explain format=tree analyze select 1', 'mysql')
-      expectPrimary('EXPLAIN ANALYZE UPDATE t SET a = 1', 'mysql', { reason: 'write', detail: 'UPDATE' })
+      expectPrimary('EXPLAIN ANALYZE UPDATE t SET a = 1', 'mysql', {
+        reason: 'write',
+        detail: 'UPDATE',
+      })
     })
 
     it('routes MariaDB ANALYZE <statement> like EXPLAIN ANALYZE', () => {
@@ -572,17 +701,35 @@ describe('classifyRawSql', () => {
     })
 
     it('routes XA transactions as transaction control', () => {
-      expectPrimary("XA START 'x'", 'mysql', { transactionControl: 'begin', pinsSession: true, reason: 'transaction-control' })
-      expectPrimary("XA COMMIT 'x'", 'mysql', { transactionControl: 'end', reason: 'transaction-control' })
+      expectPrimary("XA START 'x'", 'mysql', {
+        transactionControl: 'begin',
+        pinsSession: true,
+        reason: 'transaction-control',
+      })
+      expectPrimary("XA COMMIT 'x'", 'mysql', {
+        transactionControl: 'end',
+        reason: 'transaction-control',
+      })
     })
 
     it('keeps a routine body with semicolons in one CREATE statement', () => {
-      const result = classify('CREATE PROCEDURE p() BEGIN START TRANSACTION; SELECT 1; COMMIT; END', 'mysql')
-      expect(result).to.deep.equal({ read: false, reason: 'write', pinsSession: true, detail: 'CREATE' })
+      const result = classify(
+        'CREATE PROCEDURE p() BEGIN START TRANSACTION; SELECT 1; COMMIT; END',
+        'mysql',
+      )
+      expect(result).to.deep.equal({
+        read: false,
+        reason: 'write',
+        pinsSession: true,
+        detail: 'CREATE',
+      })
     })
 
     it('does not treat BEGIN READ ONLY as read-only (not MySQL syntax)', () => {
-      expectPrimary('BEGIN', 'mysql', { transactionControl: 'begin', reason: 'transaction-control' })
+      expectPrimary('BEGIN', 'mysql', {
+        transactionControl: 'begin',
+        reason: 'transaction-control',
+      })
       expect(classify('BEGIN READ ONLY', 'mysql').transactionControl).to.equal('begin')
     })
 
@@ -610,20 +757,40 @@ describe('classifyRawSql', () => {
     })
 
     it('routes the advisory-lock family to the primary and pins', () => {
-      for (const fn of ['pg_try_advisory_lock(1)', 'pg_advisory_xact_lock_shared(1)', 'pg_advisory_unlock_all()']) {
+      for (const fn of [
+        'pg_try_advisory_lock(1)',
+        'pg_advisory_xact_lock_shared(1)',
+        'pg_advisory_unlock_all()',
+      ]) {
         expectPrimary(`select ${fn}`, 'postgres', { reason: 'primary-function', pinsSession: true })
       }
     })
 
     it('routes txid_current(), pg_notify() and lo_* writes to the primary without pinning', () => {
-      for (const fn of ['txid_current()', 'pg_current_xact_id()', "pg_notify('c', 'x')", "lo_import('/tmp/f')", 'lo_unlink(1)']) {
-        expectPrimary(`select ${fn}`, 'postgres', { reason: 'primary-function', pinsSession: false })
+      for (const fn of [
+        'txid_current()',
+        'pg_current_xact_id()',
+        "pg_notify('c', 'x')",
+        "lo_import('/tmp/f')",
+        'lo_unlink(1)',
+      ]) {
+        expectPrimary(`select ${fn}`, 'postgres', {
+          reason: 'primary-function',
+          pinsSession: false,
+        })
       }
     })
 
     it('routes SELECT ... INTO new_table to the primary', () => {
-      expectPrimary('select * into new_t from t', 'postgres', { reason: 'write', detail: 'INTO', pinsSession: false })
-      expectPrimary('SELECT a INTO TEMP tmp FROM t', 'postgres', { reason: 'write', pinsSession: true })
+      expectPrimary('select * into new_t from t', 'postgres', {
+        reason: 'write',
+        detail: 'INTO',
+        pinsSession: false,
+      })
+      expectPrimary('SELECT a INTO TEMP tmp FROM t', 'postgres', {
+        reason: 'write',
+        pinsSession: true,
+      })
     })
 
     it('reads := as a named argument, not an assignment', () => {
@@ -646,10 +813,16 @@ describe('classifyRawSql', () => {
         pinsSession: true,
       })
       expectPrimary('EXPLAIN (ANALYZE, BUFFERS) DELETE FROM t', 'postgres', { reason: 'write' })
-      expectPrimary('explain (analyze true, format json) update t set a = 1', 'postgres', { reason: 'write' })
-      expectPrimary('EXPLAIN ANALYSE VERBOSE MERGE INTO t USING u ON true WHEN MATCHED THEN DELETE', 'postgres', {
+      expectPrimary('explain (analyze true, format json) update t set a = 1', 'postgres', {
         reason: 'write',
       })
+      expectPrimary(
+        'EXPLAIN ANALYSE VERBOSE MERGE INTO t USING u ON true WHEN MATCHED THEN DELETE',
+        'postgres',
+        {
+          reason: 'write',
+        },
+      )
     })
 
     it('keeps EXPLAIN ANALYZE of a read on a replica', () => {
@@ -658,27 +831,43 @@ describe('classifyRawSql', () => {
     })
 
     it('routes EXPLAIN EXECUTE to the session that prepared the statement', () => {
-      expectPrimary('EXPLAIN EXECUTE p(1)', 'postgres', { reason: 'session-state', pinsSession: true })
+      expectPrimary('EXPLAIN EXECUTE p(1)', 'postgres', {
+        reason: 'session-state',
+        pinsSession: true,
+      })
     })
 
     it('marks BEGIN READ ONLY and BEGIN TRANSACTION READ ONLY as read-only begins', () => {
-      for (const sql of ['BEGIN READ ONLY', 'BEGIN TRANSACTION READ ONLY', 'begin isolation level repeatable read, read only']) {
+      for (const sql of [
+        'BEGIN READ ONLY',
+        'BEGIN TRANSACTION READ ONLY',
+        'begin isolation level repeatable read, read only',
+      ]) {
         expectPrimary(sql, 'postgres', {
           reason: 'transaction-control',
           transactionControl: 'begin-read-only',
           pinsSession: true,
         })
       }
-      expectPrimary('BEGIN ISOLATION LEVEL READ COMMITTED', 'postgres', { transactionControl: 'begin', reason: 'transaction-control' })
+      expectPrimary('BEGIN ISOLATION LEVEL READ COMMITTED', 'postgres', {
+        transactionControl: 'begin',
+        reason: 'transaction-control',
+      })
     })
 
     it('marks END and ABORT as an end', () => {
       expectPrimary('END', 'postgres', { transactionControl: 'end', reason: 'transaction-control' })
-      expectPrimary('abort', 'postgres', { transactionControl: 'end', reason: 'transaction-control' })
+      expectPrimary('abort', 'postgres', {
+        transactionControl: 'end',
+        reason: 'transaction-control',
+      })
     })
 
     it('marks PREPARE TRANSACTION as an end and COMMIT PREPARED as neither', () => {
-      expectPrimary("PREPARE TRANSACTION 'x'", 'postgres', { transactionControl: 'end', reason: 'transaction-control' })
+      expectPrimary("PREPARE TRANSACTION 'x'", 'postgres', {
+        transactionControl: 'end',
+        reason: 'transaction-control',
+      })
       const result = classify("COMMIT PREPARED 'x'", 'postgres')
       expect(result).to.include({ read: false, reason: 'transaction-control' })
       expect(result.transactionControl).to.equal(undefined)
@@ -708,7 +897,7 @@ describe('classifyRawSql', () => {
       expectRead("select e'\\\\' from t", 'postgres')
     })
 
-    it("ignores keywords inside double-quoted identifiers (select \"insert\" from t)", () => {
+    it('ignores keywords inside double-quoted identifiers (select "insert" from t)', () => {
       expectRead('select "insert" from t', 'postgres')
       expectRead('select "a""for update" from t', 'postgres')
     })
@@ -739,7 +928,12 @@ describe('classifyRawSql', () => {
         'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; COMMIT; END',
         'postgres',
       )
-      expect(result).to.deep.equal({ read: false, reason: 'write', pinsSession: true, detail: 'CREATE' })
+      expect(result).to.deep.equal({
+        read: false,
+        reason: 'write',
+        pinsSession: true,
+        detail: 'CREATE',
+      })
     })
   })
 })
@@ -748,23 +942,43 @@ describe('classifyRawFragment', () => {
   for (const flavor of FLAVORS) {
     describe(`${flavor}`, () => {
       it('reads a plain expression, condition or empty fragment', () => {
-        for (const sql of ['count(*)', 'a = ? and b in (1, 2)', "lower(name) like 'x%'", '', '/* c */']) {
-          expect(fragment(sql, flavor), sql).to.deep.equal({ read: true, reason: 'read', pinsSession: false })
+        for (const sql of [
+          'count(*)',
+          'a = ? and b in (1, 2)',
+          "lower(name) like 'x%'",
+          '',
+          '/* c */',
+        ]) {
+          expect(fragment(sql, flavor), sql).to.deep.equal({
+            read: true,
+            reason: 'read',
+            pinsSession: false,
+          })
         }
       })
 
       it('routes a lock-clause modifier to the primary', () => {
         expect(fragment('for update', flavor)).to.include({ read: false, reason: 'locking-read' })
-        expect(fragment('FOR SHARE SKIP LOCKED', flavor)).to.include({ read: false, reason: 'locking-read' })
+        expect(fragment('FOR SHARE SKIP LOCKED', flavor)).to.include({
+          read: false,
+          reason: 'locking-read',
+        })
       })
 
       it('routes a primary-only function call to the primary', () => {
         const fn = flavor === 'mysql' ? 'last_insert_id()' : "nextval('s')"
-        expect(fragment(fn, flavor)).to.include({ read: false, reason: 'primary-function', pinsSession: true })
+        expect(fragment(fn, flavor)).to.include({
+          read: false,
+          reason: 'primary-function',
+          pinsSession: true,
+        })
       })
 
       it('routes a data-modifying statement in parentheses to the primary', () => {
-        expect(fragment('(delete from t returning id)', flavor)).to.include({ read: false, reason: 'write' })
+        expect(fragment('(delete from t returning id)', flavor)).to.include({
+          read: false,
+          reason: 'write',
+        })
         expect(fragment('exists (insert into t values (1) returning 1)', flavor)).to.include({
           read: false,
           reason: 'write',
@@ -777,7 +991,11 @@ describe('classifyRawFragment', () => {
       })
 
       it('leaves an unterminated string or comment unclassified', () => {
-        expect(fragment("'abc", flavor)).to.include({ read: false, reason: 'unclassified', pinsSession: true })
+        expect(fragment("'abc", flavor)).to.include({
+          read: false,
+          reason: 'unclassified',
+          pinsSession: true,
+        })
         expect(fragment('/* abc', flavor)).to.include({ read: false, reason: 'unclassified' })
       })
 
@@ -788,17 +1006,40 @@ describe('classifyRawFragment', () => {
   }
 
   it('routes lock in share mode, INTO and := on mysql to the primary', () => {
-    expect(fragment('lock in share mode', 'mysql')).to.include({ read: false, reason: 'locking-read' })
-    expect(fragment('into @x', 'mysql')).to.include({ read: false, reason: 'write', pinsSession: true })
+    expect(fragment('lock in share mode', 'mysql')).to.include({
+      read: false,
+      reason: 'locking-read',
+    })
+    expect(fragment('into @x', 'mysql')).to.include({
+      read: false,
+      reason: 'write',
+      pinsSession: true,
+    })
     expect(fragment("into outfile '/tmp/x'", 'mysql')).to.include({ read: false, reason: 'write' })
-    expect(fragment('@x := 1', 'mysql')).to.include({ read: false, reason: 'session-state', pinsSession: true })
+    expect(fragment('@x := 1', 'mysql')).to.include({
+      read: false,
+      reason: 'session-state',
+      pinsSession: true,
+    })
     expect(fragment("replace(a, 'b', 'c')", 'mysql').read).to.equal(true)
   })
 })
 
 describe('primary function sets', () => {
   it('lists the documented MySQL defaults and leaves the replica-side waits out', () => {
-    for (const name of ['get_lock', 'release_lock', 'release_all_locks', 'is_used_lock', 'is_free_lock', 'last_insert_id', 'nextval', 'setval', 'lastval', 'row_count', 'found_rows']) {
+    for (const name of [
+      'get_lock',
+      'release_lock',
+      'release_all_locks',
+      'is_used_lock',
+      'is_free_lock',
+      'last_insert_id',
+      'nextval',
+      'setval',
+      'lastval',
+      'row_count',
+      'found_rows',
+    ]) {
       expect(MYSQL_PRIMARY_FUNCTIONS.has(name), name).to.equal(true)
     }
     for (const name of ['master_gtid_wait', 'master_pos_wait', 'sleep', 'uuid_short']) {
@@ -839,7 +1080,8 @@ describe('primary function sets', () => {
 
   it('adds user functions lower-cased, without schema or quotes', () => {
     const set = primaryFunctionSet('postgres', ['My_Func', 'audit.Write_Log', '"Quoted"', '  '])
-    for (const name of ['my_func', 'write_log', 'quoted', 'nextval']) expect(set.has(name), name).to.equal(true)
+    for (const name of ['my_func', 'write_log', 'quoted', 'nextval'])
+      expect(set.has(name), name).to.equal(true)
     expect(set.size).to.equal(POSTGRES_PRIMARY_FUNCTIONS.size + 3)
     expect(primaryFunctionSet('mysql')).to.equal(MYSQL_PRIMARY_FUNCTIONS)
   })
@@ -849,7 +1091,14 @@ describe('primary function sets', () => {
 // Properties
 
 const LOCK_CLAUSES: Record<SqlFlavor, readonly string[]> = {
-  mysql: ['for update', 'for share', 'lock in share mode', 'for update nowait', 'for update skip locked', 'for share of t'],
+  mysql: [
+    'for update',
+    'for share',
+    'lock in share mode',
+    'for update nowait',
+    'for update skip locked',
+    'for share of t',
+  ],
   postgres: [
     'for update',
     'for share',
@@ -861,7 +1110,12 @@ const LOCK_CLAUSES: Record<SqlFlavor, readonly string[]> = {
 }
 
 const DML: Record<SqlFlavor, readonly string[]> = {
-  mysql: ['insert into t values (1)', 'delete from t', 'update t set a = 1', 'replace into t values (1)'],
+  mysql: [
+    'insert into t values (1)',
+    'delete from t',
+    'update t set a = 1',
+    'replace into t values (1)',
+  ],
   postgres: [
     'insert into t values (1) returning *',
     'delete from t returning id',
@@ -886,7 +1140,10 @@ const SEPARATORS = [' ', '  ', '\n', '\t', ' /* c */ ', ' -- c\n']
 function spaced(text: string): fc.Arbitrary<string> {
   const parts = text.split(' ')
   return fc
-    .array(fc.constantFrom(...SEPARATORS), { minLength: parts.length - 1, maxLength: parts.length - 1 })
+    .array(fc.constantFrom(...SEPARATORS), {
+      minLength: parts.length - 1,
+      maxLength: parts.length - 1,
+    })
     .map((seps) => parts.reduce((acc, part, i) => acc + (i === 0 ? '' : seps[i - 1]) + part, ''))
 }
 
@@ -923,14 +1180,19 @@ function injected(flavor: SqlFlavor): fc.Arbitrary<Injected> {
     variants.push(
       template.map((t): Injected => ({ sql: t('@v := 1'), reason: 'session-state' })),
       fc
-        .tuple(template, fc.constantFrom('into @v', "into outfile '/tmp/f'", "into dumpfile '/tmp/f'"))
+        .tuple(
+          template,
+          fc.constantFrom('into @v', "into outfile '/tmp/f'", "into dumpfile '/tmp/f'"),
+        )
         .map(([t, into]): Injected => ({ sql: `${t('1')} ${into}`, reason: 'write' })),
     )
   }
   return fc
     .oneof(...variants)
     .chain((inj) =>
-      spaced(inj.sql).chain((s) => fc.mixedCase(fc.constant(s)).map((sql) => ({ sql, reason: inj.reason }))),
+      spaced(inj.sql).chain((s) =>
+        fc.mixedCase(fc.constant(s)).map((sql) => ({ sql, reason: inj.reason })),
+      ),
     )
 }
 
@@ -938,18 +1200,113 @@ function injected(flavor: SqlFlavor): fc.Arbitrary<Injected> {
 const SQL_SOUP = fc
   .array(
     fc.constantFrom(
-      'select', 'SELECT', 'with', 'values', 'table', 'show', 'explain', 'analyze', 'copy', 'to', 'stdout',
-      'insert', 'update', 'delete', 'merge', 'into', 'for', 'share', 'no', 'key', 'lock', 'in', 'begin',
-      'commit', 'set', 'transaction', 'read', 'only', 'create', 'temp', 'next', 'value', 'identity',
-      'nextval', 'get_lock', 'x', 't', '1', '.', ',', '*', '=', '@', '@@', ':=', ':', ' ', ' ', '\n', '\r', '\t',
-      '(', ')', ';', "'", "''", '"', '`', '\\', '$', '$$', '$a$', '$1', 'E', "E'", '-', '--', '-- ', '#',
-      '/', '/*', '*/', '/*!', '/*!50000', '/*M!', '/*+', 'é', '\u2028', '\u0000',
+      'select',
+      'SELECT',
+      'with',
+      'values',
+      'table',
+      'show',
+      'explain',
+      'analyze',
+      'copy',
+      'to',
+      'stdout',
+      'insert',
+      'update',
+      'delete',
+      'merge',
+      'into',
+      'for',
+      'share',
+      'no',
+      'key',
+      'lock',
+      'in',
+      'begin',
+      'commit',
+      'set',
+      'transaction',
+      'read',
+      'only',
+      'create',
+      'temp',
+      'next',
+      'value',
+      'identity',
+      'nextval',
+      'get_lock',
+      'x',
+      't',
+      '1',
+      '.',
+      ',',
+      '*',
+      '=',
+      '@',
+      '@@',
+      ':=',
+      ':',
+      ' ',
+      ' ',
+      '\n',
+      '\r',
+      '\t',
+      '(',
+      ')',
+      ';',
+      "'",
+      "''",
+      '"',
+      '`',
+      '\\',
+      '$',
+      '$$',
+      '$a$',
+      '$1',
+      'E',
+      "E'",
+      '-',
+      '--',
+      '-- ',
+      '#',
+      '/',
+      '/*',
+      '*/',
+      '/*!',
+      '/*!50000',
+      '/*M!',
+      '/*+',
+      'é',
+      '\u2028',
+      '\u0000',
     ),
     { maxLength: 40 },
   )
   .map((parts) => parts.join(''))
 
-const ANY_TEXT = fc.oneof(SQL_SOUP, fc.string({ unit: 'binary', maxLength: 60 }), fc.string({ maxLength: 60 }))
+/** Soup behind a read keyword, to reach the statement and body rules more often. */
+const READ_SOUP = fc
+  .tuple(
+    fc.constantFrom(
+      'select ',
+      'with ',
+      '(select ',
+      '/* c */ select ',
+      'explain ',
+      'show ',
+      'copy ',
+      'values ',
+    ),
+    SQL_SOUP,
+  )
+  .map(([head, tail]) => head + tail)
+
+const ANY_TEXT = fc.oneof(
+  SQL_SOUP,
+  READ_SOUP,
+  fc.string({ unit: 'binary', maxLength: 60 }),
+  fc.string({ maxLength: 60 }),
+)
 
 const REASONS: readonly ClassificationReason[] = [
   'read',
@@ -962,7 +1319,18 @@ const REASONS: readonly ClassificationReason[] = [
 ]
 
 const READ_KEYWORDS: Record<SqlFlavor, readonly string[]> = {
-  mysql: ['select', 'with', 'values', 'table', 'show', 'describe', 'desc', 'explain', 'analyze', 'analyse'],
+  mysql: [
+    'select',
+    'with',
+    'values',
+    'table',
+    'show',
+    'describe',
+    'desc',
+    'explain',
+    'analyze',
+    'analyse',
+  ],
   postgres: ['select', 'with', 'values', 'table', 'show', 'describe', 'desc', 'explain', 'copy'],
 }
 
@@ -1052,7 +1420,11 @@ describe('raw SQL classifier properties', () => {
             const wrapped = wrappers[w]!(text)
             fc.pre(wrapped !== undefined)
             const sql = inList ? `select 1, ${wrapped} from t` : `select 1 from t ${wrapped}`
-            expect(classify(sql, flavor), sql).to.deep.equal({ read: true, reason: 'read', pinsSession: false })
+            expect(classify(sql, flavor), sql).to.deep.equal({
+              read: true,
+              reason: 'read',
+              pinsSession: false,
+            })
             expect(fragment(`${wrapped}`, flavor).read, wrapped).to.equal(true)
           }),
           { numRuns: 1000 },

@@ -1,0 +1,572 @@
+/**
+ * Micro-benchmarks without a database (`npm run bench`):
+ *
+ * - every selector picking among 2, 8, 64 and 1024 replicas: time and heap allocated per pick;
+ * - classification of builder queries (`classifyNode`) and raw SQL (`classifyRawSql`), alone and
+ *   together with a selection;
+ * - whole-query overhead: one mixed workload (nine reads to one write) through Kysely's own
+ *   `MysqlDialect`, `ReplicatedMysqlDialect` ('eventual' and 'causal') and `kysely-replication`,
+ *   all on fake mysql2 pools that answer at once (`fake-pool.ts`), in alternating rounds.
+ *
+ * Numbers to report, never to assert. Writes `bench/results/micro.json` and regenerates
+ * `docs/benchmarks.md`.
+ *
+ * Options: `--section selectors,classification,overhead` (default: all), `--quick` (shorter
+ * measurements), `--rounds N` and `--queries N` (overhead rounds, queries per dialect per round),
+ * `--no-report` (leave docs/ alone).
+ */
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import {
+  DummyDriver,
+  Kysely,
+  MysqlAdapter,
+  MysqlDialect,
+  MysqlIntrospector,
+  MysqlQueryCompiler,
+  sql,
+} from 'kysely'
+import { KyselyReplicationDialect } from 'kysely-replication'
+import { RoundRobinReplicaStrategy } from 'kysely-replication/strategy/round-robin'
+import { NodeLoad } from '../src/health/node-load.js'
+import type { ReplicatedMysqlDialectConfig } from '../src/index.js'
+import { ReplicatedMysqlDialect } from '../src/index.js'
+import type { ClassifyOptions } from '../src/routing/classification.js'
+import { classifyNode } from '../src/routing/classify-node.js'
+import { primaryFunctionSet } from '../src/routing/primary-functions.js'
+import { classifyRawSql } from '../src/routing/raw-sql.js'
+import { BUILT_IN_SELECTOR_NAMES, createSelector } from '../src/selection/create-selector.js'
+import type {
+  BuiltInSelectorName,
+  ReplicaCandidate,
+  ReplicaSelector,
+  SelectionContext,
+} from '../src/selection/replica-selector.js'
+import { createFakeCluster, FakeMysqlPool } from './fake-pool.js'
+import { collectMeta, median, progress, writeResult } from './meta.js'
+
+// Manual GC for mitata and for the allocation measurements, without a node flag.
+v8.setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+;(globalThis as { gc?: () => void }).gc = gc
+const { measure, do_not_optimize } = await import('mitata')
+
+const { values: args } = parseArgs({
+  options: {
+    section: { type: 'string', default: 'selectors,classification,overhead' },
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '15' },
+    queries: { type: 'string', default: '4000' },
+    'no-report': { type: 'boolean', default: false },
+  },
+})
+const sections = new Set(args.section.split(',').map((s) => s.trim()))
+const MIN_CPU_TIME_NS = (args.quick ? 150 : 500) * 1e6
+
+// ---- results ---------------------------------------------------------------------------------
+
+/** Times in nanoseconds, from mitata. */
+export interface TimeStats {
+  readonly avg: number
+  readonly p50: number
+  readonly p75: number
+  readonly p99: number
+  readonly min: number
+  readonly max: number
+  readonly samples: number
+}
+
+export interface SelectorResult {
+  readonly selector: string
+  readonly replicas: number
+  readonly time: TimeStats
+  /** Median heap growth per pick in bytes (GC'd before each batch; empty-loop baseline subtracted). */
+  readonly bytesPerPick: number
+}
+
+export interface ClassificationResult {
+  readonly name: string
+  readonly kind: 'builder' | 'raw'
+  readonly sqlLength: number
+  readonly decision: string
+  readonly classify: TimeStats
+  readonly classifyAndSelect: TimeStats
+  readonly bytesPerClassify: number
+}
+
+export interface OverheadVariant {
+  readonly name: string
+  /** Microseconds per query, one value per round. */
+  readonly usPerQuery: number[]
+  readonly medianUsPerQuery: number
+  /** Median over rounds of (this / baseline) in the same round. */
+  readonly medianRatio: number
+  /** Median over rounds of (this - baseline) in µs per query. */
+  readonly medianAddedUs: number
+}
+
+export interface MicroResults {
+  readonly meta: ReturnType<typeof collectMeta>
+  readonly settings: Record<string, unknown>
+  readonly selectors?: SelectorResult[]
+  readonly classification?: ClassificationResult[]
+  readonly overhead?: {
+    readonly rounds: number
+    readonly queriesPerRound: number
+    readonly workload: string
+    readonly baseline: string
+    readonly variants: OverheadVariant[]
+  }
+}
+
+function timeStats(stats: {
+  avg: number
+  p50: number
+  p75: number
+  p99: number
+  min: number
+  max: number
+  samples: number[]
+}): TimeStats {
+  return {
+    avg: stats.avg,
+    p50: stats.p50,
+    p75: stats.p75,
+    p99: stats.p99,
+    min: stats.min,
+    max: stats.max,
+    samples: stats.samples.length,
+  }
+}
+
+async function time(fn: () => unknown): Promise<TimeStats> {
+  const stats = await measure(fn, { min_cpu_time: MIN_CPU_TIME_NS })
+  return timeStats(stats)
+}
+
+/**
+ * Median heap growth per call of `fn` in bytes, measured over batches small enough to fit in the
+ * young generation (a batch during which a scavenge ran reads low, hence the median), minus the
+ * same measurement of an empty loop.
+ */
+function bytesPer(fn: () => unknown, batch = 5000, batches = 21): number {
+  const heap = () => v8.getHeapStatistics().used_heap_size
+  const run = (f: () => unknown) => {
+    const results: number[] = []
+    for (let b = 0; b < batches; b++) {
+      gc()
+      const before = heap()
+      for (let i = 0; i < batch; i++) do_not_optimize(f())
+      results.push((heap() - before) / batch)
+    }
+    return median(results)
+  }
+  // warm up so the measured batches run optimized code
+  for (let i = 0; i < batch * 4; i++) do_not_optimize(fn())
+  const baseline = run(() => undefined)
+  return Math.max(0, Math.round((run(fn) - baseline) * 10) / 10)
+}
+
+function formatNs(ns: number): string {
+  if (ns < 1000) return `${ns.toFixed(1)} ns`
+  return `${(ns / 1000).toFixed(2)} µs`
+}
+
+// ---- selectors -------------------------------------------------------------------------------
+
+const REPLICA_COUNTS = [2, 8, 64, 1024] as const
+
+/** `n` candidates with latency history, a few queries in flight and mixed weights. */
+function makeCandidates(n: number): ReplicaCandidate[] {
+  const candidates: ReplicaCandidate[] = []
+  for (let i = 0; i < n; i++) {
+    const load = new NodeLoad()
+    load.recordProbe(0.2 + (i % 7) * 0.05, 0)
+    for (let k = 0; k < 5; k++) load.finish(0.5 + ((i * 13 + k) % 11) * 0.1, k * 10, true)
+    for (let k = 0; k < i % 4; k++) load.start()
+    candidates.push(
+      Object.freeze({ name: `replica-${i + 1}`, weight: 1 + (i % 4), index: i, stats: load }),
+    )
+  }
+  return Object.freeze(candidates) as ReplicaCandidate[]
+}
+
+async function benchSelectors(): Promise<SelectorResult[]> {
+  const results: SelectorResult[] = []
+  const variants: Array<{ label: string; name: BuiltInSelectorName; advanceMs: number }> = [
+    ...BUILT_IN_SELECTOR_NAMES.map((name) => ({ label: name, name, advanceMs: 0 })),
+    // Every pick finds the TTL expired: the O(n) comparison least-latency runs once per TTL.
+    { label: 'least-latency (TTL expired)', name: 'least-latency', advanceMs: 2000 },
+  ]
+  for (const variant of variants) {
+    for (const n of REPLICA_COUNTS) {
+      const candidates = makeCandidates(n)
+      const selector: ReplicaSelector = createSelector(variant.name)
+      const context = { nowMs: 100, random: Math.random }
+      const advance = variant.advanceMs
+      const pick =
+        advance === 0
+          ? () => selector.select(candidates, context as SelectionContext)
+          : () => {
+              context.nowMs += advance
+              return selector.select(candidates, context as SelectionContext)
+            }
+      pick()
+      const t = await time(pick)
+      const bytes = bytesPer(pick)
+      results.push({ selector: variant.label, replicas: n, time: t, bytesPerPick: bytes })
+      progress(
+        `  ${variant.label.padEnd(28)} n=${String(n).padStart(4)}  p50 ${formatNs(t.p50).padStart(9)}  avg ${formatNs(t.avg).padStart(9)}  ${bytes} B/pick`,
+      )
+    }
+  }
+  return results
+}
+
+// ---- classification --------------------------------------------------------------------------
+
+interface BenchDatabase {
+  person: { id: number; first_name: string; last_name: string; last_seen: number | null }
+  pet: { id: number; owner_id: number; name: string; species: string; created_at: Date }
+  toy: { id: number; pet_id: number; price: number }
+}
+
+/** A Kysely that only compiles (MySQL flavour). */
+const compiler = new Kysely<BenchDatabase>({
+  dialect: {
+    createAdapter: () => new MysqlAdapter(),
+    createDriver: () => new DummyDriver(),
+    createIntrospector: (db) => new MysqlIntrospector(db),
+    createQueryCompiler: () => new MysqlQueryCompiler(),
+  },
+})
+
+const SINCE = new Date('2024-01-01T00:00:00Z')
+
+function builderQueries() {
+  const db = compiler
+  return [
+    {
+      name: 'builder: point select',
+      compiled: db
+        .selectFrom('person')
+        .select(['id', 'first_name', 'last_name'])
+        .where('id', '=', 42)
+        .compile(),
+    },
+    {
+      name: 'builder: join + subqueries + CTE',
+      compiled: db
+        .with('recent_pet', (qb) =>
+          qb.selectFrom('pet').select(['owner_id', 'name']).where('created_at', '>', SINCE),
+        )
+        .selectFrom('person')
+        .innerJoin('recent_pet', 'recent_pet.owner_id', 'person.id')
+        .leftJoin('pet', 'pet.owner_id', 'person.id')
+        .select(['person.id', 'person.first_name', 'recent_pet.name as pet_name'])
+        .select((eb) =>
+          eb
+            .selectFrom('toy')
+            .select(eb.fn.count<number>('toy.id').as('c'))
+            .whereRef('toy.pet_id', '=', 'pet.id')
+            .as('toys'),
+        )
+        .where('person.id', 'in', (eb) =>
+          eb.selectFrom('pet').select('owner_id').where('species', '=', 'cat'),
+        )
+        .where((eb) => eb.or([eb('person.last_name', 'like', 'A%'), eb('person.last_seen', '>', 5)]))
+        .orderBy('person.id')
+        .limit(20)
+        .compile(),
+    },
+    {
+      name: 'builder: lock clause deep in a subquery',
+      compiled: db
+        .selectFrom('person')
+        .select(['person.id', 'person.first_name'])
+        .where('person.id', 'in', (eb) =>
+          eb
+            .selectFrom((qb) =>
+              qb
+                .selectFrom('pet')
+                .select(['owner_id'])
+                .where('species', '=', 'dog')
+                .forUpdate()
+                .as('locked'),
+            )
+            .select('locked.owner_id'),
+        )
+        .where('person.last_seen', 'is not', null)
+        .compile(),
+    },
+  ]
+}
+
+/** About 1 KB: comments, string literals holding keywords, a CTE and a subquery. */
+export const RAW_1KB = `/* report: weekly active owners, generated by the dashboard service */
+-- the literals below mention update, delete and for update: none of them is SQL
+with recent as (
+  select p.owner_id, p.name, p.species, p.created_at
+  from pet p
+  where p.created_at > '2024-01-01 00:00:00'
+    and p.species in ('cat', 'dog', 'hamster', 'it''s complicated')
+    and p.name not like '%update%' -- not an UPDATE
+),
+toys as (
+  select t.pet_id, count(*) as n, sum(t.price) as total
+  from toy t
+  where t.price between 1 and 1000
+  group by t.pet_id
+)
+select person.id, person.first_name, person.last_name,
+       recent.name as pet_name, coalesce(toys.n, 0) as toy_count,
+       concat('owner #', person.id, ' -- for update? no; delete nothing') as label,
+       /* a block comment: insert into x values (1); */ toys.total
+from person
+inner join recent on recent.owner_id = person.id
+left join toys on toys.pet_id = person.id
+where person.last_seen > 5
+  and person.last_name <> 'O''Brien; drop table person'
+  and exists (select 1 from pet q where q.owner_id = person.id and q.species = "cat")
+order by person.id desc, recent.created_at
+limit 50 offset 0`
+
+const RAW_SHORT = 'select id, first_name from person where id = ?'
+
+async function benchClassification(): Promise<ClassificationResult[]> {
+  const options: ClassifyOptions = Object.freeze({
+    flavor: 'mysql',
+    primaryFunctions: primaryFunctionSet('mysql'),
+  })
+  const candidates = makeCandidates(2)
+  const selector = createSelector('p2c-ewma')
+  const context = { nowMs: 100, random: Math.random } as SelectionContext
+  const cases: Array<{
+    name: string
+    kind: 'builder' | 'raw'
+    sql: string
+    classify: () => ReturnType<typeof classifyRawSql>
+  }> = []
+  for (const q of builderQueries()) {
+    const { compiled } = q
+    cases.push({
+      name: q.name,
+      kind: 'builder',
+      sql: compiled.sql,
+      classify: () => classifyNode(compiled.query, compiled.sql, options),
+    })
+  }
+  cases.push({
+    name: 'raw: short select',
+    kind: 'raw',
+    sql: RAW_SHORT,
+    classify: () => classifyRawSql(RAW_SHORT, options),
+  })
+  cases.push({
+    name: `raw: ${RAW_1KB.length} B statement, comments + literals`,
+    kind: 'raw',
+    sql: RAW_1KB,
+    classify: () => classifyRawSql(RAW_1KB, options),
+  })
+  // A raw query through the builder (`sql\`...\``): the root RawNode path of classifyNode.
+  const rawBuilder = sql`select id, first_name from person where id = ${42}`.compile(compiler)
+  cases.push({
+    name: 'builder: sql`` template (root RawNode)',
+    kind: 'raw',
+    sql: rawBuilder.sql,
+    classify: () => classifyNode(rawBuilder.query, rawBuilder.sql, options),
+  })
+
+  const results: ClassificationResult[] = []
+  for (const c of cases) {
+    const first = c.classify()
+    const decision = first.read ? 'read' : `${first.reason}${first.detail ? ` (${first.detail})` : ''}`
+    const classify = await time(c.classify)
+    const both = () => {
+      const classification = c.classify()
+      return classification.read ? selector.select(candidates, context) : classification
+    }
+    const classifyAndSelect = await time(both)
+    const bytes = bytesPer(c.classify)
+    results.push({
+      name: c.name,
+      kind: c.kind,
+      sqlLength: c.sql.length,
+      decision,
+      classify,
+      classifyAndSelect,
+      bytesPerClassify: bytes,
+    })
+    progress(
+      `  ${c.name.padEnd(44)} ${decision.padEnd(26)} p50 ${formatNs(classify.p50).padStart(9)}  +select ${formatNs(classifyAndSelect.p50).padStart(9)}  ${bytes} B`,
+    )
+  }
+  return results
+}
+
+// ---- whole-query overhead --------------------------------------------------------------------
+
+type Db = Kysely<BenchDatabase>
+
+interface Variant {
+  readonly name: string
+  readonly db: Db
+  /** Pools whose statement counts are checked after the run. */
+  readonly pools: FakeMysqlPool[]
+}
+
+function makeVariants(): Variant[] {
+  const variants: Variant[] = []
+  {
+    const pool = new FakeMysqlPool('primary', 'primary', { gtidSeq: 0 })
+    variants.push({
+      name: 'Kysely MysqlDialect (baseline)',
+      db: new Kysely<BenchDatabase>({ dialect: new MysqlDialect({ pool: pool as never }) }),
+      pools: [pool],
+    })
+  }
+  for (const consistency of ['eventual', 'causal'] as const) {
+    const cluster = createFakeCluster(2)
+    const config: ReplicatedMysqlDialectConfig = {
+      primary: { pool: cluster.primary as never },
+      replicas: cluster.replicas.map((r) => ({ name: r.name, pool: r as never })),
+      consistency,
+      health: { probeIntervalMs: 0 },
+    }
+    variants.push({
+      name: `ReplicatedMysqlDialect (${consistency})`,
+      db: new Kysely<BenchDatabase>({ dialect: new ReplicatedMysqlDialect(config) }),
+      pools: [cluster.primary, ...cluster.replicas],
+    })
+  }
+  {
+    const cluster = createFakeCluster(2)
+    variants.push({
+      name: 'kysely-replication (round-robin)',
+      db: new Kysely<BenchDatabase>({
+        dialect: new KyselyReplicationDialect({
+          primaryDialect: new MysqlDialect({ pool: cluster.primary as never }),
+          replicaDialects: cluster.replicas.map((r) => new MysqlDialect({ pool: r as never })),
+          replicaStrategy: new RoundRobinReplicaStrategy({ onTransaction: 'error' }),
+        }),
+      }),
+      pools: [cluster.primary, ...cluster.replicas],
+    })
+  }
+  return variants
+}
+
+/** Nine reads to one write, each built and compiled by Kysely as an application would. */
+async function workload(db: Db, queries: number, offset: number): Promise<void> {
+  for (let i = 0; i < queries; i++) {
+    const id = offset + i
+    if (i % 10 === 9) {
+      await db.updateTable('person').set({ last_seen: id }).where('id', '=', id).execute()
+    } else {
+      await db
+        .selectFrom('person')
+        .select(['id', 'first_name', 'last_name'])
+        .where('id', '=', id)
+        .executeTakeFirst()
+    }
+  }
+}
+
+async function benchOverhead(rounds: number, queries: number): Promise<MicroResults['overhead']> {
+  const variants = makeVariants()
+  // Warm-up: JIT, connection setup (session tracking, read-only sessions) and pools.
+  for (const v of variants) await workload(v.db, Math.max(queries, 2000), 0)
+  const perRound = new Map<string, number[]>(variants.map((v) => [v.name, []]))
+  for (let round = 0; round < rounds; round++) {
+    // Rotate the order so no dialect always runs first (or right after a GC-heavy one).
+    const order = variants.map((_, i) => variants[(i + round) % variants.length]!)
+    for (const v of order) {
+      gc()
+      const started = performance.now()
+      await workload(v.db, queries, round * queries)
+      const us = ((performance.now() - started) * 1000) / queries
+      perRound.get(v.name)!.push(us)
+    }
+    progress(
+      `  round ${String(round + 1).padStart(2)}/${rounds}: ${variants
+        .map((v) => `${v.name.split(' ')[0]} ${perRound.get(v.name)!.at(-1)!.toFixed(2)}`)
+        .join('  ')} µs/query`,
+    )
+  }
+  // Sanity: every dialect really ran its queries on its fake pools.
+  for (const v of variants) {
+    const ran = v.pools.reduce((sum, p) => sum + p.queries, 0)
+    if (ran < rounds * queries) throw new Error(`${v.name} ran only ${ran} statements`)
+  }
+  const baseline = variants[0]!
+  const base = perRound.get(baseline.name)!
+  const out: OverheadVariant[] = variants.map((v) => {
+    const us = perRound.get(v.name)!
+    return {
+      name: v.name,
+      usPerQuery: us.map((x) => Math.round(x * 1000) / 1000),
+      medianUsPerQuery: median(us),
+      medianRatio: median(us.map((x, i) => x / base[i]!)),
+      medianAddedUs: median(us.map((x, i) => x - base[i]!)),
+    }
+  })
+  const routes = variants.map((v) => `${v.name}: ${v.pools.map((p) => `${p.name}=${p.queries}`).join(' ')}`)
+  progress(`  statements per pool: ${routes.join('; ')}`)
+  for (const v of variants) await v.db.destroy()
+  return {
+    rounds,
+    queriesPerRound: queries,
+    workload:
+      'sequential awaited queries, 9 point selects (builder, 3 columns) to 1 single-row update; every query built and compiled by Kysely',
+    baseline: baseline.name,
+    variants: out,
+  }
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const started = performance.now()
+  const meta = collectMeta()
+  progress(`micro-benchmarks on ${meta.cpuModel} (${meta.cpus} cores), node ${meta.node}`)
+  const results: {
+    -readonly [K in keyof MicroResults]: MicroResults[K]
+  } = {
+    meta,
+    settings: {
+      minCpuTimeMs: MIN_CPU_TIME_NS / 1e6,
+      replicaCounts: [...REPLICA_COUNTS],
+      classifyAndSelectSelector: 'p2c-ewma over 2 replicas',
+    },
+  }
+  if (sections.has('selectors')) {
+    progress('selectors: time and heap per pick')
+    results.selectors = await benchSelectors()
+  }
+  if (sections.has('classification')) {
+    progress('classification (+ p2c-ewma selection over 2 replicas)')
+    results.classification = await benchClassification()
+  }
+  if (sections.has('overhead')) {
+    const rounds = Number(args.rounds)
+    const queries = Number(args.queries)
+    progress(`whole-query overhead: ${rounds} rounds × ${queries} queries per dialect`)
+    results.overhead = await benchOverhead(rounds, queries)
+    for (const v of results.overhead!.variants) {
+      progress(
+        `  ${v.name.padEnd(36)} ${v.medianUsPerQuery.toFixed(2)} µs/query  ×${v.medianRatio.toFixed(3)}  +${v.medianAddedUs.toFixed(2)} µs`,
+      )
+    }
+  }
+  const file = writeResult('micro.json', results)
+  progress(`wrote ${file} (${((performance.now() - started) / 1000).toFixed(1)} s)`)
+  if (!args['no-report']) {
+    const { generateReport } = await import('./report.js')
+    const written = generateReport()
+    progress(`regenerated ${written.join(', ')}`)
+  }
+}
+
+await main()

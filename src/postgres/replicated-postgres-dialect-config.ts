@@ -1,0 +1,26 @@
+import type { ReplicatedDialectConfig } from '../core/config.js'
+import type { PostgresCursorConstructor, PostgresPool } from './postgres-pool-types.js'
+
+/**
+ * Config of {@link ReplicatedPostgresDialect}: a primary and its replicas (streaming hot
+ * standbys), each with a `pg` pool or an async factory returning one, plus the settings every
+ * replicated dialect shares.
+ *
+ * @example
+ * ```ts
+ * import { Pool } from 'pg'
+ * import Cursor from 'pg-cursor'
+ * const config: ReplicatedPostgresDialectConfig = {
+ *   primary: { pool: new Pool({ host: 'primary.internal', user, password, database }) },
+ *   replicas: [{ name: 'replica-1', pool: new Pool({ host: 'replica1.internal', user, password, database }) }],
+ *   cursor: Cursor,
+ * }
+ * ```
+ */
+export interface ReplicatedPostgresDialectConfig extends ReplicatedDialectConfig<PostgresPool> {
+  /**
+   * The `pg-cursor` constructor, as in Kysely's `PostgresDialect`: required for `.stream()`,
+   * which reads rows in chunks of `chunkSize` through a cursor on the node the query runs on.
+   */
+  readonly cursor?: PostgresCursorConstructor
+}
