@@ -1,0 +1,220 @@
+import { expect } from 'chai'
+import fc from 'fast-check'
+import {
+  DummyDriver,
+  type Expression,
+  Kysely,
+  MysqlAdapter,
+  MysqlIntrospector,
+  MysqlQueryCompiler,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type SelectQueryBuilder,
+  sql,
+} from 'kysely'
+import { ReplicatedMysqlDialect } from '../../src/index.js'
+import type { ClassifyOptions } from '../../src/routing/classification.js'
+import { classifyNode } from '../../src/routing/classify-node.js'
+import { primaryFunctionSet } from '../../src/routing/primary-functions.js'
+import { fakeMysqlNode } from '../support/fake-mysql.js'
+
+interface DB {
+  a: { id: number; v: string }
+  b: { id: number; a_id: number }
+  c: { id: number; n: number }
+}
+
+type Table = keyof DB
+type Lock = 'forUpdate' | 'forShare' | 'forNoKeyUpdate' | 'forKeyShare' | 'rawForUpdate' | 'rawLockInShareMode'
+
+/** A random select, as plain data: the oracle reads this, the builder renders it. */
+interface Spec {
+  table: Table
+  lock: Lock | null
+  fn: { name: string } | null
+  rawFn: { name: string } | null
+  sub: Spec | null
+  cte: { kind: 'select'; spec: Spec } | { kind: 'insert' | 'update' | 'delete' } | null
+  union: Spec | null
+}
+
+const PRIMARY_FNS = {
+  mysql: ['get_lock', 'release_lock', 'last_insert_id', 'nextval', 'setval', 'is_free_lock', 'app_bump'],
+  postgres: ['nextval', 'setval', 'pg_advisory_lock', 'pg_try_advisory_xact_lock', 'set_config', 'txid_current', 'app_bump'],
+}
+const ORDINARY_FNS = ['coalesce', 'lower', 'upper', 'abs', 'concat', 'length', 'now']
+
+const fnArb = fc.oneof(
+  { arbitrary: fc.constantFrom(...new Set([...PRIMARY_FNS.mysql, ...PRIMARY_FNS.postgres])).map((name) => ({ name })), weight: 1 },
+  { arbitrary: fc.constantFrom(...ORDINARY_FNS).map((name) => ({ name })), weight: 3 },
+)
+
+/** `null` most of the time, so that reads (nothing anywhere) are generated often enough too. */
+function rarely<T>(arb: fc.Arbitrary<T>, nullWeight: number): fc.Arbitrary<T | null> {
+  return fc.oneof({ arbitrary: fc.constant(null), weight: nullWeight }, { arbitrary: arb, weight: 1 })
+}
+
+const { spec: specArb } = fc.letrec<{ spec: Spec }>((tie) => {
+  const child = tie('spec') as fc.Arbitrary<Spec>
+  return {
+    spec: fc.record({
+      table: fc.constantFrom<Table>('a', 'b', 'c'),
+      lock: rarely(
+        fc.constantFrom<Lock>('forUpdate', 'forShare', 'forNoKeyUpdate', 'forKeyShare', 'rawForUpdate', 'rawLockInShareMode'),
+        10,
+      ),
+      fn: rarely(fnArb, 2),
+      rawFn: rarely(fnArb, 6),
+      sub: rarely(child, 4),
+      cte: rarely(
+        fc.oneof(
+          { arbitrary: child.map((spec) => ({ kind: 'select' as const, spec })), weight: 3 },
+          { arbitrary: fc.constantFrom({ kind: 'insert' as const }, { kind: 'update' as const }, { kind: 'delete' as const }), weight: 1 },
+        ),
+        5,
+      ),
+      union: rarely(child, 6),
+    }),
+  }
+})
+
+/** The oracle: does anything in the tree require the primary? */
+function mustUsePrimary(spec: Spec, primaryFns: readonly string[]): boolean {
+  const isPrimary = (f: { name: string } | null) => f !== null && primaryFns.includes(f.name)
+  return (
+    spec.lock !== null ||
+    isPrimary(spec.fn) ||
+    isPrimary(spec.rawFn) ||
+    (spec.sub !== null && mustUsePrimary(spec.sub, primaryFns)) ||
+    (spec.cte !== null && (spec.cte.kind !== 'select' || mustUsePrimary(spec.cte.spec, primaryFns))) ||
+    (spec.union !== null && mustUsePrimary(spec.union, primaryFns))
+  )
+}
+
+/** `lock in share mode` is MySQL syntax; PostgreSQL would reject it. */
+function usesMysqlOnlySyntax(spec: Spec): boolean {
+  return (
+    spec.lock === 'rawLockInShareMode' ||
+    (spec.sub !== null && usesMysqlOnlySyntax(spec.sub)) ||
+    (spec.cte?.kind === 'select' && usesMysqlOnlySyntax(spec.cte.spec)) ||
+    (spec.union !== null && usesMysqlOnlySyntax(spec.union))
+  )
+}
+
+function render(db: Kysely<DB>, spec: Spec, depth = 0): SelectQueryBuilder<any, any, any> {
+  let q: SelectQueryBuilder<any, any, any>
+  const cteName = `cte${depth}`
+  if (spec.cte !== null) {
+    const cte = spec.cte
+    const withDb = db.with(cteName, (qc) => {
+      if (cte.kind === 'select') return render(qc as unknown as Kysely<DB>, cte.spec, depth + 1).select(sql<number>`1`.as('one'))
+      if (cte.kind === 'insert') return qc.insertInto('a').values({ id: 1, v: 'x' }).returning('id') as never
+      if (cte.kind === 'update') return qc.updateTable('a').set({ v: 'y' }).returning('id') as never
+      return qc.deleteFrom('a').returning('id') as never
+    })
+    q = (withDb as unknown as Kysely<DB>).selectFrom(spec.table).select('id')
+  } else {
+    q = db.selectFrom(spec.table).select('id')
+  }
+  if (spec.fn !== null) {
+    const name = spec.fn.name
+    q = q.select((eb) => eb.fn(name, [eb.val(1)]).as(`f${depth}`))
+  }
+  if (spec.rawFn !== null) {
+    q = q.select(sql.raw<number>(`${spec.rawFn.name}('k')`).as(`r${depth}`))
+  }
+  if (spec.sub !== null) {
+    const sub = render(db, spec.sub, depth + 1)
+    q = q.where('id', 'in', sub as unknown as Expression<number>)
+  }
+  if (spec.union !== null) {
+    q = q.union(render(db, spec.union, depth + 1) as never)
+  }
+  switch (spec.lock) {
+    case 'forUpdate':
+      q = q.forUpdate()
+      break
+    case 'forShare':
+      q = q.forShare()
+      break
+    case 'forNoKeyUpdate':
+      q = q.forNoKeyUpdate()
+      break
+    case 'forKeyShare':
+      q = q.forKeyShare()
+      break
+    case 'rawForUpdate':
+      q = q.modifyEnd(sql`for update`)
+      break
+    case 'rawLockInShareMode':
+      q = q.modifyEnd(sql`lock in share mode`)
+      break
+  }
+  return q
+}
+
+function offlineDb(flavor: 'mysql' | 'postgres'): Kysely<DB> {
+  return new Kysely<DB>({
+    dialect: {
+      createAdapter: () => (flavor === 'mysql' ? new MysqlAdapter() : new PostgresAdapter()),
+      createDriver: () => new DummyDriver(),
+      createIntrospector: (db) => (flavor === 'mysql' ? new MysqlIntrospector(db) : new PostgresIntrospector(db)),
+      createQueryCompiler: () => (flavor === 'mysql' ? new MysqlQueryCompiler() : new PostgresQueryCompiler()),
+    },
+  })
+}
+
+describe('routing properties (fast-check over random builder queries)', () => {
+  for (const flavor of ['mysql', 'postgres'] as const) {
+    it(`[${flavor}] classifies a query as a read exactly when no lock, write or primary-only function is anywhere in its tree`, () => {
+      const db = offlineDb(flavor)
+      const options: ClassifyOptions = { flavor, primaryFunctions: primaryFunctionSet(flavor, ['app_bump']) }
+      let writes = 0
+      let reads = 0
+      fc.assert(
+        fc.property(specArb, (spec) => {
+          if (flavor === 'postgres' && usesMysqlOnlySyntax(spec)) return
+          const compiled = render(db, spec).compile()
+          const result = classifyNode(compiled.query, compiled.sql, options)
+          const expected = mustUsePrimary(spec, PRIMARY_FNS[flavor])
+          if (expected) writes++
+          else reads++
+          expect(result.read, `${compiled.sql}\n${JSON.stringify(result)}`).to.equal(!expected)
+        }),
+        { numRuns: 600, seed: 20261122 },
+      )
+      // The generator must exercise both sides, or the property proves nothing.
+      expect(writes).to.be.greaterThan(100)
+      expect(reads).to.be.greaterThan(100)
+    })
+  }
+
+  it('routes every generated query whose tree needs the primary to the primary, through the dialect', async () => {
+    const primary = fakeMysqlNode('primary')
+    const replica = fakeMysqlNode('replica-1')
+    const routes: string[] = []
+    const db = new Kysely<DB>({
+      dialect: new ReplicatedMysqlDialect({
+        primary: { pool: primary.pool },
+        replicas: [{ name: 'replica-1', pool: replica.pool }],
+        primaryFunctions: ['app_bump'],
+        consistency: 'eventual',
+        health: { probeIntervalMs: 0 },
+        onRoute: (e) => routes.push(e.role),
+      }),
+    })
+    try {
+      await fc.assert(
+        fc.asyncProperty(specArb, async (spec) => {
+          routes.length = 0
+          await render(db, spec).execute()
+          expect(routes).to.deep.equal([mustUsePrimary(spec, PRIMARY_FNS.mysql) ? 'primary' : 'replica'])
+        }),
+        { numRuns: 150, seed: 7 },
+      )
+    } finally {
+      await db.destroy()
+    }
+  })
+})
