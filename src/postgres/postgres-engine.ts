@@ -74,7 +74,7 @@ export class PostgresEngine implements Engine {
   /**
    * `false`: PostgreSQL reports no WAL position with a command's result, so after a write (or a
    * COMMIT) the core calls {@link primaryPosition} on the same primary session: one extra round
-   * trip per write in `causal` mode (none in `eventual` and `sticky`).
+   * trip per write (none in `eventual` mode).
    *
    * The alternative, reading the primary's position when the scope next reads, would save that
    * round trip for writes that are never followed by a read, but it needs a primary connection at

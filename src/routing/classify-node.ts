@@ -1,29 +1,9 @@
 import type { OperationNode } from 'kysely'
 import { type Classification, type ClassifyOptions, READ } from './classification.js'
+import { SESSION_PINNING_FUNCTIONS } from './primary-functions.js'
 import { classifyRawFragment, classifyRawSql } from './raw-sql.js'
 
-/**
- * Function calls that leave state on the session they run on (named locks, the last insert id,
- * session settings). A read calling one of them pins a `db.connection()` scope to the primary.
- */
-const SESSION_FUNCTIONS: ReadonlySet<string> = new Set([
-  'get_lock',
-  'release_lock',
-  'release_all_locks',
-  'last_insert_id',
-  'lastval',
-  'currval',
-  'set_config',
-  'pg_advisory_lock',
-  'pg_advisory_lock_shared',
-  'pg_try_advisory_lock',
-  'pg_try_advisory_lock_shared',
-  'pg_advisory_unlock',
-  'pg_advisory_unlock_shared',
-  'pg_advisory_unlock_all',
-])
-
-/** Root node kinds that are reads when nothing inside them says otherwise. */
+/** Data-modifying statement kinds (at the root or nested in a select). */
 const WRITE_KINDS: ReadonlySet<string> = new Set([
   'InsertQueryNode',
   'UpdateQueryNode',
@@ -142,7 +122,7 @@ function scanTree(root: OperationNode, options: ClassifyOptions): Classification
             hit = {
               read: false,
               reason: 'primary-function',
-              pinsSession: SESSION_FUNCTIONS.has(name),
+              pinsSession: SESSION_PINNING_FUNCTIONS.has(name),
               detail: name,
             }
           }

@@ -6,9 +6,21 @@
  */
 import { Kysely, type RawBuilder, sql } from 'kysely'
 import { createPool } from 'mysql2'
-import { type ReplicatedMysqlDialectConfig, ReplicatedMysqlDialect, type RouteEvent } from '../../src/index.js'
+import pg from 'pg'
+import Cursor from 'pg-cursor'
+import {
+  type ReplicatedMysqlDialectConfig,
+  ReplicatedMysqlDialect,
+  ReplicatedPostgresDialect,
+  type RouteEvent,
+} from '../../src/index.js'
 import type { ClusterAvailability, ClusterNode, ReplicatedTestCluster } from './cluster.js'
-import { mariadbAvailability, startMariadbCluster } from './cluster.js'
+import {
+  mariadbAvailability,
+  postgresAvailability,
+  startMariadbCluster,
+  startPostgresCluster,
+} from './cluster.js'
 
 /** Settings a test may override (engine-independent subset of the dialect config). */
 export type TestDialectOverrides = Partial<Omit<ReplicatedMysqlDialectConfig, 'primary' | 'replicas'>> & {
@@ -136,3 +148,52 @@ export function useDialectCluster(fixture: DialectFixture): () => TestCluster {
     return cluster
   }
 }
+
+function nodeByPort(cluster: ReplicatedTestCluster, port: number): ClusterNode {
+  const node = cluster.nodes.find((n) => n.port === port)
+  if (!node) throw new Error(`no node listens on port ${port}`)
+  return node
+}
+
+export const postgresFixture: DialectFixture = {
+  name: 'postgres',
+  available: postgresAvailability,
+  async startCluster() {
+    const cluster = await startPostgresCluster()
+    return Object.assign(cluster, {
+      delayReplica: (replica: string, ms: number) => cluster.setReplicaDelay(replica, ms),
+    }) as unknown as TestCluster
+  },
+  create(cluster, overrides = {}) {
+    const { poolOptions, replicaNames, primaryNode, ...config } = overrides
+    const routes: RouteEvent[] = []
+    const pool = (node: ClusterNode) => {
+      const p = new pg.Pool({ ...cluster.connectionOptions(node), max: 20, ...poolOptions })
+      // Idle clients of a killed node emit 'error' on the pool: without a listener the test process dies.
+      p.on('error', () => {})
+      return p
+    }
+    const replicas = cluster.replicas.filter((r) => replicaNames === undefined || replicaNames.includes(r.name))
+    const userOnRoute = config.onRoute
+    const dialect = new ReplicatedPostgresDialect({
+      primary: { pool: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!) },
+      replicas: replicas.map((r) => ({ name: r.name, pool: pool(r) })),
+      cursor: Cursor,
+      ...config,
+      onRoute: (e) => {
+        routes.push(e)
+        userOnRoute?.(e)
+      },
+    })
+    return { db: new Kysely<any>({ dialect }), dialect, routes }
+  },
+  whereAmI() {
+    return sql<{ node: string }>`select inet_server_port() as port`
+  },
+  nodeOf(cluster, row) {
+    return nodeByPort(cluster, Number(row.port)).name
+  },
+  readOnlyErrorPattern: /cannot execute .+ in a read-only transaction/i,
+}
+
+DIALECTS.push(postgresFixture)
