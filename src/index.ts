@@ -1,16 +1,14 @@
-export { ReplicatedMysqlDialect } from './mysql/replicated-mysql-dialect.js'
-export type { ReplicatedMysqlDialectConfig } from './mysql/replicated-mysql-dialect-config.js'
-export type { MysqlPool, MysqlPoolConnection, MysqlPromisePool } from './mysql/mysql-pool-types.js'
-
+export type { ConsistencyScopeOptions } from './consistency/scope.js'
+export { consistencyScope, getCausalToken } from './consistency/scope.js'
+export type { ReplicaInfo, RoutingStats } from './core/cluster-runtime.js'
 export type {
+  ConnectionHooks,
   ConsistencyMode,
   NodeConfig,
   ReplicaConfig,
   ReplicatedDialectConfig,
 } from './core/config.js'
 export type { NodeInfo } from './core/engine.js'
-export type { NodeState, ReplicationEvent, RouteEvent, RouteReason } from './core/events.js'
-export type { ReplicaInfo, RoutingStats } from './core/cluster-runtime.js'
 export {
   ConnectionSetupError,
   InvalidCausalTokenError,
@@ -19,24 +17,16 @@ export {
   ReadOnlyViolationError,
   ReplicatedConfigError,
 } from './core/errors.js'
-export { onPrimary, onReplica, RouteHintPlugin, readOnly } from './core/route-hints.js'
+export type { NodeState, ReplicationEvent, RouteEvent, RouteReason } from './core/events.js'
+export type { PoolStats } from './core/managed-pool.js'
 export type { RouteHint } from './core/route-hints.js'
-
-export { consistencyScope, getCausalToken } from './consistency/scope.js'
-export type { ConsistencyScopeOptions } from './consistency/scope.js'
-
-export type {
-  BuiltInSelectorName,
-  ReplicaCandidate,
-  ReplicaLoadView,
-  ReplicaSelector,
-  SelectionContext,
-} from './selection/replica-selector.js'
-
-export type { Classification, ClassificationReason, SqlFlavor } from './routing/classification.js'
-
-export { ReplicatedPostgresDialect } from './postgres/replicated-postgres-dialect.js'
-export type { ReplicatedPostgresDialectConfig } from './postgres/replicated-postgres-dialect-config.js'
+export { onPrimary, onReplica, RouteHintPlugin, readOnly } from './core/route-hints.js'
+export type { MysqlPool, MysqlPoolConnection, MysqlPromisePool } from './mysql/mysql-pool-types.js'
+export { ReplicatedMysqlDialect } from './mysql/replicated-mysql-dialect.js'
+export type { ReplicatedMysqlDialectConfig } from './mysql/replicated-mysql-dialect-config.js'
+export type { QueryCommentContext } from './observability/query-comments.js'
+export { withQueryComment } from './observability/query-comments.js'
+export type { TracingOptions } from './observability/tracing.js'
 export type {
   PostgresCursor,
   PostgresCursorConstructor,
@@ -44,3 +34,13 @@ export type {
   PostgresPoolClient,
   PostgresQueryResult,
 } from './postgres/postgres-pool-types.js'
+export { ReplicatedPostgresDialect } from './postgres/replicated-postgres-dialect.js'
+export type { ReplicatedPostgresDialectConfig } from './postgres/replicated-postgres-dialect-config.js'
+export type { Classification, ClassificationReason, SqlFlavor } from './routing/classification.js'
+export type {
+  BuiltInSelectorName,
+  ReplicaCandidate,
+  ReplicaLoadView,
+  ReplicaSelector,
+  SelectionContext,
+} from './selection/replica-selector.js'

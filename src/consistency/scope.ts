@@ -91,7 +91,10 @@ export class ConsistencyScope {
       for (const [cluster, writes] of scope.#clusters) {
         if (writes.position !== undefined) {
           const seen = out.get(cluster)
-          out.set(cluster, seen === undefined ? writes.position : mergePositions(seen, writes.position))
+          out.set(
+            cluster,
+            seen === undefined ? writes.position : mergePositions(seen, writes.position),
+          )
         }
       }
       for (const position of scope.#tokenPositions) {

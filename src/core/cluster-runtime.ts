@@ -1,20 +1,34 @@
 import { performance } from 'node:perf_hooks'
+import {
+  mergePositions,
+  positionCovers,
+  type ReplicationPosition,
+} from '../consistency/position.js'
 import type { ConsistencyScope } from '../consistency/scope.js'
-import { mergePositions, positionCovers, type ReplicationPosition } from '../consistency/position.js'
-import { Prober } from '../health/prober.js'
 import type { HealthTransition } from '../health/node-health.js'
+import { Prober } from '../health/prober.js'
+import { Tracing } from '../observability/tracing.js'
 import type { ClassifyOptions } from '../routing/classification.js'
 import { primaryFunctionSet } from '../routing/primary-functions.js'
-import type { ReplicaCandidate, ReplicaSelector, SelectionContext } from '../selection/replica-selector.js'
+import type {
+  ReplicaCandidate,
+  ReplicaSelector,
+  SelectionContext,
+} from '../selection/replica-selector.js'
 import type { ResolvedConfig } from './config.js'
-import type { Engine, NodePool } from './engine.js'
+import type { Engine, NodePool, PhysicalConnection } from './engine.js'
 import { NoReplicaAvailableError } from './errors.js'
 import type { NodeState, ReplicationEvent, RouteEvent, RouteReason } from './events.js'
+import type { ManagedPool, PoolStats } from './managed-pool.js'
 import { NodeRuntime } from './node-runtime.js'
 
 /** Where a read goes, decided before any I/O. */
 export type ReadPlan =
-  | { readonly kind: 'replica'; readonly candidates: readonly ReplicaCandidate[]; readonly reason: RouteReason }
+  | {
+      readonly kind: 'replica'
+      readonly candidates: readonly ReplicaCandidate[]
+      readonly reason: RouteReason
+    }
   | {
       readonly kind: 'wait'
       readonly candidates: readonly ReplicaCandidate[]
@@ -53,7 +67,11 @@ export interface RoutingStats {
 
 export interface ClusterNodes {
   readonly primary: { readonly name: string; readonly pool: NodePool }
-  readonly replicas: ReadonlyArray<{ readonly name: string; readonly pool: NodePool; readonly weight: number }>
+  readonly replicas: ReadonlyArray<{
+    readonly name: string
+    readonly pool: NodePool
+    readonly weight: number
+  }>
 }
 
 /**
@@ -82,13 +100,18 @@ export class ClusterRuntime {
   #fallbackReads = 0
   #causalUnsupportedReported = false
   #causalSupported = true
+  /** OpenTelemetry integration, loaded at init when `tracing` is configured. */
+  tracing: Tracing | undefined
 
   constructor(
     engine: Engine,
     config: ResolvedConfig,
     nodes: ClusterNodes,
     selector: ReplicaSelector,
-    hooks: { onRoute?: ((e: RouteEvent) => void) | undefined; onEvent?: ((e: ReplicationEvent) => void) | undefined },
+    hooks: {
+      onRoute?: ((e: RouteEvent) => void) | undefined
+      onEvent?: ((e: ReplicationEvent) => void) | undefined
+    },
     decayMs: number | undefined,
   ) {
     this.engine = engine
@@ -110,7 +133,8 @@ export class ClusterRuntime {
       decayMs,
     )
     this.replicas = nodes.replicas.map(
-      (r, i) => new NodeRuntime({ name: r.name, role: 'replica' }, r.pool, r.weight, i, health, decayMs),
+      (r, i) =>
+        new NodeRuntime({ name: r.name, role: 'replica' }, r.pool, r.weight, i, health, decayMs),
     )
     for (const node of [this.primary, ...this.replicas]) {
       this.#byName.set(node.name, node)
@@ -125,14 +149,49 @@ export class ClusterRuntime {
 
   /** Initialises every pool (in parallel) and starts the prober. */
   async init(signal?: AbortSignal): Promise<void> {
+    if (this.config.tracing !== undefined && this.tracing === undefined) {
+      this.tracing = await Tracing.load(this.config.tracing)
+    }
     await Promise.all([this.primary, ...this.replicas].map((n) => n.pool.init(signal)))
     this.#prober.start()
+  }
+
+  getPoolStats(): PoolStats[] {
+    return [this.primary, ...this.replicas].map((n) => (n.pool as ManagedPool).stats())
+  }
+
+  /**
+   * Once per node, on its first physical connection (during its setup, so no extra connection):
+   * compares the pool's size with what the server has room for (`max_connections` minus the
+   * connections others use) and warns through a `pool-oversized` event. Never fails the setup.
+   */
+  async checkCapacity(nodeName: string, connection: PhysicalConnection): Promise<void> {
+    const node = this.#byName.get(nodeName)
+    if (node === undefined || this.engine.serverCapacity === undefined) return
+    const limit = node.pool.counts?.()?.limit
+    if (limit === undefined) return
+    try {
+      const capacity = await this.engine.serverCapacity(connection)
+      const ours = node.pool.counts?.()?.total ?? 1
+      const others = Math.max(0, capacity.used - ours)
+      if (limit > capacity.max - others) {
+        this.emitEvent({
+          type: 'pool-oversized',
+          node: node.name,
+          message: `the pool of node "${node.name}" may open ${limit} connections, but the server allows ${capacity.max} and others use ${others}: lower the pool size or raise max_connections`,
+        })
+      }
+    } catch {
+      // Advice only: a failure here says nothing about the node.
+    }
   }
 
   /** Stops the prober and ends every pool. */
   async destroy(): Promise<void> {
     await this.#prober.stop()
-    const results = await Promise.allSettled([this.primary, ...this.replicas].map((n) => n.pool.end()))
+    const results = await Promise.allSettled(
+      [this.primary, ...this.replicas].map((n) => n.pool.end()),
+    )
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed) {
       throw failed.reason
@@ -160,7 +219,7 @@ export class ClusterRuntime {
       const trialsByQuery = this.config.probeIntervalMs === 0
       for (const node of this.replicas) {
         const next = node.health.nextAttemptAtMs
-        if (node.health.usable(nowMs)) {
+        if (node.health.usable()) {
           usable.push(node.candidate)
         } else if (next !== undefined) {
           if (trialsByQuery && nowMs >= next) {
@@ -193,18 +252,24 @@ export class ClusterRuntime {
     const usable = this.usableReplicas(nowMs)
     const mode = this.config.consistency
     if (mode === 'eventual') {
-      return usable.length > 0 ? { kind: 'replica', candidates: usable, reason: 'read' } : this.#noReplica()
+      return usable.length > 0
+        ? { kind: 'replica', candidates: usable, reason: 'read' }
+        : this.#noReplica()
     }
     const required = scope.requirement(this, this.engine.positionKind, nowMs)
     if (required.lastWriteAtMs === undefined) {
-      return usable.length > 0 ? { kind: 'replica', candidates: usable, reason: 'read' } : this.#noReplica()
+      return usable.length > 0
+        ? { kind: 'replica', candidates: usable, reason: 'read' }
+        : this.#noReplica()
     }
     const window = this.config.stickyWindowMs
     const withinWindow = (at: number | undefined) =>
       at !== undefined && (window === undefined || nowMs - at < window)
     if (mode === 'sticky' || !this.#causalSupported) {
       if (withinWindow(required.lastWriteAtMs)) return { kind: 'primary', reason: 'sticky' }
-      return usable.length > 0 ? { kind: 'replica', candidates: usable, reason: 'read' } : this.#noReplica()
+      return usable.length > 0
+        ? { kind: 'replica', candidates: usable, reason: 'read' }
+        : this.#noReplica()
     }
     // causal
     if (withinWindow(required.unknownWriteAtMs)) {
@@ -212,7 +277,9 @@ export class ClusterRuntime {
     }
     const position = required.position
     if (position === undefined) {
-      return usable.length > 0 ? { kind: 'replica', candidates: usable, reason: 'read' } : this.#noReplica()
+      return usable.length > 0
+        ? { kind: 'replica', candidates: usable, reason: 'read' }
+        : this.#noReplica()
     }
     if (usable.length === 0) {
       return this.#noReplica()
@@ -246,7 +313,11 @@ export class ClusterRuntime {
     if (waitable === undefined) {
       return { kind: 'primary', reason: 'causal-behind' }
     }
-    return { kind: 'wait', candidates: waitable.length === usable.length ? usable : waitable, position }
+    return {
+      kind: 'wait',
+      candidates: waitable.length === usable.length ? usable : waitable,
+      position,
+    }
   }
 
   #noReplica(): ReadPlan {
@@ -282,7 +353,11 @@ export class ClusterRuntime {
   }
 
   /** A write committed at `position` (or at an unknown position) in `scope`. */
-  recordWrite(scope: ConsistencyScope, position: ReplicationPosition | undefined, nowMs: number): void {
+  recordWrite(
+    scope: ConsistencyScope,
+    position: ReplicationPosition | undefined,
+    nowMs: number,
+  ): void {
     if (this.config.consistency === 'eventual') return
     scope.recordWrite(this, this.engine.positionKind, position, nowMs)
   }
@@ -342,8 +417,15 @@ export class ClusterRuntime {
     }
   }
 
-  queryFailed(node: NodeRuntime, error: unknown, latencyMs: number, nowMs: number, connectionLevel: boolean): void {
+  queryFailed(
+    node: NodeRuntime,
+    error: unknown,
+    latencyMs: number,
+    nowMs: number,
+    connectionLevel: boolean,
+  ): void {
     node.load.finish(latencyMs, nowMs, false)
+    if (connectionLevel) (node.pool as ManagedPool).connectionFailed?.(error)
     if (node.info.role === 'replica') {
       this.#selector.onResult?.(node.candidate, latencyMs, false)
       if (connectionLevel) this.#transition(node, node.health.onFailure(nowMs, Math.random), error)
@@ -355,7 +437,11 @@ export class ClusterRuntime {
     node: NodeRuntime,
     rttMs: number,
     nowMs: number,
-    result: { position?: ReplicationPosition | undefined; lagMs?: number | null | undefined; readOnly?: boolean | undefined },
+    result: {
+      position?: ReplicationPosition | undefined
+      lagMs?: number | null | undefined
+      readOnly?: boolean | undefined
+    },
   ): void {
     node.load.recordProbe(rttMs, nowMs)
     node.lastProbeAtMs = nowMs

@@ -1,4 +1,5 @@
 import type { DatabaseConnection } from 'kysely'
+import type { TracingOptions } from '../observability/tracing.js'
 import type { BuiltInSelectorName, ReplicaSelector } from '../selection/replica-selector.js'
 import type { NodeInfo } from './engine.js'
 import { ReplicatedConfigError } from './errors.js'
@@ -7,24 +8,48 @@ import type { ReplicationEvent, RouteEvent } from './events.js'
 /** Read-your-writes guarantee. See docs/consistency.md. */
 export type ConsistencyMode = 'eventual' | 'sticky' | 'causal'
 
-/** A node of the cluster. `P` is the engine's pool type. */
-export interface NodeConfig<P> {
+/** A node of the cluster. `P` is the engine's pool type, `C` its connection options type. */
+export interface NodeConfig<P, C = Record<string, unknown>> {
   /** Unique name, used in events, errors and `onReplica(db, name)`. The primary defaults to `'primary'`. */
   readonly name?: string
-  /** The pool, or an async factory called once at initialisation. */
-  readonly pool: P | (() => Promise<P>)
+  /** The pool, or an async factory called once at initialisation. Give either `pool` or `connection`. */
+  readonly pool?: P | (() => Promise<P>)
+  /** Connection options (mysql2 / pg): the library creates the pool, with `poolSize` and `idleTimeoutMs`. */
+  readonly connection?: C
+  /** Pools created from `connection`: at most this many connections. Default 10. */
+  readonly poolSize?: number
+  /** Pools created from `connection`: idle connections are closed after this long. Default 60 000 ms. */
+  readonly idleTimeoutMs?: number
+  /**
+   * A connection older than this is closed when it is released instead of being reused, so
+   * connections rotate after failovers and credential changes. Works with any pool. Default: none.
+   */
+  readonly maxLifetimeMs?: number
 }
 
-export interface ReplicaConfig<P> extends NodeConfig<P> {
+export interface ReplicaConfig<P, C = Record<string, unknown>> extends NodeConfig<P, C> {
   readonly name: string
   /** Relative share of reads for the `'weighted'` selector. A positive finite number; default 1. */
   readonly weight?: number
 }
 
+/** Connection lifecycle hooks, on every node. */
+export interface ConnectionHooks {
+  /** Before the pool opens a new physical connection (as far as the pool lets the library see it). */
+  readonly beforeConnect?: (node: NodeInfo) => void | Promise<void>
+  /**
+   * After a new physical connection is set up (after `onCreateConnection`), before its first query.
+   * If it throws, the connection is closed, never reused, and a `ConnectionSetupError` is raised.
+   */
+  readonly afterConnect?: (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
+  /** A connection-level failure on the node (connect, or a query losing its connection). */
+  readonly onConnectionFailure?: (error: unknown, node: NodeInfo) => void
+}
+
 /** Settings shared by every engine's replicated dialect. */
-export interface ReplicatedDialectConfig<P> {
-  readonly primary: NodeConfig<P>
-  readonly replicas: ReadonlyArray<ReplicaConfig<P>>
+export interface ReplicatedDialectConfig<P, C = Record<string, unknown>> {
+  readonly primary: NodeConfig<P, C>
+  readonly replicas: ReadonlyArray<ReplicaConfig<P, C>>
   /**
    * How a replica is picked for a read: a built-in name or your own {@link ReplicaSelector}.
    * Default `'p2c-ewma'`.
@@ -79,7 +104,19 @@ export interface ReplicatedDialectConfig<P> {
    * When no replica is usable: run reads on the primary (default) or throw `NoReplicaAvailableError`.
    * `{ mode: 'primary', maxPrimaryReads }` caps how many such reads the primary runs at once.
    */
-  readonly fallback?: 'primary' | 'error' | { readonly mode: 'primary'; readonly maxPrimaryReads: number }
+  readonly fallback?:
+    | 'primary'
+    | 'error'
+    | { readonly mode: 'primary'; readonly maxPrimaryReads: number }
+  /** Connection lifecycle hooks. */
+  readonly hooks?: ConnectionHooks
+  /**
+   * Appends a sqlcommenter comment to every statement: the context of `withQueryComment()` and,
+   * unless `{ route: false }`, the routing decision (`db_node`, `db_route_reason`). Default off.
+   */
+  readonly queryComments?: boolean | { readonly route?: boolean }
+  /** OpenTelemetry spans (or attributes on the active span) per statement; needs `@opentelemetry/api`. Default off. */
+  readonly tracing?: boolean | TracingOptions
 }
 
 /** The validated, frozen form of the engine-independent settings. */
@@ -98,6 +135,8 @@ export interface ResolvedConfig {
   readonly retryReads: boolean
   readonly fallback: 'primary' | 'error'
   readonly maxPrimaryReads: number | undefined
+  readonly queryComments: { readonly enabled: boolean; readonly route: boolean }
+  readonly tracing: TracingOptions | undefined
 }
 
 const CONSISTENCY_MODES: ReadonlySet<string> = new Set(['eventual', 'sticky', 'causal'])
@@ -106,8 +145,8 @@ const CONSISTENCY_MODES: ReadonlySet<string> = new Set(['eventual', 'sticky', 'c
  * Validates the parts of the config every engine shares and returns them frozen. Throws
  * {@link ReplicatedConfigError} with a message that names the offending setting.
  */
-export function resolveConfig<P>(
-  config: ReplicatedDialectConfig<P>,
+export function resolveConfig<P, C>(
+  config: ReplicatedDialectConfig<P, C>,
   isPool: (value: unknown) => boolean,
   dialectName: string,
 ): ResolvedConfig {
@@ -120,7 +159,7 @@ export function resolveConfig<P>(
   if (config.primary === null || typeof config.primary !== 'object') {
     fail('`primary` is missing: pass { primary: { pool }, replicas: [...] }')
   }
-  checkPool(config.primary.pool, 'primary', isPool, fail)
+  checkNode(config.primary, 'primary', isPool, fail)
   if (!Array.isArray(config.replicas)) {
     fail('`replicas` must be an array (it may be empty)')
   }
@@ -137,9 +176,11 @@ export function resolveConfig<P>(
       fail(`duplicate node name "${replica.name}" (replicas[${i}]): every node needs its own name`)
     }
     names.add(replica.name)
-    checkPool(replica.pool, `replica "${replica.name}"`, isPool, fail)
+    checkNode(replica, `replica "${replica.name}"`, isPool, fail)
     if (replica.weight !== undefined && !(Number.isFinite(replica.weight) && replica.weight > 0)) {
-      fail(`replica "${replica.name}": weight must be a positive finite number, got ${String(replica.weight)}`)
+      fail(
+        `replica "${replica.name}": weight must be a positive finite number, got ${String(replica.weight)}`,
+      )
     }
   })
   const consistency = config.consistency ?? 'causal'
@@ -149,15 +190,28 @@ export function resolveConfig<P>(
   const health = config.health ?? {}
   let fallback: 'primary' | 'error' = 'primary'
   let maxPrimaryReads: number | undefined
-  if (config.fallback === 'error' || config.fallback === 'primary' || config.fallback === undefined) {
+  if (
+    config.fallback === 'error' ||
+    config.fallback === 'primary' ||
+    config.fallback === undefined
+  ) {
     fallback = config.fallback ?? 'primary'
   } else if (typeof config.fallback === 'object' && config.fallback.mode === 'primary') {
-    maxPrimaryReads = positiveInteger(config.fallback.maxPrimaryReads, 'fallback.maxPrimaryReads', fail)
+    maxPrimaryReads = positiveInteger(
+      config.fallback.maxPrimaryReads,
+      'fallback.maxPrimaryReads',
+      fail,
+    )
   } else {
-    fail(`unknown fallback ${JSON.stringify(config.fallback)}: use 'primary', 'error' or { mode: 'primary', maxPrimaryReads }`)
+    fail(
+      `unknown fallback ${JSON.stringify(config.fallback)}: use 'primary', 'error' or { mode: 'primary', maxPrimaryReads }`,
+    )
   }
   if (config.primaryFunctions !== undefined) {
-    if (!Array.isArray(config.primaryFunctions) || config.primaryFunctions.some((f) => typeof f !== 'string' || f === '')) {
+    if (
+      !Array.isArray(config.primaryFunctions) ||
+      config.primaryFunctions.some((f) => typeof f !== 'string' || f === '')
+    ) {
       fail('`primaryFunctions` must be an array of function names')
     }
   }
@@ -165,6 +219,39 @@ export function resolveConfig<P>(
     if (config[key] !== undefined && typeof config[key] !== 'function') {
       fail(`\`${key}\` must be a function`)
     }
+  }
+  if (config.hooks !== undefined) {
+    for (const key of ['beforeConnect', 'afterConnect', 'onConnectionFailure'] as const) {
+      if (config.hooks[key] !== undefined && typeof config.hooks[key] !== 'function') {
+        fail(`\`hooks.${key}\` must be a function`)
+      }
+    }
+  }
+  const comments = config.queryComments
+  if (
+    comments !== undefined &&
+    typeof comments !== 'boolean' &&
+    (typeof comments !== 'object' || comments === null)
+  ) {
+    fail('`queryComments` must be true, false or { route?: boolean }')
+  }
+  const tracing = config.tracing
+  if (
+    tracing !== undefined &&
+    typeof tracing !== 'boolean' &&
+    (typeof tracing !== 'object' || tracing === null)
+  ) {
+    fail(
+      "`tracing` must be true, false or { mode?: 'span' | 'attributes', tracerName?, includeQueryText? }",
+    )
+  }
+  if (
+    typeof tracing === 'object' &&
+    tracing.mode !== undefined &&
+    tracing.mode !== 'span' &&
+    tracing.mode !== 'attributes'
+  ) {
+    fail(`unknown tracing.mode "${String(tracing.mode)}": use 'span' or 'attributes'`)
   }
   const cooldownMs = nonNegative(health.cooldownMs, 1000, 'health.cooldownMs', fail)
   const maxCooldownMs = nonNegative(health.maxCooldownMs, 30_000, 'health.maxCooldownMs', fail)
@@ -179,13 +266,31 @@ export function resolveConfig<P>(
     primaryFunctions: Object.freeze([...(config.primaryFunctions ?? [])]),
     probeIntervalMs: nonNegative(health.probeIntervalMs, 1000, 'health.probeIntervalMs', fail),
     probeTimeoutMs: positive(health.probeTimeoutMs, 1000, 'health.probeTimeoutMs', fail),
-    probeConcurrency: positiveInteger(health.probeConcurrency ?? 4, 'health.probeConcurrency', fail),
+    probeConcurrency: positiveInteger(
+      health.probeConcurrency ?? 4,
+      'health.probeConcurrency',
+      fail,
+    ),
     cooldownMs,
     maxCooldownMs,
-    maxReplicationLagMs: optionalNonNegative(config.maxReplicationLagMs, 'maxReplicationLagMs', fail),
+    maxReplicationLagMs: optionalNonNegative(
+      config.maxReplicationLagMs,
+      'maxReplicationLagMs',
+      fail,
+    ),
     retryReads: config.retry?.reads ?? true,
     fallback,
     maxPrimaryReads,
+    queryComments: Object.freeze({
+      enabled: comments === true || (typeof comments === 'object' && comments !== null),
+      route: typeof comments === 'object' && comments !== null ? comments.route !== false : true,
+    }),
+    tracing:
+      tracing === true
+        ? Object.freeze({})
+        : typeof tracing === 'object' && tracing !== null
+          ? Object.freeze({ ...tracing })
+          : undefined,
   })
 }
 
@@ -195,16 +300,59 @@ function checkName(name: unknown, where: string, fail: (m: string) => never): vo
   }
 }
 
-function checkPool(pool: unknown, where: string, isPool: (v: unknown) => boolean, fail: (m: string) => never): void {
-  if (pool === undefined || pool === null) {
-    fail(`${where} has no pool: pass { pool: createPool(...) } or { pool: async () => createPool(...) }`)
+function checkNode(
+  node: NodeConfig<unknown, unknown>,
+  where: string,
+  isPool: (v: unknown) => boolean,
+  fail: (m: string) => never,
+): void {
+  const hasPool = node.pool !== undefined && node.pool !== null
+  const hasConnection = node.connection !== undefined && node.connection !== null
+  if (hasPool && hasConnection) {
+    fail(`${where}: give either \`pool\` or \`connection\`, not both`)
   }
+  if (!hasPool && !hasConnection) {
+    fail(
+      `${where} has no pool: pass { pool: createPool(...) }, { pool: async () => createPool(...) } or { connection: { host, ... } }`,
+    )
+  }
+  if (hasConnection && typeof node.connection !== 'object') {
+    fail(`${where}: \`connection\` must be an object of driver connection options`)
+  }
+  if (hasPool) {
+    checkPool(node.pool, where, isPool, fail)
+    for (const key of ['poolSize', 'idleTimeoutMs'] as const) {
+      if (node[key] !== undefined) {
+        fail(
+          `${where}: \`${key}\` applies to pools the library creates from \`connection\`; set it on your own pool instead`,
+        )
+      }
+    }
+  }
+  if (node.poolSize !== undefined) positiveInteger(node.poolSize, `${where}: poolSize`, fail)
+  if (node.idleTimeoutMs !== undefined)
+    positive(node.idleTimeoutMs, 1, `${where}: idleTimeoutMs`, fail)
+  if (node.maxLifetimeMs !== undefined)
+    positive(node.maxLifetimeMs, 1, `${where}: maxLifetimeMs`, fail)
+}
+
+function checkPool(
+  pool: unknown,
+  where: string,
+  isPool: (v: unknown) => boolean,
+  fail: (m: string) => never,
+): void {
   if (typeof pool !== 'function' && !isPool(pool)) {
     fail(`${where}: pool is not a supported pool object (or a function returning one)`)
   }
 }
 
-function nonNegative(value: number | undefined, fallback: number, where: string, fail: (m: string) => never): number {
+function nonNegative(
+  value: number | undefined,
+  fallback: number,
+  where: string,
+  fail: (m: string) => never,
+): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     fail(`${where} must be a finite number >= 0, got ${String(value)}`)
@@ -212,11 +360,20 @@ function nonNegative(value: number | undefined, fallback: number, where: string,
   return value
 }
 
-function optionalNonNegative(value: number | undefined, where: string, fail: (m: string) => never): number | undefined {
+function optionalNonNegative(
+  value: number | undefined,
+  where: string,
+  fail: (m: string) => never,
+): number | undefined {
   return value === undefined ? undefined : nonNegative(value, 0, where, fail)
 }
 
-function positive(value: number | undefined, fallback: number, where: string, fail: (m: string) => never): number {
+function positive(
+  value: number | undefined,
+  fallback: number,
+  where: string,
+  fail: (m: string) => never,
+): number {
   const v = nonNegative(value, fallback, where, fail)
   if (v === 0) fail(`${where} must be greater than 0`)
   return v

@@ -24,11 +24,33 @@ export interface PhysicalConnection {
   /** Server-side connection id (MySQL thread id, PostgreSQL backend pid), when known. */
   readonly sessionId: number | undefined
   execute<R>(query: CompiledQuery, signal?: AbortSignal): Promise<NodeQueryOutcome<R>>
-  stream<R>(query: CompiledQuery, chunkSize: number, signal?: AbortSignal): AsyncIterableIterator<QueryResult<R>>
+  stream<R>(
+    query: CompiledQuery,
+    chunkSize: number,
+    signal?: AbortSignal,
+  ): AsyncIterableIterator<QueryResult<R>>
   /** Back to the pool. */
   release(): void
   /** Close it; it is never reused. */
   destroy(): void
+}
+
+/** Where a node is, for telemetry (`server.address`, `server.port`, `db.namespace`). */
+export interface NodeEndpoint {
+  readonly host?: string | undefined
+  readonly port?: number | undefined
+  readonly database?: string | undefined
+}
+
+/** Connection counts read from the underlying pool. */
+export interface PoolCounts {
+  /** Physical connections the pool holds (idle + in use). */
+  readonly total: number
+  readonly idle: number
+  /** Callers waiting for a connection inside the pool. */
+  readonly waiting: number
+  /** The pool's size limit, when it has one. */
+  readonly limit: number | undefined
 }
 
 /** A node's pool, wrapped by the engine. */
@@ -36,6 +58,10 @@ export interface NodePool {
   init(signal?: AbortSignal): Promise<void>
   acquire(signal?: AbortSignal): Promise<PhysicalConnection>
   end(): Promise<void>
+  /** Host, port and database of the node, when the pool's config tells. */
+  endpoint?(): NodeEndpoint | undefined
+  /** Counts from the pool itself, when it exposes them. */
+  counts?(): PoolCounts | undefined
 }
 
 /** Replica state read by a probe. */
@@ -51,6 +77,8 @@ export interface ProbeResult {
 /** Everything engine-specific the core needs. One implementation per engine. */
 export interface Engine {
   readonly flavor: SqlFlavor
+  /** OpenTelemetry `db.system` value: `'mariadb'`, `'mysql'`, `'postgresql'`. */
+  readonly systemName: string
   readonly positionKind: ReplicationPosition['kind']
   /** `set transaction ...` / `begin` exactly as Kysely's own driver for this engine does it. */
   beginTransaction(connection: PhysicalConnection, settings: TransactionSettings): Promise<void>
@@ -76,6 +104,8 @@ export interface Engine {
   cancel(control: PhysicalConnection, sessionId: number, kind: 'query' | 'session'): Promise<void>
   /** `true` for errors that mean the node or the connection is gone (not SQL errors). */
   isConnectionError(error: unknown): boolean
+  /** The server's connection limit and connections in use, for the pool-size warning. */
+  serverCapacity?(connection: PhysicalConnection): Promise<{ max: number; used: number }>
 }
 
 /** Wraps a physical connection as the `DatabaseConnection` Kysely's hooks expect. */

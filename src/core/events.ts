@@ -59,7 +59,12 @@ export type NodeState = 'healthy' | 'cooling-down' | 'lagging' | 'down'
 
 /** Notable events other than routing decisions, reported through `onEvent`. */
 export type ReplicationEvent =
-  | { readonly type: 'node-down'; readonly node: string; readonly error: unknown; readonly retryInMs: number }
+  | {
+      readonly type: 'node-down'
+      readonly node: string
+      readonly error: unknown
+      readonly retryInMs: number
+    }
   | { readonly type: 'node-up'; readonly node: string }
   | { readonly type: 'lag-exceeded'; readonly node: string; readonly lagMs: number | null }
   | { readonly type: 'lag-recovered'; readonly node: string; readonly lagMs: number }

@@ -1,5 +1,5 @@
 import type { ReplicationPosition } from '../consistency/position.js'
-import { NodeHealth, type HealthSettings } from '../health/node-health.js'
+import { type HealthSettings, NodeHealth } from '../health/node-health.js'
 import { NodeLoad } from '../health/node-load.js'
 import type { ReplicaCandidate } from '../selection/replica-selector.js'
 import type { NodeInfo, NodePool } from './engine.js'

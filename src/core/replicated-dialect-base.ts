@@ -3,9 +3,15 @@ import { encodeCausalToken } from '../consistency/causal-token.js'
 import { currentScope } from '../consistency/scope.js'
 import { createSelector } from '../selection/create-selector.js'
 import { ClusterRuntime, type ReplicaInfo, type RoutingStats } from './cluster-runtime.js'
-import { type ReplicatedDialectConfig, resolveConfig } from './config.js'
-import type { Engine, NodeInfo, NodePool } from './engine.js'
+import {
+  type ConnectionHooks,
+  type NodeConfig,
+  type ReplicatedDialectConfig,
+  resolveConfig,
+} from './config.js'
+import type { Engine, NodeInfo, PhysicalConnection } from './engine.js'
 import { ReplicatedConfigError } from './errors.js'
+import { type LifecycleNodePool, ManagedPool, type PoolStats } from './managed-pool.js'
 import { ReplicatedDriver } from './replicated-driver.js'
 
 /** Per-node settings handed to an engine's pool factory. */
@@ -13,7 +19,13 @@ export interface NodePoolSetup {
   readonly node: NodeInfo
   readonly replicaSessionReadOnly: boolean
   readonly onCreateConnection: ReplicatedDialectConfig<unknown>['onCreateConnection']
+  readonly afterConnect: ConnectionHooks['afterConnect']
+  /** Called once per pool, on its first new connection, after the hooks (the pool-size check). */
+  readonly firstConnection: (connection: PhysicalConnection) => Promise<void>
 }
+
+/** A node's config as the engine's pool factory gets it. */
+export type NodeSource = NodeConfig<unknown, unknown>
 
 /**
  * What every replicated dialect shares: config validation, the cluster runtime, the driver, and
@@ -23,11 +35,11 @@ export abstract class ReplicatedDialectBase {
   /** @internal */
   protected readonly cluster: ClusterRuntime
   protected constructor(
-    config: ReplicatedDialectConfig<any>,
+    config: ReplicatedDialectConfig<any, any>,
     engine: Engine,
     dialectName: string,
     isPool: (value: unknown) => boolean,
-    createPool: (pool: unknown, setup: NodePoolSetup) => NodePool,
+    createPool: (node: NodeSource, setup: NodePoolSetup) => LifecycleNodePool,
   ) {
     const resolved = resolveConfig(config, isPool, dialectName)
     let selector: ReturnType<typeof createSelector>
@@ -47,6 +59,15 @@ export abstract class ReplicatedDialectBase {
         node,
         replicaSessionReadOnly: resolved.replicaSessionReadOnly,
         onCreateConnection: config.onCreateConnection,
+        afterConnect: config.hooks?.afterConnect,
+        firstConnection: (connection: PhysicalConnection) =>
+          this.cluster.checkCapacity(node.name, connection),
+      })
+    const managed = (source: NodeSource, node: NodeInfo): ManagedPool =>
+      new ManagedPool(createPool(source, setupFor(node)), node, {
+        maxLifetimeMs: source.maxLifetimeMs,
+        hooks: config.hooks,
+        isConnectionError: (error) => engine.isConnectionError(error),
       })
     const primaryName = config.primary.name ?? 'primary'
     this.cluster = new ClusterRuntime(
@@ -55,12 +76,12 @@ export abstract class ReplicatedDialectBase {
       {
         primary: {
           name: primaryName,
-          pool: createPool(config.primary.pool, setupFor({ name: primaryName, role: 'primary' })),
+          pool: managed(config.primary, { name: primaryName, role: 'primary' }),
         },
         replicas: config.replicas.map((r) => ({
           name: r.name,
           weight: r.weight ?? 1,
-          pool: createPool(r.pool, setupFor({ name: r.name, role: 'replica' })),
+          pool: managed(r, { name: r.name, role: 'replica' }),
         })),
       },
       selector,
@@ -96,6 +117,14 @@ export abstract class ReplicatedDialectBase {
     const cluster = this.cluster
     const required = currentScope().requirement(cluster, cluster.engine.positionKind, cluster.now())
     return required.position === undefined ? undefined : encodeCausalToken(required.position)
+  }
+
+  /**
+   * Per node: connections total / idle / in use, waiting acquirers, connections opened and closed,
+   * and the time spent waiting for a connection (mean and max).
+   */
+  getPoolStats(): PoolStats[] {
+    return this.cluster.getPoolStats()
   }
 
   /** Probes every replica now and waits for the results (the background prober does this on its interval). */

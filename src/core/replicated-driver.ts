@@ -1,9 +1,4 @@
-import type {
-  DatabaseConnection,
-  Driver,
-  QueryCompiler,
-  TransactionSettings,
-} from 'kysely'
+import type { DatabaseConnection, Driver, QueryCompiler, TransactionSettings } from 'kysely'
 import { createQueryId, IdentifierNode, RawNode } from 'kysely'
 import { ConsistencyScope, explicitScope, processWideScope } from '../consistency/scope.js'
 import type { ClusterRuntime } from './cluster-runtime.js'
@@ -37,7 +32,10 @@ export class ReplicatedDriver implements Driver {
     return new RoutingConnection(this.#cluster, scope)
   }
 
-  async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+  async beginTransaction(
+    connection: DatabaseConnection,
+    settings: TransactionSettings,
+  ): Promise<void> {
     await routing(connection).beginTransaction(settings)
   }
 
@@ -54,7 +52,10 @@ export class ReplicatedDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler['compileQuery'],
   ): Promise<void> {
-    await routing(connection).runSavepointCommand((compile) => compile(savepointNode('savepoint', savepointName), createQueryId()), compileQuery)
+    await routing(connection).runSavepointCommand(
+      (compile) => compile(savepointNode('savepoint', savepointName), createQueryId()),
+      compileQuery,
+    )
   }
 
   async rollbackToSavepoint(
@@ -62,7 +63,10 @@ export class ReplicatedDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler['compileQuery'],
   ): Promise<void> {
-    await routing(connection).runSavepointCommand((compile) => compile(savepointNode('rollback to', savepointName), createQueryId()), compileQuery)
+    await routing(connection).runSavepointCommand(
+      (compile) => compile(savepointNode('rollback to', savepointName), createQueryId()),
+      compileQuery,
+    )
   }
 
   async releaseSavepoint(

@@ -90,5 +90,7 @@ export function onReplica<DB>(db: Kysely<DB>, name?: string): Kysely<DB> {
  * ```
  */
 export function readOnly<DB>(db: Kysely<DB>): ReadonlyKysely<DB> {
-  return db.withPlugin(new RouteHintPlugin({ target: 'read-only' })) as unknown as ReadonlyKysely<DB>
+  return db.withPlugin(
+    new RouteHintPlugin({ target: 'read-only' }),
+  ) as unknown as ReadonlyKysely<DB>
 }

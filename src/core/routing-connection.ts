@@ -7,6 +7,11 @@ import type {
   TransactionSettings,
 } from 'kysely'
 import type { ConsistencyScope } from '../consistency/scope.js'
+import {
+  appendSqlComment,
+  currentQueryComment,
+  formatSqlComment,
+} from '../observability/query-comments.js'
 import type { Classification } from '../routing/classification.js'
 import { classifyNode } from '../routing/classify-node.js'
 import type { ReplicaCandidate } from '../selection/replica-selector.js'
@@ -59,6 +64,11 @@ export class RoutingConnection implements DatabaseConnection {
   #rawTransaction: { wrote: boolean } | undefined
   #transaction: OpenTransaction | undefined
   #running: { node: NodeRuntime; connection: PhysicalConnection } | undefined
+  /** The last routing decision, for the query comment and the trace of the statement it routed. */
+  #lastRoute: { reason: RouteReason; waitedMs: number | undefined } = {
+    reason: 'read',
+    waitedMs: undefined,
+  }
 
   constructor(cluster: ClusterRuntime, scope: ConsistencyScope) {
     this.#cluster = cluster
@@ -92,13 +102,17 @@ export class RoutingConnection implements DatabaseConnection {
     const signal = options?.signal
     const transaction = this.#transaction
     if (transaction !== undefined) {
-      this.#cluster.route(
+      this.#route(
         transaction.node,
         transaction.readOnly ? 'read-only-transaction' : 'transaction',
         query.sql,
       )
       yield* this.#track(transaction.node, transaction.connection, () =>
-        transaction.connection.stream<R>(query, chunkSize, signal),
+        transaction.connection.stream<R>(
+          this.#decorate(query, transaction.node),
+          chunkSize,
+          signal,
+        ),
       )
       return
     }
@@ -107,9 +121,11 @@ export class RoutingConnection implements DatabaseConnection {
     if (!classification.read || this.#pinned || hint?.target === 'primary') {
       this.#checkHintAllowsWrite(hint, classification, query)
       const target = await this.#primaryTarget(classification, hint, signal)
-      this.#cluster.route(target.node, target.reason, query.sql, target.detail)
+      this.#route(target.node, target.reason, query.sql, target.detail)
       if (classification.pinsSession) this.#pinned = true
-      yield* this.#track(target.node, target.connection, () => target.connection.stream<R>(query, chunkSize, signal))
+      yield* this.#track(target.node, target.connection, () =>
+        target.connection.stream<R>(this.#decorate(query, target.node), chunkSize, signal),
+      )
       return
     }
     const tried = new Set<NodeRuntime>()
@@ -122,7 +138,11 @@ export class RoutingConnection implements DatabaseConnection {
       this.#running = { node: target.node, connection: target.connection }
       let failed = false
       try {
-        for await (const chunk of target.connection.stream<R>(query, chunkSize, signal)) {
+        for await (const chunk of target.connection.stream<R>(
+          this.#decorate(query, target.node),
+          chunkSize,
+          signal,
+        )) {
           yielded = true
           yield chunk
         }
@@ -184,7 +204,14 @@ export class RoutingConnection implements DatabaseConnection {
       const tried = new Set<NodeRuntime>()
       let retry = false
       for (;;) {
-        const target = await this.#readTarget(undefined, undefined, signal, tried, retry, 'read-only-transaction')
+        const target = await this.#readTarget(
+          undefined,
+          undefined,
+          signal,
+          tried,
+          retry,
+          'read-only-transaction',
+        )
         try {
           await cluster.engine.beginTransaction(target.connection, settings)
         } catch (error) {
@@ -199,8 +226,17 @@ export class RoutingConnection implements DatabaseConnection {
           throw annotateNodeError(error, target.node.name)
         }
         target.leaveFallback?.()
-        cluster.route(target.node, target.reason === 'read' ? 'read-only-transaction' : target.reason, 'begin')
-        this.#transaction = { node: target.node, connection: target.connection, readOnly: true, wrote: false }
+        this.#route(
+          target.node,
+          target.reason === 'read' ? 'read-only-transaction' : target.reason,
+          'begin',
+        )
+        this.#transaction = {
+          node: target.node,
+          connection: target.connection,
+          readOnly: true,
+          wrote: false,
+        }
         return
       }
     }
@@ -210,7 +246,7 @@ export class RoutingConnection implements DatabaseConnection {
     } catch (error) {
       throw annotateNodeError(error, cluster.primary.name)
     }
-    cluster.route(cluster.primary, 'transaction', 'begin')
+    this.#route(cluster.primary, 'transaction', 'begin')
     this.#transaction = { node: cluster.primary, connection, readOnly: false, wrote: false }
   }
 
@@ -269,23 +305,79 @@ export class RoutingConnection implements DatabaseConnection {
     query: CompiledQuery,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
-    const cluster = this.#cluster
     if (!transaction.readOnly) {
       const classification = this.#classify(query)
-      if (!classification.read && classification.transactionControl === undefined) transaction.wrote = true
+      if (!classification.read && classification.transactionControl === undefined)
+        transaction.wrote = true
     }
-    cluster.route(transaction.node, transaction.readOnly ? 'read-only-transaction' : 'transaction', query.sql)
+    this.#route(
+      transaction.node,
+      transaction.readOnly ? 'read-only-transaction' : 'transaction',
+      query.sql,
+    )
     const outcome = await this.#run<R>(transaction.node, transaction.connection, query, signal)
     return outcome.result
   }
 
   // ---- statements outside transactions ------------------------------------------------------
 
+  #route(
+    node: NodeRuntime,
+    reason: RouteReason,
+    sqlText: string,
+    detail?: string,
+    waitedMs?: number,
+  ): void {
+    this.#lastRoute = { reason, waitedMs }
+    this.#cluster.route(node, reason, sqlText, detail, waitedMs)
+  }
+
+  /**
+   * The statement as sent: with the sqlcommenter comment appended when `queryComments` is on.
+   * Appended after routing, so a comment never changes a decision.
+   */
+  #decorate(query: CompiledQuery, node: NodeRuntime): CompiledQuery {
+    const comments = this.#cluster.config.queryComments
+    if (!comments.enabled) return query
+    const context = currentQueryComment()
+    const tags = comments.route
+      ? { ...context, db_node: node.name, db_route_reason: this.#lastRoute.reason }
+      : context
+    if (tags === undefined) return query
+    const sqlText = appendSqlComment(query.sql, formatSqlComment(tags))
+    return sqlText === query.sql ? query : Object.freeze({ ...query, sql: sqlText })
+  }
+
+  /** Runs `fn` inside the statement's trace span (or annotates the active span), when tracing is on. */
+  #traced<T>(node: NodeRuntime, query: CompiledQuery, fn: () => Promise<T>): Promise<T> {
+    const tracing = this.#cluster.tracing
+    if (tracing === undefined) return fn()
+    const endpoint = node.pool.endpoint?.()
+    return tracing.trace(
+      {
+        system: this.#cluster.engine.systemName,
+        namespace: endpoint?.database,
+        serverAddress: endpoint?.host,
+        serverPort: endpoint?.port,
+        node: node.name,
+        role: node.info.role,
+        reason: this.#lastRoute.reason,
+        causalWaitMs: this.#lastRoute.waitedMs,
+        sql: query.sql,
+      },
+      fn,
+    )
+  }
+
   #classify(query: CompiledQuery): Classification {
     return classifyNode(query.query, query.sql, this.#cluster.classifyOptions)
   }
 
-  #checkHintAllowsWrite(hint: RouteHint | undefined, classification: Classification, query: CompiledQuery): void {
+  #checkHintAllowsWrite(
+    hint: RouteHint | undefined,
+    classification: Classification,
+    query: CompiledQuery,
+  ): void {
     if (hint === undefined || classification.read) return
     if (hint.target === 'read-only' || hint.target === 'replica') {
       const via = hint.target === 'read-only' ? 'readOnly(db)' : 'onReplica(db)'
@@ -303,24 +395,34 @@ export class RoutingConnection implements DatabaseConnection {
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
     this.#checkHintAllowsWrite(hint, classification, query)
-    const cluster = this.#cluster
     const target = await this.#primaryTarget(classification, hint, signal)
     if (classification.pinsSession) this.#pinned = true
     const control = classification.transactionControl
     if (control === 'begin' || control === 'begin-read-only') {
       this.#rawTransaction = { wrote: false }
-    } else if (!classification.read && this.#rawTransaction !== undefined && control === undefined) {
+    } else if (
+      !classification.read &&
+      this.#rawTransaction !== undefined &&
+      control === undefined
+    ) {
       this.#rawTransaction.wrote = true
     }
-    cluster.route(target.node, target.reason, query.sql, target.detail)
+    this.#route(target.node, target.reason, query.sql, target.detail)
     try {
       const outcome = await this.#run<R>(target.node, target.connection, query, signal)
       if (control === 'end') {
         const raw = this.#rawTransaction
         this.#rawTransaction = undefined
         if (raw !== undefined) await this.#recordWrite(target.connection, outcome, raw.wrote)
-      } else if (this.#rawTransaction === undefined && (!classification.read || outcome.position !== undefined)) {
-        await this.#recordWrite(target.connection, outcome, isEffectiveWrite(classification, outcome))
+      } else if (
+        this.#rawTransaction === undefined &&
+        (!classification.read || outcome.position !== undefined)
+      ) {
+        await this.#recordWrite(
+          target.connection,
+          outcome,
+          isEffectiveWrite(classification, outcome),
+        )
       }
       return outcome.result
     } finally {
@@ -333,11 +435,20 @@ export class RoutingConnection implements DatabaseConnection {
    * the primary (PostgreSQL). `wrote` says whether the statement changed anything when no
    * position came back; such a write makes the scope's reads sticky.
    */
-  async #recordWrite(connection: PhysicalConnection, outcome: NodeQueryOutcome<unknown>, wrote: boolean): Promise<void> {
+  async #recordWrite(
+    connection: PhysicalConnection,
+    outcome: NodeQueryOutcome<unknown>,
+    wrote: boolean,
+  ): Promise<void> {
     const cluster = this.#cluster
     if (cluster.config.consistency === 'eventual') return
     let position = outcome.position
-    if (position === undefined && wrote && !cluster.engine.positionsFromResults && cluster.engine.primaryPosition) {
+    if (
+      position === undefined &&
+      wrote &&
+      !cluster.engine.positionsFromResults &&
+      cluster.engine.primaryPosition
+    ) {
       position = await cluster.engine.primaryPosition(connection)
     }
     if (position !== undefined) {
@@ -364,7 +475,12 @@ export class RoutingConnection implements DatabaseConnection {
       } catch (error) {
         const connectionLevel = cluster.engine.isConnectionError(error)
         this.#finishTarget(target, connectionLevel)
-        if (connectionLevel && target.transient && cluster.config.retryReads && !isAborted(signal)) {
+        if (
+          connectionLevel &&
+          target.transient &&
+          cluster.config.retryReads &&
+          !isAborted(signal)
+        ) {
           retry = true
           continue
         }
@@ -385,7 +501,8 @@ export class RoutingConnection implements DatabaseConnection {
     node.load.start()
     this.#running = { node, connection }
     try {
-      const outcome = await connection.execute<R>(query, signal)
+      const sent = this.#decorate(query, node)
+      const outcome = await this.#traced(node, sent, () => connection.execute<R>(sent, signal))
       const now = cluster.now()
       cluster.querySucceeded(node, now - started, now)
       return outcome
@@ -393,7 +510,13 @@ export class RoutingConnection implements DatabaseConnection {
       const now = cluster.now()
       // A session this library killed on request (Kysely's 'kill session') says nothing of the node's health.
       const killed = (connection as { killed?: boolean }).killed === true
-      cluster.queryFailed(node, error, now - started, now, !killed && cluster.engine.isConnectionError(error))
+      cluster.queryFailed(
+        node,
+        error,
+        now - started,
+        now,
+        !killed && cluster.engine.isConnectionError(error),
+      )
       throw annotateNodeError(error, node.name)
     } finally {
       this.#running = undefined
@@ -459,7 +582,13 @@ export class RoutingConnection implements DatabaseConnection {
     if (this.#pinned && classification.read) reason = 'session-pinned'
     else if (hint?.target === 'primary' && classification.read) reason = 'hint'
     else reason = classification.reason === 'read' ? 'session-pinned' : classification.reason
-    return { node: this.#cluster.primary, connection, transient: false, reason, detail: classification.detail }
+    return {
+      node: this.#cluster.primary,
+      connection,
+      transient: false,
+      reason,
+      detail: classification.detail,
+    }
   }
 
   /**
@@ -486,14 +615,17 @@ export class RoutingConnection implements DatabaseConnection {
       }
       if (plan.kind === 'primary') {
         const target = await this.#fallbackTarget(retry ? 'retry' : plan.reason, signal)
-        if (query !== undefined) cluster.route(target.node, target.reason, query.sql)
+        if (query !== undefined) this.#route(target.node, target.reason, query.sql)
         return target
       }
-      const candidates = tried.size === 0 ? plan.candidates : plan.candidates.filter((c) => !tried.has(cluster.replicaByIndex(c.index)))
+      const candidates =
+        tried.size === 0
+          ? plan.candidates
+          : plan.candidates.filter((c) => !tried.has(cluster.replicaByIndex(c.index)))
       const node = cluster.select(candidates, now)
       if (node === undefined) {
         const target = await this.#fallbackTarget(retry ? 'retry' : 'no-replica', signal)
-        if (query !== undefined) cluster.route(target.node, target.reason, query.sql)
+        if (query !== undefined) this.#route(target.node, target.reason, query.sql)
         return target
       }
       tried.add(node)
@@ -503,20 +635,36 @@ export class RoutingConnection implements DatabaseConnection {
       } catch (error) {
         const connectionLevel = cluster.engine.isConnectionError(error)
         cluster.queryFailed(node, error, 0, cluster.now(), connectionLevel)
-        if (connectionLevel && cluster.config.retryReads && hint?.target !== 'replica' && !isAborted(signal)) {
+        if (
+          connectionLevel &&
+          cluster.config.retryReads &&
+          hint?.target !== 'replica' &&
+          !isAborted(signal)
+        ) {
           retry = true
           continue
         }
         throw annotateNodeError(error, node.name)
       }
-      let reason: RouteReason = retry ? 'retry' : hint?.target === 'replica' ? 'hint' : plan.kind === 'replica' ? plan.reason : 'causal-waited'
+      let reason: RouteReason = retry
+        ? 'retry'
+        : hint?.target === 'replica'
+          ? 'hint'
+          : plan.kind === 'replica'
+            ? plan.reason
+            : 'causal-waited'
       if (reason === 'read') reason = readReason
       let waitedMs: number | undefined
       if (plan.kind === 'wait') {
         const started = cluster.now()
         let caughtUp: boolean
         try {
-          caughtUp = await cluster.engine.waitForPosition(connection, plan.position, cluster.config.causalWaitTimeoutMs, signal)
+          caughtUp = await cluster.engine.waitForPosition(
+            connection,
+            plan.position,
+            cluster.config.causalWaitTimeoutMs,
+            signal,
+          )
         } catch (error) {
           const connectionLevel = cluster.engine.isConnectionError(error)
           if (connectionLevel) connection.destroy()
@@ -534,13 +682,14 @@ export class RoutingConnection implements DatabaseConnection {
           node.timedOutPosition = plan.position
           connection.release()
           const target = await this.#fallbackTarget('causal-timeout', signal)
-          if (query !== undefined) cluster.route(target.node, 'causal-timeout', query.sql, undefined, waitedMs)
+          if (query !== undefined)
+            this.#route(target.node, 'causal-timeout', query.sql, undefined, waitedMs)
           return { ...target, waitedMs }
         }
         cluster.learnPosition(node, plan.position)
         if (!retry) reason = 'causal-waited'
       }
-      if (query !== undefined) cluster.route(node, reason, query.sql, undefined, waitedMs)
+      if (query !== undefined) this.#route(node, reason, query.sql, undefined, waitedMs)
       return { node, connection, transient: true, reason, waitedMs }
     }
   }
@@ -549,7 +698,9 @@ export class RoutingConnection implements DatabaseConnection {
     const cluster = this.#cluster
     if (name === undefined) {
       const usable = cluster.usableReplicas(now)
-      return usable.length > 0 ? { kind: 'replica', candidates: usable, reason: 'hint' } : { kind: 'primary', reason: 'no-replica' }
+      return usable.length > 0
+        ? { kind: 'replica', candidates: usable, reason: 'hint' }
+        : { kind: 'primary', reason: 'no-replica' }
     }
     const node = cluster.node(name)
     if (node === undefined || node.info.role !== 'replica') {
@@ -557,14 +708,19 @@ export class RoutingConnection implements DatabaseConnection {
         `onReplica(db, "${name}"): no replica of that name (replicas: ${cluster.replicas.map((r) => r.name).join(', ') || 'none'})`,
       )
     }
-    return { kind: 'replica', candidates: [node.candidate] as readonly ReplicaCandidate[], reason: 'hint' }
+    return {
+      kind: 'replica',
+      candidates: [node.candidate] as readonly ReplicaCandidate[],
+      reason: 'hint',
+    }
   }
 
   /** A read the primary runs: on the held primary session, or on one checked out for it. */
   async #fallbackTarget(reason: RouteReason, signal: AbortSignal | undefined): Promise<Target> {
     const cluster = this.#cluster
     const onBehalfOfReplicas = reason === 'no-replica' || reason === 'retry'
-    const leaveFallback = onBehalfOfReplicas && cluster.replicas.length > 0 ? cluster.enterFallbackRead() : undefined
+    const leaveFallback =
+      onBehalfOfReplicas && cluster.replicas.length > 0 ? cluster.enterFallbackRead() : undefined
     try {
       const connection = await this.#primaryConnection(signal)
       return { node: cluster.primary, connection, transient: false, reason, leaveFallback }
@@ -589,7 +745,11 @@ export class RoutingConnection implements DatabaseConnection {
     this.#pinned = false
     this.#rawTransaction = undefined
     if (primary !== undefined) {
-      if (this.#primaryKilled || transaction !== undefined || (primary as { killed?: boolean }).killed) {
+      if (
+        this.#primaryKilled ||
+        transaction !== undefined ||
+        (primary as { killed?: boolean }).killed
+      ) {
         primary.destroy()
       } else {
         primary.release()
@@ -604,11 +764,18 @@ function isAborted(signal: AbortSignal | undefined): boolean {
 }
 
 /** Whether a primary statement without a reported position must count as a write. */
-function isEffectiveWrite(classification: Classification, outcome: NodeQueryOutcome<unknown>): boolean {
+function isEffectiveWrite(
+  classification: Classification,
+  outcome: NodeQueryOutcome<unknown>,
+): boolean {
   if (classification.read) return false
   const affected = outcome.result.numAffectedRows
   const detail = classification.detail
-  if (affected !== undefined && affected === 0n && (detail === 'insert' || detail === 'update' || detail === 'delete' || detail === 'merge')) {
+  if (
+    affected !== undefined &&
+    affected === 0n &&
+    (detail === 'insert' || detail === 'update' || detail === 'delete' || detail === 'merge')
+  ) {
     // A DML statement that matched nothing wrote nothing.
     return false
   }

@@ -58,8 +58,8 @@ export class NodeHealth {
     return this.#failures
   }
 
-  /** Whether the node takes reads now. A cooling-down node past its wait admits one trial. */
-  usable(nowMs: number): boolean {
+  /** Whether the node takes reads now (healthy: no failure since its last success, not lagging). */
+  usable(): boolean {
     if (this.#failures === 0) {
       return !this.#lagging
     }

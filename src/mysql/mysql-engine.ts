@@ -49,12 +49,20 @@ export class MysqlEngine implements Engine {
     return this.#kind
   }
 
+  get systemName(): string {
+    return this.#kind
+  }
+
   attach(cluster: ClusterRuntime): void {
     this.#cluster = cluster
   }
 
   /** Prepares a new physical connection (called once per connection by the node pool). */
-  async setUpConnection(connection: MysqlPhysicalConnection, raw: MysqlPoolConnection, setup: MysqlNodeSetup): Promise<void> {
+  async setUpConnection(
+    connection: MysqlPhysicalConnection,
+    raw: MysqlPoolConnection,
+    setup: MysqlNodeSetup,
+  ): Promise<void> {
     const handshake = (raw as { _handshakePacket?: { serverVersion?: unknown } })._handshakePacket
     let version = typeof handshake?.serverVersion === 'string' ? handshake.serverVersion : undefined
     if (version === undefined) {
@@ -92,7 +100,10 @@ export class MysqlEngine implements Engine {
     }
   }
 
-  async beginTransaction(connection: PhysicalConnection, settings: TransactionSettings): Promise<void> {
+  async beginTransaction(
+    connection: PhysicalConnection,
+    settings: TransactionSettings,
+  ): Promise<void> {
     if (settings.isolationLevel || settings.accessMode) {
       const parts: string[] = []
       if (settings.isolationLevel) parts.push(`isolation level ${settings.isolationLevel}`)
@@ -111,19 +122,29 @@ export class MysqlEngine implements Engine {
     await connection.execute(CompiledQuery.raw('rollback'))
   }
 
-  async waitForPosition(connection: PhysicalConnection, position: ReplicationPosition, timeoutMs: number): Promise<boolean> {
+  async waitForPosition(
+    connection: PhysicalConnection,
+    position: ReplicationPosition,
+    timeoutMs: number,
+  ): Promise<boolean> {
     const seconds = Math.max(timeoutMs, 1) / 1000
     if (position.kind === 'mariadb') {
       // 0 when reached, -1 on timeout. Never run on the primary: it would wait the whole timeout.
       const { result } = await connection.execute<{ r: number | null }>(
-        CompiledQuery.raw('select master_gtid_wait(?, ?) as r', [formatPosition(position), seconds]),
+        CompiledQuery.raw('select master_gtid_wait(?, ?) as r', [
+          formatPosition(position),
+          seconds,
+        ]),
       )
       return Number(result.rows[0]?.r) === 0
     }
     if (position.kind === 'mysql') {
       // 0 when reached, 1 on timeout; a timeout of 0 would wait forever, hence the 1 ms floor.
       const { result } = await connection.execute<{ r: number | null }>(
-        CompiledQuery.raw('select wait_for_executed_gtid_set(?, ?) as r', [formatPosition(position), seconds]),
+        CompiledQuery.raw('select wait_for_executed_gtid_set(?, ?) as r', [
+          formatPosition(position),
+          seconds,
+        ]),
       )
       return Number(result.rows[0]?.r) === 0
     }
@@ -134,7 +155,9 @@ export class MysqlEngine implements Engine {
     const mariadb = this.#kind === 'mariadb'
     const { result } = await connection.execute<{ pos: string | null; ro: number | string }>(
       CompiledQuery.raw(
-        mariadb ? 'select @@gtid_slave_pos as pos, @@read_only as ro' : 'select @@gtid_executed as pos, @@read_only as ro',
+        mariadb
+          ? 'select @@gtid_slave_pos as pos, @@read_only as ro'
+          : 'select @@gtid_executed as pos, @@read_only as ro',
       ),
     )
     const row = result.rows[0]
@@ -156,7 +179,10 @@ export class MysqlEngine implements Engine {
       if (s !== undefined) {
         const seconds = s.Seconds_Behind_Master ?? s.Seconds_Behind_Source
         const sqlRunning = s.Slave_SQL_Running ?? s.Replica_SQL_Running
-        lagMs = seconds === null || seconds === undefined || sqlRunning === 'No' ? null : Number(seconds) * 1000
+        lagMs =
+          seconds === null || seconds === undefined || sqlRunning === 'No'
+            ? null
+            : Number(seconds) * 1000
       }
     } catch (error) {
       if (this.isConnectionError(error)) throw error
@@ -165,9 +191,26 @@ export class MysqlEngine implements Engine {
     return { position, lagMs, readOnly }
   }
 
-  async cancel(control: PhysicalConnection, sessionId: number, kind: 'query' | 'session'): Promise<void> {
+  async cancel(
+    control: PhysicalConnection,
+    sessionId: number,
+    kind: 'query' | 'session',
+  ): Promise<void> {
     if (!Number.isSafeInteger(sessionId) || sessionId <= 0) return
-    await control.execute(CompiledQuery.raw(`kill ${kind === 'query' ? 'query' : 'connection'} ${sessionId}`))
+    await control.execute(
+      CompiledQuery.raw(`kill ${kind === 'query' ? 'query' : 'connection'} ${sessionId}`),
+    )
+  }
+
+  async serverCapacity(connection: PhysicalConnection): Promise<{ max: number; used: number }> {
+    // Threads_connected is readable without the PROCESS privilege, unlike the process list.
+    const { result } = await connection.execute<{ max: number | string; used: number | string }>(
+      CompiledQuery.raw(
+        "select @@max_connections as max, (select variable_value from information_schema.global_status where variable_name = 'THREADS_CONNECTED') as used",
+      ),
+    )
+    const row = result.rows[0]
+    return { max: Number(row?.max ?? 0), used: Number(row?.used ?? 0) }
   }
 
   isConnectionError(error: unknown): boolean {

@@ -1,9 +1,18 @@
-import type { CompiledQuery, QueryResult } from 'kysely'
+import { performance } from 'node:perf_hooks'
+import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
 import { parsePosition, type ReplicationPosition } from '../consistency/position.js'
-import type { NodeInfo, NodePool, NodeQueryOutcome, PhysicalConnection } from '../core/engine.js'
+import type {
+  NodeEndpoint,
+  NodeInfo,
+  NodeQueryOutcome,
+  PhysicalConnection,
+  PoolCounts,
+} from '../core/engine.js'
 import { asDatabaseConnection } from '../core/engine.js'
 import { ConnectionSetupError } from '../core/errors.js'
+import type { LifecycleConnection, LifecycleNodePool } from '../core/managed-pool.js'
+import type { NodeSource } from '../core/replicated-dialect-base.js'
 import type { MysqlEngine } from './mysql-engine.js'
 import {
   isResultHeader,
@@ -17,7 +26,47 @@ import {
 export interface MysqlNodeSetup {
   readonly node: NodeInfo
   readonly replicaSessionReadOnly: boolean
-  readonly onCreateConnection: ((connection: import('kysely').DatabaseConnection, node: NodeInfo) => Promise<void>) | undefined
+  readonly onCreateConnection:
+    | ((connection: DatabaseConnection, node: NodeInfo) => Promise<void>)
+    | undefined
+  readonly afterConnect:
+    | ((connection: DatabaseConnection, node: NodeInfo) => Promise<void>)
+    | undefined
+  readonly firstConnection?: ((connection: PhysicalConnection) => Promise<void>) | undefined
+}
+
+/** mysql2 pool internals read (never written) for statistics; absent fields mean "unknown". */
+interface MysqlPoolInternals {
+  readonly _allConnections?: { readonly length: number }
+  readonly _freeConnections?: { readonly length: number }
+  readonly _connectionQueue?: { readonly length: number }
+  readonly config?: {
+    readonly connectionLimit?: number
+    readonly connectionConfig?: {
+      readonly host?: string
+      readonly port?: number
+      readonly database?: string
+    }
+  }
+}
+
+/**
+ * Creates a mysql2 pool from `{ connection, poolSize, idleTimeoutMs }` (mysql2 is loaded only
+ * then). Idle connections are closed after `idleTimeoutMs` (mysql2's `idleTimeout`; mysql2 only
+ * runs its idle reaper when `maxIdle < connectionLimit`, and closes idle connections beyond
+ * `maxIdle` at once, so `maxIdle` is one less than the pool size).
+ */
+export async function createMysqlPool(node: NodeSource): Promise<MysqlPool> {
+  const { createPool } = (await import('mysql2')) as unknown as {
+    createPool(options: Record<string, unknown>): MysqlPool
+  }
+  const limit = node.poolSize ?? 10
+  return createPool({
+    ...(node.connection as Record<string, unknown>),
+    connectionLimit: limit,
+    maxIdle: Math.max(1, limit - 1),
+    idleTimeout: node.idleTimeoutMs ?? 60_000,
+  })
 }
 
 /**
@@ -26,12 +75,14 @@ export interface MysqlNodeSetup {
  * connection hook): engine detection, GTID session tracking on the primary, read-only sessions
  * on replicas, then the user's `onCreateConnection`.
  */
-export class MysqlNodePool implements NodePool {
+export class MysqlNodePool implements LifecycleNodePool {
   readonly #source: unknown
   readonly #setup: MysqlNodeSetup
   readonly #engine: MysqlEngine
-  readonly #ready = new WeakSet<object>()
+  /** When each physical connection was first handed out. */
+  readonly #createdAt = new WeakMap<object, number>()
   #pool: MysqlPool | undefined
+  #firstSeen = false
 
   constructor(source: unknown, setup: MysqlNodeSetup, engine: MysqlEngine) {
     this.#source = source
@@ -41,7 +92,10 @@ export class MysqlNodePool implements NodePool {
 
   async init(): Promise<void> {
     if (this.#pool !== undefined) return
-    const source = typeof this.#source === 'function' ? await (this.#source as () => Promise<unknown>)() : this.#source
+    const source =
+      typeof this.#source === 'function'
+        ? await (this.#source as () => Promise<unknown>)()
+        : this.#source
     const pool = unwrapMysqlPool(source)
     if (pool === undefined) {
       throw new TypeError(
@@ -51,7 +105,28 @@ export class MysqlNodePool implements NodePool {
     this.#pool = pool
   }
 
-  acquire(signal?: AbortSignal): Promise<PhysicalConnection> {
+  endpoint(): NodeEndpoint | undefined {
+    const c = (this.#pool as MysqlPoolInternals | undefined)?.config?.connectionConfig
+    return c === undefined ? undefined : { host: c.host, port: c.port, database: c.database }
+  }
+
+  counts(): PoolCounts | undefined {
+    const p = this.#pool as MysqlPoolInternals | undefined
+    if (p?._allConnections === undefined || p._freeConnections === undefined) return undefined
+    return {
+      total: p._allConnections.length,
+      idle: p._freeConnections.length,
+      waiting: p._connectionQueue?.length ?? 0,
+      limit: p.config?.connectionLimit,
+    }
+  }
+
+  willOpen(): boolean {
+    const c = this.counts()
+    return c !== undefined && c.idle === 0 && (c.limit === undefined || c.total < c.limit)
+  }
+
+  acquire(signal?: AbortSignal): Promise<LifecycleConnection> {
     const pool = this.#pool
     if (pool === undefined) {
       return Promise.reject(new Error(`node "${this.#setup.node.name}": pool used before init`))
@@ -92,13 +167,18 @@ export class MysqlNodePool implements NodePool {
     })
   }
 
-  async #prepare(raw: MysqlPoolConnection): Promise<PhysicalConnection> {
-    const connection = new MysqlPhysicalConnection(raw, this.#setup.node)
-    if (this.#ready.has(raw)) return connection
+  async #prepare(raw: MysqlPoolConnection): Promise<LifecycleConnection> {
+    const createdAt = this.#createdAt.get(raw)
+    if (createdAt !== undefined)
+      return new MysqlPhysicalConnection(raw, this.#setup.node, createdAt, false)
+    const connection = new MysqlPhysicalConnection(raw, this.#setup.node, performance.now(), true)
     try {
       await this.#engine.setUpConnection(connection, raw, this.#setup)
       if (this.#setup.onCreateConnection !== undefined) {
         await this.#setup.onCreateConnection(asDatabaseConnection(connection), this.#setup.node)
+      }
+      if (this.#setup.afterConnect !== undefined) {
+        await this.#setup.afterConnect(asDatabaseConnection(connection), this.#setup.node)
       }
     } catch (error) {
       // Never leave a half-set-up connection in the pool.
@@ -110,20 +190,28 @@ export class MysqlNodePool implements NodePool {
         { cause: error },
       )
     }
-    this.#ready.add(raw)
+    this.#createdAt.set(raw, connection.createdAtMs)
+    if (!this.#firstSeen) {
+      this.#firstSeen = true
+      await this.#setup.firstConnection?.(connection)
+    }
     return connection
   }
 }
 
 /** A mysql2 pool connection, with results mapped exactly as Kysely's `MysqlDialect` maps them. */
-export class MysqlPhysicalConnection implements PhysicalConnection {
+export class MysqlPhysicalConnection implements LifecycleConnection {
   readonly #raw: MysqlPoolConnection
   readonly node: NodeInfo
+  readonly createdAtMs: number
+  readonly isNew: boolean
   #done = false
 
-  constructor(raw: MysqlPoolConnection, node: NodeInfo) {
+  constructor(raw: MysqlPoolConnection, node: NodeInfo, createdAtMs: number, isNew: boolean) {
     this.#raw = raw
     this.node = node
+    this.createdAtMs = createdAtMs
+    this.isNew = isNew
   }
 
   get sessionId(): number | undefined {
@@ -142,7 +230,10 @@ export class MysqlPhysicalConnection implements PhysicalConnection {
     })
   }
 
-  async *stream<R>(query: CompiledQuery, _chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
+  async *stream<R>(
+    query: CompiledQuery,
+    _chunkSize: number,
+  ): AsyncIterableIterator<QueryResult<R>> {
     const stream = this.#raw.query(query.sql, query.parameters).stream({ objectMode: true })
     try {
       for await (const row of stream) {

@@ -55,7 +55,9 @@ export function isResultHeader(value: unknown): value is MysqlResultHeader {
 }
 
 /** Typed access to the session-tracked GTID of a result header, if the server sent one. */
-export function trackedGtid(header: MysqlResultHeader): { kind: 'mariadb' | 'mysql'; text: string } | undefined {
+export function trackedGtid(
+  header: MysqlResultHeader,
+): { kind: 'mariadb' | 'mysql'; text: string } | undefined {
   const changes = header.stateChanges
   if (changes === null || changes === undefined) return undefined
   const lastGtid = changes.systemVariables?.last_gtid

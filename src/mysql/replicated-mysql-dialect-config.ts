@@ -14,4 +14,10 @@ import type { MysqlPool, MysqlPromisePool } from './mysql-pool-types.js'
  * }
  * ```
  */
-export type ReplicatedMysqlDialectConfig = ReplicatedDialectConfig<MysqlPool | MysqlPromisePool>
+export type ReplicatedMysqlDialectConfig = ReplicatedDialectConfig<
+  MysqlPool | MysqlPromisePool,
+  MysqlConnectionOptions
+>
+
+/** mysql2 connection options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
+export type MysqlConnectionOptions = Readonly<Record<string, unknown>>

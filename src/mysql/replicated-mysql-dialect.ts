@@ -11,7 +11,7 @@ import {
 } from 'kysely'
 import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { MysqlEngine } from './mysql-engine.js'
-import { MysqlNodePool } from './mysql-node-pool.js'
+import { createMysqlPool, MysqlNodePool } from './mysql-node-pool.js'
 import { isMysqlPool, unwrapMysqlPool } from './mysql-pool-types.js'
 import type { ReplicatedMysqlDialectConfig } from './replicated-mysql-dialect-config.js'
 
@@ -45,7 +45,7 @@ export class ReplicatedMysqlDialect extends ReplicatedDialectBase implements Dia
       engine,
       'ReplicatedMysqlDialect',
       (value) => isMysqlPool(value) || unwrapMysqlPool(value) !== undefined,
-      (pool, setup) => new MysqlNodePool(pool, setup, engine),
+      (node, setup) => new MysqlNodePool(node.pool ?? (() => createMysqlPool(node)), setup, engine),
     )
     engine.attach(this.cluster)
   }

@@ -1,6 +1,5 @@
 import { expect } from 'chai'
-import { sql } from 'kysely'
-import { onPrimary, onReplica, ReadOnlyViolationError, readOnly } from '../../src/index.js'
+import { onPrimary, onReplica, readOnly } from '../../src/index.js'
 import { forEachDialect, type TestDialect, useDialectCluster } from '../support/dialects.js'
 
 forEachDialect((fx) => {
@@ -10,7 +9,11 @@ forEachDialect((fx) => {
     let t: TestDialect
 
     before(async () => {
-      t = fx.create(cluster(), { consistency: 'eventual', selector: 'round-robin', health: { probeIntervalMs: 0 } })
+      t = fx.create(cluster(), {
+        consistency: 'eventual',
+        selector: 'round-robin',
+        health: { probeIntervalMs: 0 },
+      })
       await t.db.schema.dropTable('person').ifExists().execute()
       await t.db.schema
         .createTable('person')
@@ -36,14 +39,22 @@ forEachDialect((fx) => {
 
     it('runs writes on the primary, as the primary reports', async () => {
       await t.db.insertInto('person').values({ id: 1, name: 'ada' }).execute()
-      const rows = await onPrimary(t.db).selectFrom('person').select('name').where('id', '=', 1).execute()
+      const rows = await onPrimary(t.db)
+        .selectFrom('person')
+        .select('name')
+        .where('id', '=', 1)
+        .execute()
       expect(rows).to.deep.equal([{ name: 'ada' }])
       expect(t.routes.at(-2)).to.include({ node: 'primary', reason: 'write' })
     })
 
     it('a write that reaches a replica fails loudly instead of diverging it', async () => {
       // Misconfigure on purpose: the "primary" pool points at a replica.
-      const wrong = fx.create(cluster(), { consistency: 'eventual', health: { probeIntervalMs: 0 }, primaryNode: 'replica-1' })
+      const wrong = fx.create(cluster(), {
+        consistency: 'eventual',
+        health: { probeIntervalMs: 0 },
+        primaryNode: 'replica-1',
+      })
       try {
         const err = await wrong.db
           .insertInto('person')
@@ -75,7 +86,11 @@ forEachDialect((fx) => {
       await back.insertInto('person').values({ id: 11, name: 'kept' }).execute()
       expect(await where(back)).to.equal('primary')
       await back.commit().execute()
-      const rows = await onPrimary(t.db).selectFrom('person').select('id').where('id', 'in', [10, 11]).execute()
+      const rows = await onPrimary(t.db)
+        .selectFrom('person')
+        .select('id')
+        .where('id', 'in', [10, 11])
+        .execute()
       expect(rows.map((r) => Number(r.id))).to.deep.equal([11])
     })
 
@@ -108,7 +123,12 @@ forEachDialect((fx) => {
         .execute()
       await cluster().waitForReplication()
       const ids: number[] = []
-      for await (const row of t.db.selectFrom('person').select('id').where('id', '>=', 20).orderBy('id').stream()) {
+      for await (const row of t.db
+        .selectFrom('person')
+        .select('id')
+        .where('id', '>=', 20)
+        .orderBy('id')
+        .stream()) {
         ids.push(Number(row.id))
       }
       expect(ids).to.deep.equal([20, 21, 22])

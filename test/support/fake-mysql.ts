@@ -15,6 +15,11 @@ export interface FakeMysqlNode {
   readonly pool: {
     getConnection: sinon.SinonSpy
     end: sinon.SinonSpy
+    /** mysql2 pool internals the library reads for statistics. */
+    readonly _allConnections: unknown[]
+    readonly _freeConnections: unknown[]
+    readonly _connectionQueue: unknown[]
+    readonly config: { connectionLimit: number }
   }
   /** Statements this node ran, in order (setup statements included). */
   readonly statements: FakeStatement[]
@@ -39,9 +44,13 @@ const ROWS_SELECT = /^\s*(\(|select|show|with|explain|describe|desc)\b/i
  * the node and connection it ran on, answers like a MariaDB server would (OK packets with
  * `last_gtid` session tracking for writes on the primary), and can be made to fail.
  */
-export function fakeMysqlNode(name: string, options: { maxConnections?: number } = {}): FakeMysqlNode {
+export function fakeMysqlNode(
+  name: string,
+  options: { maxConnections?: number } = {},
+): FakeMysqlNode {
   let nextId = 1
   const free: FakeConnection[] = []
+  const all: FakeConnection[] = []
   const node: FakeMysqlNode = {
     name,
     statements: [],
@@ -64,7 +73,11 @@ export function fakeMysqlNode(name: string, options: { maxConnections?: number }
             cb(err)
             return
           }
-          const conn = free.pop() ?? new FakeConnection(node, nextId++, free)
+          let conn = free.pop()
+          if (conn === undefined) {
+            conn = new FakeConnection(node, nextId++, free, all)
+            all.push(conn)
+          }
           if (options.maxConnections !== undefined && nextId - 1 > options.maxConnections) {
             cb(new Error('fake pool exhausted'))
             return
@@ -73,6 +86,10 @@ export function fakeMysqlNode(name: string, options: { maxConnections?: number }
         })
       }),
       end: sinon.spy((cb: (err: unknown) => void) => setImmediate(() => cb(null))),
+      _allConnections: all,
+      _freeConnections: free,
+      _connectionQueue: [],
+      config: { connectionLimit: options.maxConnections ?? 10 },
     },
   }
   return node
@@ -83,17 +100,28 @@ class FakeConnection {
   readonly _handshakePacket = { serverVersion: '10.11.6-MariaDB-fake' }
   readonly #node: FakeMysqlNode
   readonly #free: FakeConnection[]
+  readonly #all: FakeConnection[]
   destroyed = false
 
-  constructor(node: FakeMysqlNode, id: number, free: FakeConnection[]) {
+  constructor(node: FakeMysqlNode, id: number, free: FakeConnection[], all: FakeConnection[]) {
     this.#node = node
     this.threadId = id
     this.#free = free
+    this.#all = all
   }
 
-  query(sql: string, parameters: readonly unknown[], cb?: (err: unknown, result?: unknown) => void) {
+  query(
+    sql: string,
+    parameters: readonly unknown[],
+    cb?: (err: unknown, result?: unknown) => void,
+  ) {
     const node = this.#node
-    node.statements.push({ node: node.name, connectionId: this.threadId, sql, parameters: parameters ?? [] })
+    node.statements.push({
+      node: node.name,
+      connectionId: this.threadId,
+      sql,
+      parameters: parameters ?? [],
+    })
     const answer = () => answerFor(node, sql, parameters ?? [])
     if (cb) {
       setImmediate(() => {
@@ -123,6 +151,8 @@ class FakeConnection {
 
   destroy() {
     this.destroyed = true
+    const i = this.#all.indexOf(this)
+    if (i >= 0) this.#all.splice(i, 1)
   }
 }
 
@@ -132,10 +162,14 @@ function answerFor(node: FakeMysqlNode, sql: string, parameters: readonly unknow
   const lower = sql.trim().toLowerCase()
   if (lower.startsWith('select master_gtid_wait')) return [{ r: node.waitResult }]
   if (lower.startsWith('select @@gtid_slave_pos')) return [{ pos: node.appliedGtid, ro: 1 }]
-  if (lower.startsWith('show slave status')) return [{ Seconds_Behind_Master: 0, Slave_SQL_Running: 'Yes' }]
-  if (lower.startsWith('select @@server_id') || lower.includes('@@server_id')) return [{ id: node.name }]
+  if (lower.startsWith('show slave status'))
+    return [{ Seconds_Behind_Master: 0, Slave_SQL_Running: 'Yes' }]
+  if (lower.startsWith('select @@server_id') || lower.includes('@@server_id'))
+    return [{ id: node.name }]
   if (ROWS_SELECT.test(sql)) return [{ node: node.name }]
-  if (/^\s*(set|begin|start|savepoint|release|rollback|use|lock|unlock|do|kill|prepare)\b/i.test(sql)) {
+  if (
+    /^\s*(set|begin|start|savepoint|release|rollback|use|lock|unlock|do|kill|prepare)\b/i.test(sql)
+  ) {
     return header(0, 0)
   }
   if (/^\s*commit\b/i.test(sql)) {

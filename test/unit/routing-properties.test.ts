@@ -26,7 +26,13 @@ interface DB {
 }
 
 type Table = keyof DB
-type Lock = 'forUpdate' | 'forShare' | 'forNoKeyUpdate' | 'forKeyShare' | 'rawForUpdate' | 'rawLockInShareMode'
+type Lock =
+  | 'forUpdate'
+  | 'forShare'
+  | 'forNoKeyUpdate'
+  | 'forKeyShare'
+  | 'rawForUpdate'
+  | 'rawLockInShareMode'
 
 /** A random select, as plain data: the oracle reads this, the builder renders it. */
 interface Spec {
@@ -40,19 +46,43 @@ interface Spec {
 }
 
 const PRIMARY_FNS = {
-  mysql: ['get_lock', 'release_lock', 'last_insert_id', 'nextval', 'setval', 'is_free_lock', 'app_bump'],
-  postgres: ['nextval', 'setval', 'pg_advisory_lock', 'pg_try_advisory_xact_lock', 'set_config', 'txid_current', 'app_bump'],
+  mysql: [
+    'get_lock',
+    'release_lock',
+    'last_insert_id',
+    'nextval',
+    'setval',
+    'is_free_lock',
+    'app_bump',
+  ],
+  postgres: [
+    'nextval',
+    'setval',
+    'pg_advisory_lock',
+    'pg_try_advisory_xact_lock',
+    'set_config',
+    'txid_current',
+    'app_bump',
+  ],
 }
 const ORDINARY_FNS = ['coalesce', 'lower', 'upper', 'abs', 'concat', 'length', 'now']
 
 const fnArb = fc.oneof(
-  { arbitrary: fc.constantFrom(...new Set([...PRIMARY_FNS.mysql, ...PRIMARY_FNS.postgres])).map((name) => ({ name })), weight: 1 },
+  {
+    arbitrary: fc
+      .constantFrom(...new Set([...PRIMARY_FNS.mysql, ...PRIMARY_FNS.postgres]))
+      .map((name) => ({ name })),
+    weight: 1,
+  },
   { arbitrary: fc.constantFrom(...ORDINARY_FNS).map((name) => ({ name })), weight: 3 },
 )
 
 /** `null` most of the time, so that reads (nothing anywhere) are generated often enough too. */
 function rarely<T>(arb: fc.Arbitrary<T>, nullWeight: number): fc.Arbitrary<T | null> {
-  return fc.oneof({ arbitrary: fc.constant(null), weight: nullWeight }, { arbitrary: arb, weight: 1 })
+  return fc.oneof(
+    { arbitrary: fc.constant(null), weight: nullWeight },
+    { arbitrary: arb, weight: 1 },
+  )
 }
 
 const { spec: specArb } = fc.letrec<{ spec: Spec }>((tie) => {
@@ -61,7 +91,14 @@ const { spec: specArb } = fc.letrec<{ spec: Spec }>((tie) => {
     spec: fc.record({
       table: fc.constantFrom<Table>('a', 'b', 'c'),
       lock: rarely(
-        fc.constantFrom<Lock>('forUpdate', 'forShare', 'forNoKeyUpdate', 'forKeyShare', 'rawForUpdate', 'rawLockInShareMode'),
+        fc.constantFrom<Lock>(
+          'forUpdate',
+          'forShare',
+          'forNoKeyUpdate',
+          'forKeyShare',
+          'rawForUpdate',
+          'rawLockInShareMode',
+        ),
         10,
       ),
       fn: rarely(fnArb, 2),
@@ -70,7 +107,14 @@ const { spec: specArb } = fc.letrec<{ spec: Spec }>((tie) => {
       cte: rarely(
         fc.oneof(
           { arbitrary: child.map((spec) => ({ kind: 'select' as const, spec })), weight: 3 },
-          { arbitrary: fc.constantFrom({ kind: 'insert' as const }, { kind: 'update' as const }, { kind: 'delete' as const }), weight: 1 },
+          {
+            arbitrary: fc.constantFrom(
+              { kind: 'insert' as const },
+              { kind: 'update' as const },
+              { kind: 'delete' as const },
+            ),
+            weight: 1,
+          },
         ),
         5,
       ),
@@ -87,7 +131,8 @@ function mustUsePrimary(spec: Spec, primaryFns: readonly string[]): boolean {
     isPrimary(spec.fn) ||
     isPrimary(spec.rawFn) ||
     (spec.sub !== null && mustUsePrimary(spec.sub, primaryFns)) ||
-    (spec.cte !== null && (spec.cte.kind !== 'select' || mustUsePrimary(spec.cte.spec, primaryFns))) ||
+    (spec.cte !== null &&
+      (spec.cte.kind !== 'select' || mustUsePrimary(spec.cte.spec, primaryFns))) ||
     (spec.union !== null && mustUsePrimary(spec.union, primaryFns))
   )
 }
@@ -108,8 +153,12 @@ function render(db: Kysely<DB>, spec: Spec, depth = 0): SelectQueryBuilder<any, 
   if (spec.cte !== null) {
     const cte = spec.cte
     const withDb = db.with(cteName, (qc) => {
-      if (cte.kind === 'select') return render(qc as unknown as Kysely<DB>, cte.spec, depth + 1).select(sql<number>`1`.as('one'))
-      if (cte.kind === 'insert') return qc.insertInto('a').values({ id: 1, v: 'x' }).returning('id') as never
+      if (cte.kind === 'select')
+        return render(qc as unknown as Kysely<DB>, cte.spec, depth + 1).select(
+          sql<number>`1`.as('one'),
+        )
+      if (cte.kind === 'insert')
+        return qc.insertInto('a').values({ id: 1, v: 'x' }).returning('id') as never
       if (cte.kind === 'update') return qc.updateTable('a').set({ v: 'y' }).returning('id') as never
       return qc.deleteFrom('a').returning('id') as never
     })
@@ -159,8 +208,10 @@ function offlineDb(flavor: 'mysql' | 'postgres'): Kysely<DB> {
     dialect: {
       createAdapter: () => (flavor === 'mysql' ? new MysqlAdapter() : new PostgresAdapter()),
       createDriver: () => new DummyDriver(),
-      createIntrospector: (db) => (flavor === 'mysql' ? new MysqlIntrospector(db) : new PostgresIntrospector(db)),
-      createQueryCompiler: () => (flavor === 'mysql' ? new MysqlQueryCompiler() : new PostgresQueryCompiler()),
+      createIntrospector: (db) =>
+        flavor === 'mysql' ? new MysqlIntrospector(db) : new PostgresIntrospector(db),
+      createQueryCompiler: () =>
+        flavor === 'mysql' ? new MysqlQueryCompiler() : new PostgresQueryCompiler(),
     },
   })
 }
@@ -169,7 +220,10 @@ describe('routing properties (fast-check over random builder queries)', () => {
   for (const flavor of ['mysql', 'postgres'] as const) {
     it(`[${flavor}] classifies a query as a read exactly when no lock, write or primary-only function is anywhere in its tree`, () => {
       const db = offlineDb(flavor)
-      const options: ClassifyOptions = { flavor, primaryFunctions: primaryFunctionSet(flavor, ['app_bump']) }
+      const options: ClassifyOptions = {
+        flavor,
+        primaryFunctions: primaryFunctionSet(flavor, ['app_bump']),
+      }
       let writes = 0
       let reads = 0
       fc.assert(
@@ -209,7 +263,9 @@ describe('routing properties (fast-check over random builder queries)', () => {
         fc.asyncProperty(specArb, async (spec) => {
           routes.length = 0
           await render(db, spec).execute()
-          expect(routes).to.deep.equal([mustUsePrimary(spec, PRIMARY_FNS.mysql) ? 'primary' : 'replica'])
+          expect(routes).to.deep.equal([
+            mustUsePrimary(spec, PRIMARY_FNS.mysql) ? 'primary' : 'replica',
+          ])
         }),
         { numRuns: 150, seed: 7 },
       )

@@ -28,7 +28,8 @@ interface Harness {
   ran(): string[]
 }
 
-const SETUP = /^(set session session_track|set session transaction read only|select @@gtid_slave_pos|show slave status)/i
+const SETUP =
+  /^(set session session_track|set session transaction read only|select @@gtid_slave_pos|show slave status|select @@max_connections)/i
 
 function harness(overrides: Partial<ReplicatedMysqlDialectConfig> = {}, replicaCount = 2): Harness {
   const primary = fakeMysqlNode('primary')
@@ -81,7 +82,12 @@ describe('routing (stubbed mysql2 pools)', () => {
     it('spreads reads round-robin over the replicas', async () => {
       h = harness()
       for (let i = 0; i < 4; i++) await h.db.selectFrom('person').selectAll().execute()
-      expect(h.routes.map((r) => r.node)).to.deep.equal(['replica-1', 'replica-2', 'replica-1', 'replica-2'])
+      expect(h.routes.map((r) => r.node)).to.deep.equal([
+        'replica-1',
+        'replica-2',
+        'replica-1',
+        'replica-2',
+      ])
     })
 
     it('sends everything to the primary when there are no replicas', async () => {
@@ -114,11 +120,18 @@ describe('routing (stubbed mysql2 pools)', () => {
   describe('writes and reads that must run on the primary', () => {
     it('routes INSERT, UPDATE and DELETE to the primary', async () => {
       h = harness()
-      const r = await h.db.insertInto('person').values({ id: 1, name: 'a' }).executeTakeFirstOrThrow()
+      const r = await h.db
+        .insertInto('person')
+        .values({ id: 1, name: 'a' })
+        .executeTakeFirstOrThrow()
       expect(r.insertId).to.equal(7n)
       await h.db.updateTable('person').set({ name: 'b' }).where('id', '=', 1).execute()
       await h.db.deleteFrom('person').where('id', '=', 1).execute()
-      expect(h.routes.map((r) => `${r.node}/${r.reason}`)).to.deep.equal(['primary/write', 'primary/write', 'primary/write'])
+      expect(h.routes.map((r) => `${r.node}/${r.reason}`)).to.deep.equal([
+        'primary/write',
+        'primary/write',
+        'primary/write',
+      ])
     })
 
     it('routes DDL to the primary', async () => {
@@ -131,8 +144,14 @@ describe('routing (stubbed mysql2 pools)', () => {
     for (const [name, build] of [
       ['for update', (db: Kysely<DB>) => db.selectFrom('person').selectAll().forUpdate()],
       ['for share', (db: Kysely<DB>) => db.selectFrom('person').selectAll().forShare()],
-      ['for update skip locked', (db: Kysely<DB>) => db.selectFrom('person').selectAll().forUpdate().skipLocked()],
-      ['raw end modifier lock in share mode', (db: Kysely<DB>) => db.selectFrom('person').selectAll().modifyEnd(sql`lock in share mode`)],
+      [
+        'for update skip locked',
+        (db: Kysely<DB>) => db.selectFrom('person').selectAll().forUpdate().skipLocked(),
+      ],
+      [
+        'raw end modifier lock in share mode',
+        (db: Kysely<DB>) => db.selectFrom('person').selectAll().modifyEnd(sql`lock in share mode`),
+      ],
       [
         'a lock in a subquery',
         (db: Kysely<DB>) =>
@@ -151,8 +170,14 @@ describe('routing (stubbed mysql2 pools)', () => {
 
     it('routes a SELECT calling a primary-only function to the primary', async () => {
       h = harness()
-      await h.db.selectNoFrom((eb) => eb.fn<number>('get_lock', [sql.lit('job'), sql.lit(1)]).as('l')).execute()
-      expect(lastRoute(h)).to.include({ role: 'primary', reason: 'primary-function', detail: 'get_lock' })
+      await h.db
+        .selectNoFrom((eb) => eb.fn<number>('get_lock', [sql.lit('job'), sql.lit(1)]).as('l'))
+        .execute()
+      expect(lastRoute(h)).to.include({
+        role: 'primary',
+        reason: 'primary-function',
+        detail: 'get_lock',
+      })
       await h.db.selectNoFrom(sql<number>`last_insert_id()`.as('id')).execute()
       expect(lastRoute(h)).to.include({ role: 'primary', reason: 'primary-function' })
     })
@@ -165,7 +190,14 @@ describe('routing (stubbed mysql2 pools)', () => {
 
     it('routes raw SET, USE, DO, CALL, LOCK TABLES and unknown text to the primary', async () => {
       h = harness()
-      for (const text of ['set @a = 1', 'use app', 'do sleep(0)', 'call p()', 'lock tables person read', 'frobnicate the widgets']) {
+      for (const text of [
+        'set @a = 1',
+        'use app',
+        'do sleep(0)',
+        'call p()',
+        'lock tables person read',
+        'frobnicate the widgets',
+      ]) {
         await h.db.executeQuery(CompiledQuery.raw(text))
         expect(lastRoute(h).role, text).to.equal('primary')
       }
@@ -199,7 +231,9 @@ describe('routing (stubbed mysql2 pools)', () => {
         'commit',
       ])
       expect(new Set(primary.map((s) => s.connectionId)).size).to.equal(1)
-      expect(h.replicas.flatMap((r) => r.statements).filter((s) => !SETUP.test(s.sql))).to.have.length(0)
+      expect(
+        h.replicas.flatMap((r) => r.statements).filter((s) => !SETUP.test(s.sql)),
+      ).to.have.length(0)
     })
 
     it('runs a read-only transaction whole on one replica', async () => {
@@ -235,7 +269,10 @@ describe('routing (stubbed mysql2 pools)', () => {
         await sql`select @myrole as role`.execute(conn)
       })
       const ran = h.primary.statements.filter((s) => !SETUP.test(s.sql))
-      expect(ran.map((s) => s.sql)).to.deep.equal(["set @myrole = 'master'", 'select @myrole as role'])
+      expect(ran.map((s) => s.sql)).to.deep.equal([
+        "set @myrole = 'master'",
+        'select @myrole as role',
+      ])
       expect(ran[0]!.connectionId).to.equal(ran[1]!.connectionId)
       expect(h.routes.map((r) => r.reason)).to.deep.equal(['session-state', 'session-pinned'])
     })
@@ -260,7 +297,10 @@ describe('routing (stubbed mysql2 pools)', () => {
       h = harness()
       await h.db.connection().execute(async (conn) => {
         await conn.schema.createTable('tmp').temporary().addColumn('id', 'integer').execute()
-        await conn.selectFrom('tmp' as 'person').selectAll().execute()
+        await conn
+          .selectFrom('tmp' as 'person')
+          .selectAll()
+          .execute()
       })
       expect(h.routes.map((r) => r.role)).to.deep.equal(['primary', 'primary'])
     })
@@ -275,13 +315,18 @@ describe('routing (stubbed mysql2 pools)', () => {
 
     it('onReplica forces a named replica', async () => {
       h = harness()
-      for (let i = 0; i < 3; i++) await onReplica(h.db, 'replica-2').selectFrom('person').selectAll().execute()
+      for (let i = 0; i < 3; i++)
+        await onReplica(h.db, 'replica-2').selectFrom('person').selectAll().execute()
       expect(h.routes.map((r) => r.node)).to.deep.equal(['replica-2', 'replica-2', 'replica-2'])
     })
 
     it('onReplica with an unknown name fails with the list of replicas', async () => {
       h = harness()
-      const err = await onReplica(h.db, 'nope').selectFrom('person').selectAll().execute().catch((e) => e)
+      const err = await onReplica(h.db, 'nope')
+        .selectFrom('person')
+        .selectAll()
+        .execute()
+        .catch((e) => e)
       expect(err).to.be.instanceOf(ReplicatedConfigError)
       expect(err.message).to.contain('replica-1, replica-2')
     })
@@ -298,7 +343,11 @@ describe('routing (stubbed mysql2 pools)', () => {
     it('keeps the hint when a later plugin rebuilds the tree', async () => {
       h = harness()
       const { CamelCasePlugin } = await import('kysely')
-      await onPrimary(h.db).withPlugin(new CamelCasePlugin()).selectFrom('person').selectAll().execute()
+      await onPrimary(h.db)
+        .withPlugin(new CamelCasePlugin())
+        .selectFrom('person')
+        .selectAll()
+        .execute()
       expect(lastRoute(h)).to.include({ role: 'primary', reason: 'hint' })
     })
   })
@@ -312,7 +361,9 @@ describe('routing (stubbed mysql2 pools)', () => {
           await conn.executeQuery(CompiledQuery.raw("set time_zone = '+00:00'"))
         },
       })
-      await Promise.all(Array.from({ length: 6 }, () => h.db.selectFrom('person').selectAll().execute()))
+      await Promise.all(
+        Array.from({ length: 6 }, () => h.db.selectFrom('person').selectAll().execute()),
+      )
       await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       await h.db.selectFrom('person').selectAll().execute()
       const created = h.primary.connections + h.replicas.reduce((n, r) => n + r.connections, 0)
@@ -321,7 +372,9 @@ describe('routing (stubbed mysql2 pools)', () => {
         const ids = new Set(node.statements.map((s) => s.connectionId))
         for (const id of ids) {
           expect(
-            node.statements.filter((s) => s.connectionId === id && s.sql.startsWith('set time_zone')),
+            node.statements.filter(
+              (s) => s.connectionId === id && s.sql.startsWith('set time_zone'),
+            ),
             `${node.name} connection ${id}`,
           ).to.have.length(1)
         }
@@ -338,7 +391,10 @@ describe('routing (stubbed mysql2 pools)', () => {
 
     it('adds the node name to driver errors and keeps the error object', async () => {
       h = harness()
-      const boom = Object.assign(new Error("Table 'app.nope' doesn't exist"), { code: 'ER_NO_SUCH_TABLE', errno: 1146 })
+      const boom = Object.assign(new Error("Table 'app.nope' doesn't exist"), {
+        code: 'ER_NO_SUCH_TABLE',
+        errno: 1146,
+      })
       h.replicas[0]!.respond = (s) => (s.includes('nope') ? boom : undefined)
       h.replicas[1]!.respond = (s) => (s.includes('nope') ? boom : undefined)
       const err = await sql`select * from nope`.execute(h.db).catch((e) => e)
@@ -353,28 +409,64 @@ describe('routing (stubbed mysql2 pools)', () => {
     const pool = () => fakeMysqlNode('x').pool
     const cases: Array<[string, unknown, RegExp]> = [
       ['missing primary', { replicas: [] }, /primary` is missing/],
-      ['a replica without a pool', { primary: { pool: pool() }, replicas: [{ name: 'r1' }] }, /replica "r1" has no pool/],
+      [
+        'a replica without a pool',
+        { primary: { pool: pool() }, replicas: [{ name: 'r1' }] },
+        /replica "r1" has no pool/,
+      ],
       [
         'duplicate names',
-        { primary: { pool: pool() }, replicas: [{ name: 'r', pool: pool() }, { name: 'r', pool: pool() }] },
+        {
+          primary: { pool: pool() },
+          replicas: [
+            { name: 'r', pool: pool() },
+            { name: 'r', pool: pool() },
+          ],
+        },
         /duplicate node name "r"/,
       ],
-      ['a replica named like the primary', { primary: { pool: pool() }, replicas: [{ name: 'primary', pool: pool() }] }, /duplicate/],
-      ['weight 0', { primary: { pool: pool() }, replicas: [{ name: 'r', pool: pool(), weight: 0 }] }, /weight must be a positive finite number/],
-      ['weight Infinity', { primary: { pool: pool() }, replicas: [{ name: 'r', pool: pool(), weight: Infinity }] }, /weight/],
-      ['an unknown selector', { primary: { pool: pool() }, replicas: [], selector: 'fastest' }, /round-robin/],
+      [
+        'a replica named like the primary',
+        { primary: { pool: pool() }, replicas: [{ name: 'primary', pool: pool() }] },
+        /duplicate/,
+      ],
+      [
+        'weight 0',
+        { primary: { pool: pool() }, replicas: [{ name: 'r', pool: pool(), weight: 0 }] },
+        /weight must be a positive finite number/,
+      ],
+      [
+        'weight Infinity',
+        { primary: { pool: pool() }, replicas: [{ name: 'r', pool: pool(), weight: Infinity }] },
+        /weight/,
+      ],
+      [
+        'an unknown selector',
+        { primary: { pool: pool() }, replicas: [], selector: 'fastest' },
+        /round-robin/,
+      ],
       ['replicas not an array', { primary: { pool: pool() } }, /replicas/],
-      ['a pool that is not a pool', { primary: { pool: { query() {} } }, replicas: [] }, /not a supported pool/],
+      [
+        'a pool that is not a pool',
+        { primary: { pool: { query() {} } }, replicas: [] },
+        /not a supported pool/,
+      ],
     ]
     for (const [name, config, message] of cases) {
       it(`rejects ${name}`, () => {
-        expect(() => new ReplicatedMysqlDialect(config as ReplicatedMysqlDialectConfig)).to.throw(ReplicatedConfigError, message)
+        expect(() => new ReplicatedMysqlDialect(config as ReplicatedMysqlDialectConfig)).to.throw(
+          ReplicatedConfigError,
+          message,
+        )
       })
     }
 
     it('accepts a mysql2/promise pool by unwrapping .pool', async () => {
       const node = fakeMysqlNode('primary')
-      const dialect = new ReplicatedMysqlDialect({ primary: { pool: { pool: node.pool } as never }, replicas: [] })
+      const dialect = new ReplicatedMysqlDialect({
+        primary: { pool: { pool: node.pool } as never },
+        replicas: [],
+      })
       const db = new Kysely<DB>({ dialect })
       await db.selectFrom('person').selectAll().execute()
       await db.destroy()
@@ -387,9 +479,14 @@ describe('routing (stubbed mysql2 pools)', () => {
       h = harness({ consistency: 'causal' })
       await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       await h.db.selectFrom('person').selectAll().execute()
-      const replica = h.replicas.find((r) => r.statements.some((s) => s.sql.startsWith('select master_gtid_wait')))!
+      const replica = h.replicas.find((r) =>
+        r.statements.some((s) => s.sql.startsWith('select master_gtid_wait')),
+      )!
       const ran = replica.statements.filter((s) => !SETUP.test(s.sql))
-      expect(ran.map((s) => s.sql)).to.deep.equal(['select master_gtid_wait(?, ?) as r', 'select * from `person`'])
+      expect(ran.map((s) => s.sql)).to.deep.equal([
+        'select master_gtid_wait(?, ?) as r',
+        'select * from `person`',
+      ])
       expect(ran[0]!.parameters[0]).to.equal('0-1-1')
       expect(ran[0]!.connectionId).to.equal(ran[1]!.connectionId)
       expect(lastRoute(h).reason).to.equal('causal-waited')
@@ -403,7 +500,9 @@ describe('routing (stubbed mysql2 pools)', () => {
       expect(lastRoute(h)).to.include({ node: 'primary', reason: 'causal-timeout' })
       await h.db.selectFrom('person').selectAll().execute()
       expect(lastRoute(h)).to.include({ node: 'primary', reason: 'causal-behind' })
-      expect(h.replicas[0]!.statements.filter((s) => s.sql.startsWith('select master_gtid_wait'))).to.have.length(1)
+      expect(
+        h.replicas[0]!.statements.filter((s) => s.sql.startsWith('select master_gtid_wait')),
+      ).to.have.length(1)
     })
 
     it('eventual: never waits', async () => {
@@ -433,7 +532,9 @@ describe('routing (stubbed mysql2 pools)', () => {
       h.replicas[0]!.down = true
       const rows = await h.db.selectFrom('person').selectAll().execute()
       expect(rows).to.deep.equal([{ node: 'replica-2' }])
-      expect(h.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')!.state).to.equal('cooling-down')
+      expect(h.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')!.state).to.equal(
+        'cooling-down',
+      )
     })
 
     it('falls back to the primary when every replica is down', async () => {
@@ -450,11 +551,18 @@ describe('routing (stubbed mysql2 pools)', () => {
       h.primary.respond = (s) => {
         if (s.startsWith('insert')) {
           calls++
-          return Object.assign(new Error('Connection lost'), { code: 'PROTOCOL_CONNECTION_LOST', fatal: true })
+          return Object.assign(new Error('Connection lost'), {
+            code: 'PROTOCOL_CONNECTION_LOST',
+            fatal: true,
+          })
         }
         return undefined
       }
-      const err = await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute().catch((e) => e)
+      const err = await h.db
+        .insertInto('person')
+        .values({ id: 1, name: 'a' })
+        .execute()
+        .catch((e) => e)
       expect(err.code).to.equal('PROTOCOL_CONNECTION_LOST')
       expect(err.node).to.equal('primary')
       expect(calls).to.equal(1)
