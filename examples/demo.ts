@@ -6,7 +6,7 @@
  *   npm run demo                      # MariaDB (GTID replication)
  *   npm run demo -- --dialect postgres  # PostgreSQL (streaming replication)
  */
-import { Kysely, type RawBuilder, sql } from 'kysely'
+import { type Kysely, type RawBuilder, sql } from 'kysely'
 import { consistencyScope, type RouteEvent } from '../src/index.js'
 import { DIALECTS, type DialectFixture, type TestCluster } from '../test/support/dialects.js'
 
@@ -22,14 +22,20 @@ function argValue(flag: string): string | undefined {
 async function main(): Promise<void> {
   const fixture = DIALECTS.find((d) => d.name === dialectName)
   if (!fixture) {
-    throw new Error(`unknown --dialect "${dialectName}": use ${DIALECTS.map((d) => d.name).join(' or ')}`)
+    throw new Error(
+      `unknown --dialect "${dialectName}": use ${DIALECTS.map((d) => d.name).join(' or ')}`,
+    )
   }
   const availability = fixture.available()
   if (!availability.ok) throw new Error(availability.message)
-  process.stdout.write(`Starting a ${fixture.name === 'mysql' ? 'MariaDB' : 'PostgreSQL'} primary and two replicas...\n`)
+  process.stdout.write(
+    `Starting a ${fixture.name === 'mysql' ? 'MariaDB' : 'PostgreSQL'} primary and two replicas...\n`,
+  )
   const started = Date.now()
   const cluster = await fixture.startCluster()
-  process.stdout.write(`Cluster up in ${Date.now() - started} ms: ${cluster.nodes.map((n) => `${n.name} :${n.port}`).join(', ')}\n\n`)
+  process.stdout.write(
+    `Cluster up in ${Date.now() - started} ms: ${cluster.nodes.map((n) => `${n.name} :${n.port}`).join(', ')}\n\n`,
+  )
   try {
     await tour(fixture, cluster)
   } finally {
@@ -50,7 +56,9 @@ async function tour(fx: DialectFixture, cluster: TestCluster): Promise<void> {
     const events = t.routes.slice(before)
     last = events.at(-1)
     for (const e of events) {
-      lines.push(`  ${pad(e.sql.replace(/\s+/g, ' ').slice(0, 58), 60)} -> ${pad(e.node, 10)} (${e.reason}${e.detail ? `: ${e.detail}` : ''})`)
+      lines.push(
+        `  ${pad(e.sql.replace(/\s+/g, ' ').slice(0, 58), 60)} -> ${pad(e.node, 10)} (${e.reason}${e.detail ? `: ${e.detail}` : ''})`,
+      )
     }
     let served = ''
     if (whereSql) {
@@ -72,25 +80,34 @@ async function tour(fx: DialectFixture, cluster: TestCluster): Promise<void> {
       .execute()
   })
 
-  await show('A write:', () => db.insertInto('demo_person').values({ id: 1, name: 'Ada' }).execute())
+  await show('A write:', () =>
+    db.insertInto('demo_person').values({ id: 1, name: 'Ada' }).execute(),
+  )
 
-  await show('Read-your-writes: the read right after the write waits for a replica to apply it (causal):', () =>
-    db.selectFrom('demo_person').selectAll().where('id', '=', 1).execute(),
+  await show(
+    'Read-your-writes: the read right after the write waits for a replica to apply it (causal):',
+    () => db.selectFrom('demo_person').selectAll().where('id', '=', 1).execute(),
   )
 
   await consistencyScope(() =>
     show('A plain read in a fresh request scope (a replica, no wait):', async () => {
       const { rows } = await fx.whereAmI(cluster).execute(db)
-      notes.push(`  the server answers ${JSON.stringify(rows[0])}: it is ${fx.nodeOf(cluster, rows[0]!)}`)
+      notes.push(
+        `  the server answers ${JSON.stringify(rows[0])}: it is ${fx.nodeOf(cluster, rows[0]!)}`,
+      )
     }),
   )
 
   await show('A locking read (SELECT ... FOR UPDATE) must run on the primary:', () =>
-    db.transaction().execute((trx) => trx.selectFrom('demo_person').selectAll().forUpdate().execute()),
+    db
+      .transaction()
+      .execute((trx) => trx.selectFrom('demo_person').selectAll().forUpdate().execute()),
   )
 
   await consistencyScope(() =>
-    show('A locking read outside a transaction:', () => db.selectFrom('demo_person').selectAll().forUpdate().execute()),
+    show('A locking read outside a transaction:', () =>
+      db.selectFrom('demo_person').selectAll().forUpdate().execute(),
+    ),
   )
 
   await show('A transaction: every statement on the primary:', () =>
@@ -112,16 +129,25 @@ async function tour(fx: DialectFixture, cluster: TestCluster): Promise<void> {
     ),
   )
 
-  const setVar = fx.name === 'mysql' ? sql`set @myrole = 'master'` : sql`select set_config('demo.myrole', 'master', false)`
+  const setVar =
+    fx.name === 'mysql'
+      ? sql`set @myrole = 'master'`
+      : sql`select set_config('demo.myrole', 'master', false)`
   const getVar =
-    fx.name === 'mysql' ? sql<{ v: string }>`select @myrole as v` : sql<{ v: string }>`select current_setting('demo.myrole', true) as v`
-  const value: unknown = await show("Session state inside db.connection(): SET then SELECT stay on the primary's session:", () =>
-    db.connection().execute(async (conn) => {
-      await setVar.execute(conn)
-      const v = (await getVar.execute(conn)).rows[0]?.v
-      notes.push(`  the variable reads back as ${JSON.stringify(v)} (on a replica it would be empty)`)
-      return v
-    }),
+    fx.name === 'mysql'
+      ? sql<{ v: string }>`select @myrole as v`
+      : sql<{ v: string }>`select current_setting('demo.myrole', true) as v`
+  const value: unknown = await show(
+    "Session state inside db.connection(): SET then SELECT stay on the primary's session:",
+    () =>
+      db.connection().execute(async (conn) => {
+        await setVar.execute(conn)
+        const v = (await getVar.execute(conn)).rows[0]?.v
+        notes.push(
+          `  the variable reads back as ${JSON.stringify(v)} (on a replica it would be empty)`,
+        )
+        return v
+      }),
   )
   void value
 
@@ -131,7 +157,10 @@ async function tour(fx: DialectFixture, cluster: TestCluster): Promise<void> {
   process.stdout.write(
     `Replicas: ${t.dialect
       .getReplicaInfo()
-      .map((n) => `${n.name} ${n.state}${n.lastProbeRttMs !== undefined ? ` rtt ${n.lastProbeRttMs.toFixed(2)} ms` : ''}`)
+      .map(
+        (n) =>
+          `${n.name} ${n.state}${n.lastProbeRttMs !== undefined ? ` rtt ${n.lastProbeRttMs.toFixed(2)} ms` : ''}`,
+      )
       .join(', ')}\n`,
   )
   void last

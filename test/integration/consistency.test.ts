@@ -82,14 +82,22 @@ forEachDialect((fx) => {
     describe('replicas without delay', () => {
       it("'eventual' reads stale rows (the failure causal mode prevents)", async () => {
         const t = create('eventual')
-        const s = await writeUpdateReadBack(t, { pairs: 300, scoped: true, idBase: (idBase += 1000) })
+        const s = await writeUpdateReadBack(t, {
+          pairs: 300,
+          scoped: true,
+          idBase: (idBase += 1000),
+        })
         report('eventual', s)
         expect(s.stale).to.be.greaterThan(0)
       })
 
       it("'causal' reads every write back in explicit scopes, mostly from replicas", async () => {
         const t = create('causal')
-        const s = await writeUpdateReadBack(t, { pairs: 500, scoped: true, idBase: (idBase += 1000) })
+        const s = await writeUpdateReadBack(t, {
+          pairs: 500,
+          scoped: true,
+          idBase: (idBase += 1000),
+        })
         report('causal, consistencyScope per pair', s)
         expect(s.stale).to.equal(0)
         expect(s.onReplica / s.pairs).to.be.at.least(0.8)
@@ -97,14 +105,22 @@ forEachDialect((fx) => {
 
       it("'causal' reads every write back in the process-wide default scope", async () => {
         const t = create('causal')
-        const s = await writeUpdateReadBack(t, { pairs: 500, scoped: false, idBase: (idBase += 1000) })
+        const s = await writeUpdateReadBack(t, {
+          pairs: 500,
+          scoped: false,
+          idBase: (idBase += 1000),
+        })
         report('causal, process-wide scope', s)
         expect(s.stale).to.equal(0)
       })
 
       it("'sticky' reads every write back from the primary", async () => {
         const t = create('sticky')
-        const s = await writeUpdateReadBack(t, { pairs: 200, scoped: true, idBase: (idBase += 1000) })
+        const s = await writeUpdateReadBack(t, {
+          pairs: 200,
+          scoped: true,
+          idBase: (idBase += 1000),
+        })
         report('sticky', s)
         expect(s.stale).to.equal(0)
         expect(s.onReplica).to.equal(0)
@@ -113,7 +129,10 @@ forEachDialect((fx) => {
       it('writes in one scope do not send reads of another scope to the primary', async () => {
         const t = create('sticky')
         await consistencyScope(async () => {
-          await t.db.insertInto('ryw').values({ id: (idBase += 1000), v: 'x' }).execute()
+          await t.db
+            .insertInto('ryw')
+            .values({ id: (idBase += 1000), v: 'x' })
+            .execute()
         })
         await consistencyScope(async () => {
           await t.db.selectFrom('ryw').select('v').limit(1).execute()
@@ -135,7 +154,11 @@ forEachDialect((fx) => {
 
       it("'eventual' reads stale rows", async () => {
         const t = create('eventual')
-        const s = await writeUpdateReadBack(t, { pairs: 100, scoped: true, idBase: (idBase += 1000) })
+        const s = await writeUpdateReadBack(t, {
+          pairs: 100,
+          scoped: true,
+          idBase: (idBase += 1000),
+        })
         report('eventual, 1 s delay', s)
         expect(s.stale).to.be.greaterThan(50)
       })
@@ -143,16 +166,30 @@ forEachDialect((fx) => {
       it("'causal' reads every write back, without long waits on replicas known to be behind", async () => {
         const t = create('causal')
         await t.dialect.probeNow()
-        const scoped = await writeUpdateReadBack(t, { pairs: 200, scoped: true, idBase: (idBase += 1000) })
+        const scoped = await writeUpdateReadBack(t, {
+          pairs: 200,
+          scoped: true,
+          idBase: (idBase += 1000),
+        })
         report('causal, 1 s delay, scoped', scoped)
-        const global = await writeUpdateReadBack(t, { pairs: 200, scoped: false, idBase: (idBase += 1000) })
+        const global = await writeUpdateReadBack(t, {
+          pairs: 200,
+          scoped: false,
+          idBase: (idBase += 1000),
+        })
         report('causal, 1 s delay, process-wide', global)
         const primaryOnly = create('sticky')
-        const baseline = await writeUpdateReadBack(primaryOnly, { pairs: 200, scoped: true, idBase: (idBase += 1000) })
+        const baseline = await writeUpdateReadBack(primaryOnly, {
+          pairs: 200,
+          scoped: true,
+          idBase: (idBase += 1000),
+        })
         report('primary-only baseline (sticky), 1 s delay', baseline)
         expect(scoped.stale + global.stale).to.equal(0)
         const stats = t.dialect.getRoutingStats()
-        process.stderr.write(`      causal waits: ${stats.causalWaits}, ${stats.causalWaitMs.toFixed(0)} ms in all; reasons ${JSON.stringify(stats.byReason)}\n`)
+        process.stderr.write(
+          `      causal waits: ${stats.causalWaits}, ${stats.causalWaitMs.toFixed(0)} ms in all; reasons ${JSON.stringify(stats.byReason)}\n`,
+        )
         // Waits are skipped once replicas are known to be behind: a bounded number of timed-out waits,
         // not one per read (which is what would make a pair cost 50 ms more than on the primary).
         expect(stats.byReason['causal-timeout'] ?? 0).to.be.lessThan(40)
@@ -182,9 +219,15 @@ forEachDialect((fx) => {
 
     describe('causal tokens', () => {
       it('reject a malformed token before any query runs', async () => {
-        expect(() => consistencyScope(() => 1, { causalToken: 'kr1.m.0-1-x' })).to.throw(InvalidCausalTokenError)
-        expect(() => consistencyScope(() => 1, { causalToken: 'x'.repeat(5000) })).to.throw(InvalidCausalTokenError)
-        expect(() => consistencyScope(() => 1, { causalToken: 42 as unknown as string })).to.throw(InvalidCausalTokenError)
+        expect(() => consistencyScope(() => 1, { causalToken: 'kr1.m.0-1-x' })).to.throw(
+          InvalidCausalTokenError,
+        )
+        expect(() => consistencyScope(() => 1, { causalToken: 'x'.repeat(5000) })).to.throw(
+          InvalidCausalTokenError,
+        )
+        expect(() => consistencyScope(() => 1, { causalToken: 42 as unknown as string })).to.throw(
+          InvalidCausalTokenError,
+        )
       })
     })
   })

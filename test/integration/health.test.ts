@@ -22,7 +22,12 @@ forEachDialect((fx) => {
 
     it('a replica killed with SIGKILL under a read load at concurrency 16 costs no failed read, and serves again after its restart', async () => {
       const events: ReplicationEvent[] = []
-      const health = { probeIntervalMs: 250, cooldownMs: 500, maxCooldownMs: 2000, probeTimeoutMs: 500 }
+      const health = {
+        probeIntervalMs: 250,
+        cooldownMs: 500,
+        maxCooldownMs: 2000,
+        probeTimeoutMs: 500,
+      }
       const t = fx.create(cluster(), {
         consistency: 'eventual',
         selector: 'round-robin',
@@ -45,7 +50,8 @@ forEachDialect((fx) => {
             reads++
             if (restartedAt !== undefined) {
               perNodeAfterRestart.set(node, (perNodeAfterRestart.get(node) ?? 0) + 1)
-              if (node === victim && firstReadAfterRestart === undefined) firstReadAfterRestart = Date.now()
+              if (node === victim && firstReadAfterRestart === undefined)
+                firstReadAfterRestart = Date.now()
             }
           } catch (error) {
             failed++
@@ -61,7 +67,8 @@ forEachDialect((fx) => {
         restartedAt = Date.now()
       })()
       await Promise.all([...Array.from({ length: 16 }, worker), chaos])
-      const backAfterMs = firstReadAfterRestart === undefined ? undefined : firstReadAfterRestart - restartedAt!
+      const backAfterMs =
+        firstReadAfterRestart === undefined ? undefined : firstReadAfterRestart - restartedAt!
       process.stderr.write(
         `      ${reads} reads, ${failed} failed; ${victim} served again ${backAfterMs ?? 'never'} ms after its restart; after restart: ${JSON.stringify(Object.fromEntries(perNodeAfterRestart))}\n`,
       )
@@ -174,9 +181,13 @@ forEachDialect((fx) => {
       const started = Date.now()
       let out = ''
       const code = await new Promise<number | null>((resolve, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', script, fx.name, JSON.stringify({ primary: options, replica })], {
-          stdio: ['ignore', 'pipe', 'inherit'],
-        })
+        const child = spawn(
+          process.execPath,
+          ['--import', 'tsx', script, fx.name, JSON.stringify({ primary: options, replica })],
+          {
+            stdio: ['ignore', 'pipe', 'inherit'],
+          },
+        )
         child.stdout.on('data', (d) => {
           out += d
         })

@@ -5,8 +5,13 @@ import { forEachDialect, type TestDialect, useDialectCluster } from '../support/
 
 forEachDialect((fx) => {
   const setVar =
-    fx.name === 'mysql' ? sql`set @kr_role = 'master'` : sql`select set_config('kr.role', 'master', false)`
-  const getVar = fx.name === 'mysql' ? sql<{ v: string | null }>`select @kr_role as v` : sql<{ v: string | null }>`select current_setting('kr.role', true) as v`
+    fx.name === 'mysql'
+      ? sql`set @kr_role = 'master'`
+      : sql`select set_config('kr.role', 'master', false)`
+  const getVar =
+    fx.name === 'mysql'
+      ? sql<{ v: string | null }>`select @kr_role as v`
+      : sql<{ v: string | null }>`select current_setting('kr.role', true) as v`
 
   describe('session state, connection hooks, migrations and cancellation on a real cluster', function () {
     this.timeout(60_000)
@@ -38,8 +43,14 @@ forEachDialect((fx) => {
     it('applies onCreateConnection to every connection on every node, including ones opened later', async () => {
       const setting =
         fx.name === 'mysql'
-          ? { set: "set session time_zone = '+03:00'", read: sql<{ v: string }>`select @@session.time_zone as v` }
-          : { set: "set timezone = 'Asia/Tokyo'", read: sql<{ v: string }>`select current_setting('TimeZone') as v` }
+          ? {
+              set: "set session time_zone = '+03:00'",
+              read: sql<{ v: string }>`select @@session.time_zone as v`,
+            }
+          : {
+              set: "set timezone = 'Asia/Tokyo'",
+              read: sql<{ v: string }>`select current_setting('TimeZone') as v`,
+            }
       const expected = fx.name === 'mysql' ? '+03:00' : 'Asia/Tokyo'
       let created = 0
       t = fx.create(cluster(), {
@@ -67,20 +78,28 @@ forEachDialect((fx) => {
       const migrations: Record<string, Migration> = {
         '0001_widget': {
           up: async (db: Kysely<any>) => {
-            await db.schema.createTable('widget').addColumn('id', 'integer', (c) => c.primaryKey()).execute()
+            await db.schema
+              .createTable('widget')
+              .addColumn('id', 'integer', (c) => c.primaryKey())
+              .execute()
           },
           down: async (db: Kysely<any>) => {
             await db.schema.dropTable('widget').execute()
           },
         },
       }
-      const migrator = new Migrator({ db: t.db, provider: { getMigrations: async () => migrations } })
+      const migrator = new Migrator({
+        db: t.db,
+        provider: { getMigrations: async () => migrations },
+      })
       const result = await migrator.migrateToLatest()
       expect(result.error).to.equal(undefined)
       expect(result.results?.map((r) => r.status)).to.deep.equal(['Success'])
       const down = await migrator.migrateDown()
       expect(down.error).to.equal(undefined)
-      expect(t.routes.filter((r) => r.sql.includes('widget')).every((r) => r.node === 'primary')).to.equal(true)
+      expect(
+        t.routes.filter((r) => r.sql.includes('widget')).every((r) => r.node === 'primary'),
+      ).to.equal(true)
     })
 
     it('cancels a long read on the replica that runs it (abort signal, cancel query)', async () => {
@@ -90,7 +109,10 @@ forEachDialect((fx) => {
       const started = Date.now()
       setTimeout(() => controller.abort(new Error('stop')), 300)
       const err = await t.db
-        .executeQuery(sleep.compile(t.db), { signal: controller.signal, inflightQueryAbortStrategy: 'cancel query' })
+        .executeQuery(sleep.compile(t.db), {
+          signal: controller.signal,
+          inflightQueryAbortStrategy: 'cancel query',
+        })
         .catch((e: unknown) => e)
       expect(err).to.be.instanceOf(Error)
       const node = t.routes.at(-1)?.node
@@ -100,8 +122,14 @@ forEachDialect((fx) => {
       for (;;) {
         const running =
           fx.name === 'mysql'
-            ? await cluster().admin(node!, "select id from information_schema.processlist where info like 'select sleep(20)%'")
-            : await cluster().admin(node!, "select pid from pg_stat_activity where query like 'select pg_sleep(20)%' and state = 'active'")
+            ? await cluster().admin(
+                node!,
+                "select id from information_schema.processlist where info like 'select sleep(20)%'",
+              )
+            : await cluster().admin(
+                node!,
+                "select pid from pg_stat_activity where query like 'select pg_sleep(20)%' and state = 'active'",
+              )
         if (running.length === 0) break
         if (Date.now() > deadline) throw new Error(`the query still runs on ${node}`)
         await new Promise((r) => setTimeout(r, 50))

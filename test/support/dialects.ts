@@ -9,8 +9,8 @@ import { createPool } from 'mysql2'
 import pg from 'pg'
 import Cursor from 'pg-cursor'
 import {
-  type ReplicatedMysqlDialectConfig,
   ReplicatedMysqlDialect,
+  type ReplicatedMysqlDialectConfig,
   ReplicatedPostgresDialect,
   type RouteEvent,
 } from '../../src/index.js'
@@ -23,7 +23,9 @@ import {
 } from './cluster.js'
 
 /** Settings a test may override (engine-independent subset of the dialect config). */
-export type TestDialectOverrides = Partial<Omit<ReplicatedMysqlDialectConfig, 'primary' | 'replicas'>> & {
+export type TestDialectOverrides = Partial<
+  Omit<ReplicatedMysqlDialectConfig, 'primary' | 'replicas'>
+> & {
   /** Extra pool options (mysql2 / pg). */
   readonly poolOptions?: Record<string, unknown>
   /** Use only these replicas (names). */
@@ -77,7 +79,8 @@ export const mysqlFixture: DialectFixture = {
   async startCluster() {
     const cluster = await startMariadbCluster()
     return Object.assign(cluster, {
-      delayReplica: (replica: string, ms: number) => cluster.setReplicaDelay(replica, Math.ceil(ms / 1000)),
+      delayReplica: (replica: string, ms: number) =>
+        cluster.setReplicaDelay(replica, Math.ceil(ms / 1000)),
     }) as unknown as TestCluster
   },
   create(cluster, overrides = {}) {
@@ -85,7 +88,9 @@ export const mysqlFixture: DialectFixture = {
     const routes: RouteEvent[] = []
     const pool = (node: ClusterNode) =>
       createPool({ ...cluster.connectionOptions(node), connectionLimit: 20, ...poolOptions })
-    const replicas = cluster.replicas.filter((r) => replicaNames === undefined || replicaNames.includes(r.name))
+    const replicas = cluster.replicas.filter(
+      (r) => replicaNames === undefined || replicaNames.includes(r.name),
+    )
     const userOnRoute = config.onRoute
     const dialect = new ReplicatedMysqlDialect({
       primary: { pool: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!) },
@@ -132,7 +137,9 @@ export function useDialectCluster(fixture: DialectFixture): () => TestCluster {
       if (process.env.CI) throw new Error(availability.message)
       if (!announced.has(availability.message)) {
         announced.add(availability.message)
-        process.stderr.write(`  (skipping ${fixture.name} cluster tests: ${availability.message})\n`)
+        process.stderr.write(
+          `  (skipping ${fixture.name} cluster tests: ${availability.message})\n`,
+        )
       }
       this.skip()
     }
@@ -173,7 +180,9 @@ export const postgresFixture: DialectFixture = {
       p.on('error', () => {})
       return p
     }
-    const replicas = cluster.replicas.filter((r) => replicaNames === undefined || replicaNames.includes(r.name))
+    const replicas = cluster.replicas.filter(
+      (r) => replicaNames === undefined || replicaNames.includes(r.name),
+    )
     const userOnRoute = config.onRoute
     const dialect = new ReplicatedPostgresDialect({
       primary: { pool: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!) },

@@ -10,7 +10,9 @@ const [engine, json] = process.argv.slice(2)
 const { primary, replica } = JSON.parse(json ?? '{}')
 let destroyedAt = 0
 process.on('exit', () => {
-  process.stdout.write(`${JSON.stringify({ exitAfterDestroyMs: performance.now() - destroyedAt })}\n`)
+  process.stdout.write(
+    `${JSON.stringify({ exitAfterDestroyMs: performance.now() - destroyedAt })}\n`,
+  )
 })
 
 async function main() {
