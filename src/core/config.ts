@@ -9,7 +9,7 @@ import type { ReplicationEvent, RouteEvent } from './events.js'
 export type ConsistencyMode = 'eventual' | 'sticky' | 'causal'
 
 /** A node of the cluster. `P` is the engine's pool type, `C` its connection options type. */
-export interface NodeConfig<P, C = Record<string, unknown>> {
+export interface NodeConfig<P, C = object> {
   /** Unique name, used in events, errors and `onReplica(db, name)`. The primary defaults to `'primary'`. */
   readonly name?: string
   /** The pool, or an async factory called once at initialisation. Give either `pool` or `connection`. */
@@ -27,7 +27,7 @@ export interface NodeConfig<P, C = Record<string, unknown>> {
   readonly maxLifetimeMs?: number
 }
 
-export interface ReplicaConfig<P, C = Record<string, unknown>> extends NodeConfig<P, C> {
+export interface ReplicaConfig<P, C = object> extends NodeConfig<P, C> {
   readonly name: string
   /** Relative share of reads for the `'weighted'` selector. A positive finite number; default 1. */
   readonly weight?: number
@@ -47,7 +47,7 @@ export interface ConnectionHooks {
 }
 
 /** Settings shared by every engine's replicated dialect. */
-export interface ReplicatedDialectConfig<P, C = Record<string, unknown>> {
+export interface ReplicatedDialectConfig<P, C = object> {
   readonly primary: NodeConfig<P, C>
   readonly replicas: ReadonlyArray<ReplicaConfig<P, C>>
   /**

@@ -20,4 +20,4 @@ export type ReplicatedMysqlDialectConfig = ReplicatedDialectConfig<
 >
 
 /** mysql2 connection options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
-export type MysqlConnectionOptions = Readonly<Record<string, unknown>>
+export type MysqlConnectionOptions = object

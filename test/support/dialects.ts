@@ -32,6 +32,16 @@ export type TestDialectOverrides = Partial<
   readonly replicaNames?: readonly string[]
   /** Point the primary pool at another node (to prove a misrouted write fails). */
   readonly primaryNode?: string
+  /**
+   * Per-node lifecycle options. With `fromConnection`, nodes get `{ connection: options }` and the
+   * library creates the pools itself (with `poolSize` / `idleTimeoutMs`).
+   */
+  readonly nodeOptions?: {
+    readonly fromConnection?: boolean
+    readonly poolSize?: number
+    readonly idleTimeoutMs?: number
+    readonly maxLifetimeMs?: number
+  }
 }
 
 export interface TestDialect {
@@ -41,6 +51,7 @@ export interface TestDialect {
     getRoutingStats(): ReturnType<ReplicatedMysqlDialect['getRoutingStats']>
     getCausalToken(): string | undefined
     probeNow(): Promise<void>
+    getPoolStats(): ReturnType<ReplicatedMysqlDialect['getPoolStats']>
   }
   readonly routes: RouteEvent[]
 }
@@ -65,6 +76,14 @@ export interface DialectFixture {
   nodeOf(cluster: TestCluster, row: Record<string, unknown>): string
   /** The server's error code for a write refused by a read-only replica. */
   readonly readOnlyErrorPattern: RegExp
+  /** A read returning the server-side id of the session it ran on (`{ id }`). */
+  sessionId(): RawBuilder<{ id: number }>
+  /** The server-side ids of the application user's sessions on a node, as the server lists them. */
+  serverSessions(cluster: TestCluster, node: string): Promise<number[]>
+  /** The text of the statements the application user is running right now on a node. */
+  runningStatements(cluster: TestCluster, node: string): Promise<string[]>
+  /** A statement that sleeps `seconds` on the server. */
+  sleep(seconds: number): RawBuilder<unknown>
 }
 
 function nodeByServerId(cluster: ReplicatedTestCluster, id: number): ClusterNode {
@@ -84,17 +103,23 @@ export const mysqlFixture: DialectFixture = {
     }) as unknown as TestCluster
   },
   create(cluster, overrides = {}) {
-    const { poolOptions, replicaNames, primaryNode, ...config } = overrides
+    const { poolOptions, replicaNames, primaryNode, nodeOptions, ...config } = overrides
     const routes: RouteEvent[] = []
-    const pool = (node: ClusterNode) =>
-      createPool({ ...cluster.connectionOptions(node), connectionLimit: 20, ...poolOptions })
+    const pool = (node: ClusterNode) => {
+      const { fromConnection, ...lifecycle } = nodeOptions ?? {}
+      if (fromConnection) return { connection: cluster.connectionOptions(node), ...lifecycle }
+      return {
+        pool: createPool({ ...cluster.connectionOptions(node), connectionLimit: 20, ...poolOptions }),
+        ...lifecycle,
+      }
+    }
     const replicas = cluster.replicas.filter(
       (r) => replicaNames === undefined || replicaNames.includes(r.name),
     )
     const userOnRoute = config.onRoute
     const dialect = new ReplicatedMysqlDialect({
-      primary: { pool: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!) },
-      replicas: replicas.map((r) => ({ name: r.name, pool: pool(r) })),
+      primary: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!),
+      replicas: replicas.map((r) => ({ name: r.name, ...pool(r) })),
       ...config,
       onRoute: (e) => {
         routes.push(e)
@@ -110,6 +135,19 @@ export const mysqlFixture: DialectFixture = {
     return nodeByServerId(cluster, Number(row.server_id)).name
   },
   readOnlyErrorPattern: /read-only|read_only|READ ONLY/i,
+  sessionId: () => sql<{ id: number }>`select connection_id() as id`,
+  async serverSessions(cluster, node) {
+    const rows = await cluster.admin(node, "select id from information_schema.processlist where user = 'app'")
+    return rows.map((r) => Number(r.id))
+  },
+  async runningStatements(cluster, node) {
+    const rows = await cluster.admin(
+      node,
+      "select info from information_schema.processlist where user = 'app' and info is not null",
+    )
+    return rows.map((r) => String(r.info))
+  },
+  sleep: (seconds) => sql`select sleep(${sql.lit(seconds)}) as s`,
 }
 
 /** Every engine the suite runs against. The PostgreSQL fixture registers itself here. */
@@ -172,21 +210,23 @@ export const postgresFixture: DialectFixture = {
     }) as unknown as TestCluster
   },
   create(cluster, overrides = {}) {
-    const { poolOptions, replicaNames, primaryNode, ...config } = overrides
+    const { poolOptions, replicaNames, primaryNode, nodeOptions, ...config } = overrides
     const routes: RouteEvent[] = []
     const pool = (node: ClusterNode) => {
+      const { fromConnection, ...lifecycle } = nodeOptions ?? {}
+      if (fromConnection) return { connection: cluster.connectionOptions(node), ...lifecycle }
       const p = new pg.Pool({ ...cluster.connectionOptions(node), max: 20, ...poolOptions })
       // Idle clients of a killed node emit 'error' on the pool: without a listener the test process dies.
       p.on('error', () => {})
-      return p
+      return { pool: p, ...lifecycle }
     }
     const replicas = cluster.replicas.filter(
       (r) => replicaNames === undefined || replicaNames.includes(r.name),
     )
     const userOnRoute = config.onRoute
     const dialect = new ReplicatedPostgresDialect({
-      primary: { pool: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!) },
-      replicas: replicas.map((r) => ({ name: r.name, pool: pool(r) })),
+      primary: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!),
+      replicas: replicas.map((r) => ({ name: r.name, ...pool(r) })),
       cursor: Cursor,
       ...config,
       onRoute: (e) => {
@@ -203,6 +243,19 @@ export const postgresFixture: DialectFixture = {
     return nodeByPort(cluster, Number(row.port)).name
   },
   readOnlyErrorPattern: /cannot execute .+ in a read-only transaction/i,
+  sessionId: () => sql<{ id: number }>`select pg_backend_pid() as id`,
+  async serverSessions(cluster, node) {
+    const rows = await cluster.admin(node, "select pid from pg_stat_activity where usename = 'app'")
+    return rows.map((r) => Number(r.pid))
+  },
+  async runningStatements(cluster, node) {
+    const rows = await cluster.admin(
+      node,
+      "select query from pg_stat_activity where usename = 'app' and state = 'active'",
+    )
+    return rows.map((r) => String(r.query))
+  },
+  sleep: (seconds) => sql`select pg_sleep(${sql.lit(seconds)}) as s`,
 }
 
 DIALECTS.push(postgresFixture)
