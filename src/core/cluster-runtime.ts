@@ -99,6 +99,8 @@ export class ClusterRuntime {
   #causalWaitMs = 0
   #fallbackReads = 0
   #causalUnsupportedReported = false
+  #unknownWriteReported = false
+  #initPromise: Promise<void> | undefined
   #causalSupported = true
   /** OpenTelemetry integration, loaded at init when `tracing` is configured. */
   tracing: Tracing | undefined
@@ -148,12 +150,20 @@ export class ClusterRuntime {
   }
 
   /** Initialises every pool (in parallel) and starts the prober. */
-  async init(signal?: AbortSignal): Promise<void> {
-    if (this.config.tracing !== undefined && this.tracing === undefined) {
-      this.tracing = await Tracing.load(this.config.tracing)
-    }
-    await Promise.all([this.primary, ...this.replicas].map((n) => n.pool.init(signal)))
-    this.#prober.start()
+  /** Loads tracing, initialises every pool (in parallel) and starts the prober. Idempotent. */
+  init(signal?: AbortSignal): Promise<void> {
+    this.#initPromise ??= (async () => {
+      if (this.config.tracing !== undefined && this.tracing === undefined) {
+        this.tracing = await Tracing.load(this.config.tracing)
+      }
+      await Promise.all([this.primary, ...this.replicas].map((n) => n.pool.init(signal)))
+      this.#prober.start()
+    })().catch((error: unknown) => {
+      // Let a later call try again.
+      this.#initPromise = undefined
+      throw error
+    })
+    return this.#initPromise
   }
 
   getPoolStats(): PoolStats[] {
@@ -297,8 +307,7 @@ export class ClusterRuntime {
       const lag = node.health.lagMs
       const knownBehind =
         (lag !== undefined && (lag === null || lag > lagLimit)) ||
-        (node.timedOutPosition !== undefined &&
-          (node.position === undefined || !positionCovers(node.position, node.timedOutPosition)))
+        this.#waitWouldTimeOut(node, position, nowMs)
       if (!knownBehind) {
         ;(waitable ??= []).push(candidate)
       }
@@ -318,6 +327,30 @@ export class ClusterRuntime {
       candidates: waitable.length === usable.length ? usable : waitable,
       position,
     }
+  }
+
+  /**
+   * A wait on `node` for `position` timed out recently, for a position this read also needs
+   * (`position` covers it), and the node is not known to have caught up since: waiting again
+   * would time out again. Only reads that need at least as much are affected, so a forged token
+   * with a huge position costs its own requests a wait and the primary, nobody else's. The mark
+   * expires after a while, so a cluster without a prober waits again eventually.
+   */
+  #waitWouldTimeOut(node: NodeRuntime, position: ReplicationPosition, nowMs: number): boolean {
+    const timedOut = node.timedOutPosition
+    if (timedOut === undefined) return false
+    if (nowMs - node.timedOutAtMs > Math.max(1000, 2 * this.config.probeIntervalMs)) {
+      node.timedOutPosition = undefined
+      return false
+    }
+    if (node.position !== undefined && positionCovers(node.position, timedOut)) return false
+    return positionCovers(position, timedOut)
+  }
+
+  /** A causal wait for `position` on `node` timed out. */
+  waitTimedOut(node: NodeRuntime, position: ReplicationPosition, nowMs: number): void {
+    node.timedOutPosition = position
+    node.timedOutAtMs = nowMs
   }
 
   #noReplica(): ReadPlan {
@@ -376,6 +409,20 @@ export class ClusterRuntime {
     }
   }
 
+  /**
+   * A write came back without a replication position (binary log or GTIDs off, an old server):
+   * its scope's reads fall back to sticky. Said once through a `causal-unsupported` event.
+   */
+  writeWithoutPosition(node: string): void {
+    if (this.#unknownWriteReported) return
+    this.#unknownWriteReported = true
+    this.emitEvent({
+      type: 'causal-unsupported',
+      node,
+      message: `a write on node "${node}" came back without a replication position (are the binary log and GTIDs on?): reads after such writes fall back to 'sticky' in their scope`,
+    })
+  }
+
   get causalSupported(): boolean {
     return this.#causalSupported
   }
@@ -396,7 +443,11 @@ export class ClusterRuntime {
     this.#byReason[reason] = (this.#byReason[reason] ?? 0) + 1
     this.#byNode[node.name] = (this.#byNode[node.name] ?? 0) + 1
     if (this.#onRoute !== undefined) {
-      this.#onRoute({ node: node.name, role: node.info.role, reason, sql, detail, waitedMs })
+      try {
+        this.#onRoute({ node: node.name, role: node.info.role, reason, sql, detail, waitedMs })
+      } catch {
+        // A listener's error must not fail the statement or leak the connection it was routed to.
+      }
     }
   }
 

@@ -16,6 +16,8 @@ export class NodeRuntime {
   position: ReplicationPosition | undefined
   /** A causal wait for this position timed out: no more waits here until `position` covers it. */
   timedOutPosition: ReplicationPosition | undefined
+  /** When that wait timed out (clock reading). */
+  timedOutAtMs = 0
   /** Whether the server refuses writes, from the last probe. */
   readOnly: boolean | undefined
   /** Clock reading of the last probe (successful or not). */

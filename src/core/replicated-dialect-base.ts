@@ -128,7 +128,9 @@ export abstract class ReplicatedDialectBase {
   }
 
   /** Probes every replica now and waits for the results (the background prober does this on its interval). */
-  probeNow(): Promise<void> {
-    return this.cluster.probeNow()
+  async probeNow(): Promise<void> {
+    // The pools start lazily with Kysely's first query; a probe before that starts them.
+    await this.cluster.init()
+    await this.cluster.probeNow()
   }
 }

@@ -152,7 +152,14 @@ export class RoutingConnection implements DatabaseConnection {
         const connectionLevel = this.#cluster.engine.isConnectionError(error)
         this.#cluster.queryFailed(target.node, error, now - started, now, connectionLevel)
         this.#finishTarget(target, connectionLevel)
-        if (connectionLevel && !yielded && this.#cluster.config.retryReads && target.transient) {
+        const pinnedToReplica = hint?.target === 'replica' && hint.name !== undefined
+        if (
+          connectionLevel &&
+          !yielded &&
+          this.#cluster.config.retryReads &&
+          target.transient &&
+          !pinnedToReplica
+        ) {
           retry = true
           continue
         }
@@ -443,9 +450,11 @@ export class RoutingConnection implements DatabaseConnection {
     const cluster = this.#cluster
     if (cluster.config.consistency === 'eventual') return
     let position = outcome.position
+    // Only causal mode uses positions: sticky mode does not pay the extra round trip for them.
     if (
       position === undefined &&
       wrote &&
+      cluster.config.consistency === 'causal' &&
       !cluster.engine.positionsFromResults &&
       cluster.engine.primaryPosition
     ) {
@@ -455,6 +464,8 @@ export class RoutingConnection implements DatabaseConnection {
       cluster.recordWrite(this.#scope, position, cluster.now())
     } else if (wrote) {
       cluster.recordWrite(this.#scope, undefined, cluster.now())
+      if (cluster.config.consistency === 'causal')
+        cluster.writeWithoutPosition(connection.node.name)
     }
   }
 
@@ -475,10 +486,13 @@ export class RoutingConnection implements DatabaseConnection {
       } catch (error) {
         const connectionLevel = cluster.engine.isConnectionError(error)
         this.#finishTarget(target, connectionLevel)
+        // A read forced to a named replica is not moved elsewhere: the error reaches the caller.
+        const pinnedToReplica = hint?.target === 'replica' && hint.name !== undefined
         if (
           connectionLevel &&
           target.transient &&
           cluster.config.retryReads &&
+          !pinnedToReplica &&
           !isAborted(signal)
         ) {
           retry = true
@@ -679,7 +693,7 @@ export class RoutingConnection implements DatabaseConnection {
         waitedMs = cluster.now() - started
         cluster.recordCausalWait(waitedMs)
         if (!caughtUp) {
-          node.timedOutPosition = plan.position
+          cluster.waitTimedOut(node, plan.position, cluster.now())
           connection.release()
           const target = await this.#fallbackTarget('causal-timeout', signal)
           if (query !== undefined)

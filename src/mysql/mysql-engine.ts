@@ -179,10 +179,19 @@ export class MysqlEngine implements Engine {
       if (s !== undefined) {
         const seconds = s.Seconds_Behind_Master ?? s.Seconds_Behind_Source
         const sqlRunning = s.Slave_SQL_Running ?? s.Replica_SQL_Running
-        lagMs =
-          seconds === null || seconds === undefined || sqlRunning === 'No'
-            ? null
-            : Number(seconds) * 1000
+        const ioRunning = s.Slave_IO_Running ?? s.Replica_IO_Running
+        if (sqlRunning === 'No' || ioRunning === 'No') {
+          // Replication stopped (by an operator or an error): the replica falls further behind
+          // with every write.
+          lagMs = null
+        } else if (seconds === null || seconds === undefined) {
+          // The receiver is reconnecting ('Connecting': the primary is down or unreachable). The
+          // replica holds everything it received; its lag is unknown, not "stopped": excluding
+          // it would send reads to a primary that may be gone.
+          lagMs = undefined
+        } else {
+          lagMs = Number(seconds) * 1000
+        }
       }
     } catch (error) {
       if (this.isConnectionError(error)) throw error

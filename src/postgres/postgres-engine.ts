@@ -70,6 +70,7 @@ const AbortedTransactionError = (
 /** PostgreSQL: what differs from the engine-independent core. */
 export class PostgresEngine implements Engine {
   readonly flavor = 'postgres' as const
+  readonly systemName = 'postgresql'
   readonly positionKind = 'postgres' as const
   /**
    * `false`: PostgreSQL reports no WAL position with a command's result, so after a write (or a
@@ -93,7 +94,10 @@ export class PostgresEngine implements Engine {
   }
 
   /** Prepares a new physical connection (called once per connection by the node pool). */
-  async setUpConnection(connection: PostgresPhysicalConnection, setup: NodePoolSetup): Promise<void> {
+  async setUpConnection(
+    connection: PostgresPhysicalConnection,
+    setup: NodePoolSetup,
+  ): Promise<void> {
     if (setup.node.role === 'replica' && setup.replicaSessionReadOnly) {
       // A hot standby refuses writes anyway; this also covers "replicas" that are not standbys
       // (a logical replica, a promoted node, a development setup pointing at the primary).
@@ -102,7 +106,10 @@ export class PostgresEngine implements Engine {
   }
 
   /** As Kysely's `PostgresDriver`: `begin`, or `start transaction isolation level ... read only`. */
-  async beginTransaction(connection: PhysicalConnection, settings: TransactionSettings): Promise<void> {
+  async beginTransaction(
+    connection: PhysicalConnection,
+    settings: TransactionSettings,
+  ): Promise<void> {
     let sql = 'begin'
     if (settings.isolationLevel || settings.accessMode) {
       sql = 'start transaction'
@@ -121,14 +128,9 @@ export class PostgresEngine implements Engine {
     return outcome
   }
 
+  /** A failed ROLLBACK closes the session on release (see `PostgresPhysicalConnection`), as Kysely does. */
   async rollbackTransaction(connection: PhysicalConnection): Promise<void> {
-    try {
-      await connection.execute(CompiledQuery.raw('rollback'))
-    } catch (error) {
-      // As Kysely: a session whose rollback failed is not reused.
-      ;(connection as Partial<PostgresPhysicalConnection>).markForDiscard?.()
-      throw error
-    }
+    await connection.execute(CompiledQuery.raw('rollback'))
   }
 
   /**
@@ -173,7 +175,10 @@ export class PostgresEngine implements Engine {
     } catch {
       return undefined
     }
-    return { kind: 'postgres', lsn: withoutPageHeader(lsn, toBigInt(row.block), toBigInt(row.segment)) }
+    return {
+      kind: 'postgres',
+      lsn: withoutPageHeader(lsn, toBigInt(row.block), toBigInt(row.segment)),
+    }
   }
 
   /**
@@ -210,7 +215,11 @@ export class PostgresEngine implements Engine {
   }
 
   /** `true`/`false` from `WAIT FOR LSN`; `undefined` when the server rejected the command. */
-  async #waitForLsn(connection: PhysicalConnection, lsn: string, timeoutMs: number): Promise<boolean | undefined> {
+  async #waitForLsn(
+    connection: PhysicalConnection,
+    lsn: string,
+    timeoutMs: number,
+  ): Promise<boolean | undefined> {
     // A timeout of 0 (or below 0.5 ms, rounded) means "forever": at least 1 ms. The LSN text is
     // formatted by formatLsn (hex digits and '/'), safe to inline: WAIT takes no parameters.
     const ms = Math.max(1, Math.ceil(timeoutMs))
@@ -234,7 +243,9 @@ export class PostgresEngine implements Engine {
     signal: AbortSignal | undefined,
   ): Promise<boolean> {
     const deadline = performance.now() + timeoutMs
-    const query = CompiledQuery.raw('select pg_last_wal_replay_lsn() >= $1::pg_lsn as reached', [lsn])
+    const query = CompiledQuery.raw('select pg_last_wal_replay_lsn() >= $1::pg_lsn as reached', [
+      lsn,
+    ])
     let delay = FIRST_POLL_DELAY_MS
     for (;;) {
       signal?.throwIfAborted()
@@ -255,10 +266,11 @@ export class PostgresEngine implements Engine {
    *
    * - not in recovery (a primary, a promoted standby): lag `undefined` — replication lag does not
    *   apply; the core reports the node as `not-read-only`;
-   * - no WAL receiver running (`pg_stat_wal_receiver` empty: the upstream is unreachable or the
-   *   standby only restores from an archive) or replay paused: `null`, replication stopped — the
-   *   standby cannot know how far the primary has moved on (as MySQL's `Seconds_Behind_Master`
-   *   is NULL without a connected I/O thread);
+   * - replay paused: `null`, replication stopped;
+   * - no WAL receiver running (`pg_stat_wal_receiver` empty: the upstream is unreachable, e.g. a
+   *   primary outage, or the standby restores from an archive): `undefined`, unknown — the
+   *   standby keeps serving what it has rather than sending reads to a primary that may be gone
+   *   (MySQL: an I/O thread in 'Connecting' likewise);
    * - everything received is replayed (receive LSN <= replay LSN): `0`, nothing pending — even
    *   though `pg_last_xact_replay_timestamp()` keeps aging while the primary is idle;
    * - WAL pending: `now() - pg_last_xact_replay_timestamp()`, clamped at 0 (clocks may differ).
@@ -290,7 +302,12 @@ export class PostgresEngine implements Engine {
     const position: ReplicationPosition | undefined =
       replay === undefined ? undefined : { kind: 'postgres', lsn: replay }
     if (!readOnly) return { position, readOnly, lagMs: undefined }
-    if (!row.receiver || row.paused === true) return { position, readOnly, lagMs: null }
+    // Replay paused: the standby falls further behind with every write.
+    if (row.paused === true) return { position, readOnly, lagMs: null }
+    // No WAL receiver: the upstream is unreachable (a primary outage) or the standby restores from
+    // an archive. The standby still holds everything it received: its lag is unknown, not
+    // "stopped" — excluding it would send reads to a primary that may be gone.
+    if (!row.receiver) return { position, readOnly, lagMs: undefined }
     const receive = parseLsnOrUndefined(row.receive)
     let lagMs: number | undefined
     if (replay === undefined || receive === undefined) {
@@ -305,7 +322,11 @@ export class PostgresEngine implements Engine {
     return { position, readOnly, lagMs }
   }
 
-  async cancel(control: PhysicalConnection, sessionId: number, kind: 'query' | 'session'): Promise<void> {
+  async cancel(
+    control: PhysicalConnection,
+    sessionId: number,
+    kind: 'query' | 'session',
+  ): Promise<void> {
     if (!Number.isSafeInteger(sessionId) || sessionId <= 0) return
     await control.execute(
       CompiledQuery.raw(
@@ -320,6 +341,18 @@ export class PostgresEngine implements Engine {
    * connect timeouts, SQLSTATE class 08 and 57P01/57P02/57P03/53300. Never an SQL error (23xxx
    * constraint, 42xxx syntax or undefined object, 40xxx serialization/deadlock, ...).
    */
+  async serverCapacity(connection: PhysicalConnection): Promise<{ max: number; used: number }> {
+    // Connections reserved for superusers are not available to the application.
+    const { result } = await connection.execute<{ max: number | string; used: number | string }>(
+      CompiledQuery.raw(
+        `select current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int as max,
+                (select count(*) from pg_stat_activity where backend_type = 'client backend') as used`,
+      ),
+    )
+    const row = result.rows[0]
+    return { max: Number(row?.max ?? 0), used: Number(row?.used ?? 0) }
+  }
+
   isConnectionError(error: unknown): boolean {
     if (error instanceof ConnectionSetupError) {
       return this.isConnectionError(error.cause)
@@ -340,7 +373,8 @@ export class PostgresEngine implements Engine {
 }
 
 function sqlState(error: unknown): string | undefined {
-  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined
+  const code =
+    typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined
   return typeof code === 'string' && SQLSTATE.test(code) ? code : undefined
 }
 
@@ -364,7 +398,11 @@ function toBigInt(text: string | null | undefined): bigint | undefined {
  * on other pages. A record never ends at 24 bytes into a page (the header alone takes them); it
  * may end at 40 bytes into a page that is not a segment start, hence the segment check first.
  */
-export function withoutPageHeader(lsn: bigint, blockSize: bigint | undefined, segmentSize: bigint | undefined): bigint {
+export function withoutPageHeader(
+  lsn: bigint,
+  blockSize: bigint | undefined,
+  segmentSize: bigint | undefined,
+): bigint {
   if (segmentSize !== undefined && segmentSize > 0n && lsn % segmentSize === LONG_PAGE_HEADER) {
     return lsn - LONG_PAGE_HEADER
   }

@@ -1,9 +1,11 @@
+import { performance } from 'node:perf_hooks'
 import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
-import type { NodeInfo, NodePool, NodeQueryOutcome, PhysicalConnection } from '../core/engine.js'
+import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
 import { asDatabaseConnection } from '../core/engine.js'
 import { ConnectionSetupError } from '../core/errors.js'
-import type { NodePoolSetup } from '../core/replicated-dialect-base.js'
+import type { LifecycleConnection, LifecycleNodePool } from '../core/managed-pool.js'
+import type { NodePoolSetup, NodeSource } from '../core/replicated-dialect-base.js'
 import type { PostgresEngine } from './postgres-engine.js'
 import {
   isPostgresPool,
@@ -13,17 +15,55 @@ import {
   type PostgresQueryResult,
 } from './postgres-pool-types.js'
 
+/** `pg` pool members read (never written) for statistics; absent fields mean "unknown". */
+interface PgPoolInternals {
+  readonly totalCount?: number
+  readonly idleCount?: number
+  readonly waitingCount?: number
+  readonly options?: {
+    readonly max?: number
+    readonly host?: string
+    readonly port?: number | string
+    readonly database?: string
+  }
+}
+
 /**
- * One node's `pg` pool, seen through the engine-independent {@link NodePool} interface. Every
- * physical client is set up once, the first time the pool hands it out (`pg` has no async
- * connection hook): read-only sessions on replicas, then the user's `onCreateConnection`.
+ * Creates a `pg` pool from `{ connection, poolSize, idleTimeoutMs }` (`pg` is loaded only then):
+ * `max` = `poolSize` (default 10), `idleTimeoutMillis` = `idleTimeoutMs` (default 60 000). Idle
+ * clients of a node that goes away emit `'error'` on the pool; the pool made here ignores them
+ * (the library sees the failure on the next checkout or query).
  */
-export class PostgresNodePool implements NodePool {
+export async function createPostgresPool(node: NodeSource): Promise<PostgresPool> {
+  const pg = (await import('pg')) as unknown as {
+    default?: { Pool: new (options: Record<string, unknown>) => PostgresPool }
+    Pool?: new (options: Record<string, unknown>) => PostgresPool
+  }
+  const Pool = pg.default?.Pool ?? pg.Pool
+  if (Pool === undefined) throw new Error("the 'pg' module has no Pool export")
+  const pool = new Pool({
+    ...(node.connection as Record<string, unknown>),
+    max: node.poolSize ?? 10,
+    idleTimeoutMillis: node.idleTimeoutMs ?? 60_000,
+  })
+  ;(pool as { on?: (event: 'error', listener: () => void) => unknown }).on?.('error', () => {})
+  return pool
+}
+
+/**
+ * One node's `pg` pool, seen through the engine-independent node pool interface. Every physical
+ * client is set up once, the first time the pool hands it out (`pg` has no async connection
+ * hook): read-only sessions on replicas, then the user's `onCreateConnection` and the
+ * `hooks.afterConnect` hook.
+ */
+export class PostgresNodePool implements LifecycleNodePool {
   readonly #source: unknown
   readonly #setup: NodePoolSetup
   readonly #engine: PostgresEngine
   readonly #cursor: PostgresCursorConstructor | undefined
-  readonly #ready = new WeakSet<object>()
+  /** When each physical client was first handed out (set up once per client). */
+  readonly #createdAt = new WeakMap<object, number>()
+  #firstSeen = false
   #pool: PostgresPool | undefined
 
   constructor(
@@ -49,10 +89,41 @@ export class PostgresNodePool implements NodePool {
         `node "${this.#setup.node.name}": the pool factory did not return a pg pool (new Pool() from 'pg')`,
       )
     }
+    // An idle client of a node that goes away emits 'error' on its pool; with no listener that
+    // crashes the process. A pool without one gets a listener here: the failure reaches the
+    // health checks through the next probe or query instead.
+    const emitter = source as {
+      listenerCount?: (event: string) => number
+      on?: (event: 'error', listener: () => void) => unknown
+    }
+    if (emitter.listenerCount?.('error') === 0) emitter.on?.('error', () => {})
     this.#pool = source
   }
 
-  async acquire(signal?: AbortSignal): Promise<PhysicalConnection> {
+  endpoint(): NodeEndpoint | undefined {
+    const o = (this.#pool as PgPoolInternals | undefined)?.options
+    if (o === undefined) return undefined
+    const port = o.port === undefined ? undefined : Number(o.port)
+    return { host: o.host, port: Number.isFinite(port) ? port : undefined, database: o.database }
+  }
+
+  counts(): PoolCounts | undefined {
+    const p = this.#pool as PgPoolInternals | undefined
+    if (typeof p?.totalCount !== 'number' || typeof p.idleCount !== 'number') return undefined
+    return {
+      total: p.totalCount,
+      idle: p.idleCount,
+      waiting: p.waitingCount ?? 0,
+      limit: p.options?.max,
+    }
+  }
+
+  willOpen(): boolean {
+    const c = this.counts()
+    return c !== undefined && c.idle === 0 && (c.limit === undefined || c.total < c.limit)
+  }
+
+  async acquire(signal?: AbortSignal): Promise<LifecycleConnection> {
     const pool = this.#pool
     if (pool === undefined) {
       throw new Error(`node "${this.#setup.node.name}": pool used before init`)
@@ -102,14 +173,26 @@ export class PostgresNodePool implements NodePool {
     await pool.end()
   }
 
-  async #prepare(client: PostgresPoolClient): Promise<PhysicalConnection> {
+  async #prepare(client: PostgresPoolClient): Promise<LifecycleConnection> {
     const node = this.#setup.node
-    const connection = new PostgresPhysicalConnection(client, node, this.#cursor)
-    if (this.#ready.has(client)) return connection
+    const createdAt = this.#createdAt.get(client)
+    if (createdAt !== undefined) {
+      return new PostgresPhysicalConnection(client, node, this.#cursor, createdAt, false)
+    }
+    const connection = new PostgresPhysicalConnection(
+      client,
+      node,
+      this.#cursor,
+      performance.now(),
+      true,
+    )
     try {
       await this.#engine.setUpConnection(connection, this.#setup)
       if (this.#setup.onCreateConnection !== undefined) {
         await this.#setup.onCreateConnection(asDatabaseConnection(connection), node)
+      }
+      if (this.#setup.afterConnect !== undefined) {
+        await this.#setup.afterConnect(asDatabaseConnection(connection), node)
       }
     } catch (error) {
       // Never leave a half-set-up client in the pool.
@@ -121,27 +204,51 @@ export class PostgresNodePool implements NodePool {
         { cause: error },
       )
     }
-    this.#ready.add(client)
+    this.#createdAt.set(client, connection.createdAtMs)
+    if (!this.#firstSeen) {
+      this.#firstSeen = true
+      await this.#setup.firstConnection?.(connection)
+    }
     return connection
   }
 }
 
 /** A `pg` pool client, with results mapped exactly as Kysely's `PostgresDialect` maps them. */
-export class PostgresPhysicalConnection implements PhysicalConnection {
+export class PostgresPhysicalConnection implements LifecycleConnection {
   readonly #client: PostgresPoolClient
   readonly #cursor: PostgresCursorConstructor | undefined
   readonly node: NodeInfo
+  readonly createdAtMs: number
+  readonly isNew: boolean
+  readonly #onError: (error: Error) => void
   #done = false
   #discard = false
+  #broken: Error | undefined
 
   constructor(
     client: PostgresPoolClient,
     node: NodeInfo,
     cursor: PostgresCursorConstructor | undefined,
+    createdAtMs: number,
+    isNew: boolean,
   ) {
     this.#client = client
     this.node = node
     this.#cursor = cursor
+    this.createdAtMs = createdAtMs
+    this.isNew = isNew
+    // While checked out, a broken connection (a killed server, a FATAL sent to every backend) is
+    // an 'error' event on the client; pg-pool listens only while the client is idle. The failing
+    // query (if any) reports it; the client is closed on release.
+    this.#onError = (error) => {
+      this.#broken = error
+    }
+    client.on?.('error', this.#onError)
+  }
+
+  /** The error that broke the connection while it was checked out, if one did. */
+  get broken(): Error | undefined {
+    return this.#broken
   }
 
   /** The backend pid. */
@@ -150,7 +257,16 @@ export class PostgresPhysicalConnection implements PhysicalConnection {
   }
 
   async execute<R>(query: CompiledQuery): Promise<NodeQueryOutcome<R>> {
-    const result = await this.#client.query<R>(query.sql, query.parameters)
+    let result: PostgresQueryResult<R>
+    try {
+      result = await this.#client.query<R>(query.sql, query.parameters)
+    } catch (error) {
+      // As Kysely's PostgresDriver: a session whose ROLLBACK failed may still be in a transaction,
+      // so it is closed on release rather than reused. (Detected here: the core may hand the
+      // engine a wrapper of this connection.)
+      if (query.sql === 'rollback') this.#discard = true
+      throw error
+    }
     return { result: mapResult(result) }
   }
 
@@ -173,20 +289,17 @@ export class PostgresPhysicalConnection implements PhysicalConnection {
     }
   }
 
-  /** After a failed rollback the session may still be in a transaction: close it on release. */
-  markForDiscard(): void {
-    this.#discard = true
-  }
-
   release(): void {
     if (this.#done) return
     this.#done = true
-    this.#client.release(this.#discard)
+    this.#client.removeListener?.('error', this.#onError)
+    this.#client.release(this.#discard || this.#broken !== undefined)
   }
 
   destroy(): void {
     if (this.#done) return
     this.#done = true
+    this.#client.removeListener?.('error', this.#onError)
     try {
       this.#client.release(true)
     } catch {
@@ -209,7 +322,10 @@ function mapResult<R>(result: PostgresQueryResult<R>): QueryResult<R> {
   }
   return {
     numAffectedRows:
-      (command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE') &&
+      (command === 'INSERT' ||
+        command === 'UPDATE' ||
+        command === 'DELETE' ||
+        command === 'MERGE') &&
       rowCount != null
         ? BigInt(rowCount)
         : undefined,

@@ -26,6 +26,13 @@ export interface PostgresPoolClient {
   release(destroy?: boolean): void
   /** The backend pid (an undocumented member of `pg`'s `Client`). */
   readonly processID?: number | null
+  /**
+   * `pg` clients emit `'error'` when the connection breaks (server killed, network lost), also
+   * while checked out and idle; without a listener Node throws it as an uncaught exception. The
+   * library listens while it holds the client.
+   */
+  on?(event: 'error', listener: (error: Error) => void): unknown
+  removeListener?(event: 'error', listener: (error: Error) => void): unknown
 }
 
 /** The subset of `pg`'s result this library needs. */

@@ -3,8 +3,8 @@ import type { PostgresCursorConstructor, PostgresPool } from './postgres-pool-ty
 
 /**
  * Config of {@link ReplicatedPostgresDialect}: a primary and its replicas (streaming hot
- * standbys), each with a `pg` pool or an async factory returning one, plus the settings every
- * replicated dialect shares.
+ * standbys), each with a `pg` pool, an async factory returning one, or `connection` options from
+ * which the library creates the pool, plus the settings every replicated dialect shares.
  *
  * @example
  * ```ts
@@ -17,10 +17,14 @@ import type { PostgresCursorConstructor, PostgresPool } from './postgres-pool-ty
  * }
  * ```
  */
-export interface ReplicatedPostgresDialectConfig extends ReplicatedDialectConfig<PostgresPool> {
+export interface ReplicatedPostgresDialectConfig
+  extends ReplicatedDialectConfig<PostgresPool, PostgresConnectionOptions> {
   /**
    * The `pg-cursor` constructor, as in Kysely's `PostgresDialect`: required for `.stream()`,
    * which reads rows in chunks of `chunkSize` through a cursor on the node the query runs on.
    */
   readonly cursor?: PostgresCursorConstructor
 }
+
+/** `pg` client options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
+export type PostgresConnectionOptions = object

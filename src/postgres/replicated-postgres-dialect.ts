@@ -12,7 +12,7 @@ import {
 import { ReplicatedConfigError } from '../core/errors.js'
 import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { PostgresEngine } from './postgres-engine.js'
-import { PostgresNodePool } from './postgres-node-pool.js'
+import { createPostgresPool, PostgresNodePool } from './postgres-node-pool.js'
 import { isPostgresPool } from './postgres-pool-types.js'
 import type { ReplicatedPostgresDialectConfig } from './replicated-postgres-dialect-config.js'
 
@@ -50,7 +50,8 @@ export class ReplicatedPostgresDialect extends ReplicatedDialectBase implements 
       engine,
       'ReplicatedPostgresDialect',
       isPostgresPool,
-      (pool, setup) => new PostgresNodePool(pool, setup, engine, cursor),
+      (node, setup) =>
+        new PostgresNodePool(node.pool ?? (() => createPostgresPool(node)), setup, engine, cursor),
     )
     engine.attach(this.cluster)
   }
@@ -72,7 +73,9 @@ export class ReplicatedPostgresDialect extends ReplicatedDialectBase implements 
   }
 }
 
-function checkCursor(config: ReplicatedPostgresDialectConfig): ReplicatedPostgresDialectConfig['cursor'] {
+function checkCursor(
+  config: ReplicatedPostgresDialectConfig,
+): ReplicatedPostgresDialectConfig['cursor'] {
   const cursor = typeof config === 'object' && config !== null ? config.cursor : undefined
   if (cursor !== undefined && typeof cursor !== 'function') {
     throw new ReplicatedConfigError(

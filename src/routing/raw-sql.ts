@@ -94,14 +94,24 @@ const K_FROM = 32
 const K_STDOUT = 33
 const PUNCT = 1000
 
-/** Bit `n` of entry `c`: some body keyword starts with character `c` and has length `n`. */
-const KEYWORD_SHAPES = new Uint32Array(128)
-for (const kw of [
-  'begin',
+/**
+ * Bit `n` of entry `c`: a keyword the body rules look for starts with character `c` (either case)
+ * and has length `n`. A word outside these shapes needs no comparison at all. Frequent words that
+ * matter only to some statements (FROM, TO, STDOUT for COPY; BEGIN for CREATE) have their own sets.
+ */
+function keywordShapes(keywords: readonly string[]): Uint32Array {
+  const shapes = new Uint32Array(128)
+  for (const kw of keywords) {
+    const c = kw.charCodeAt(0)
+    shapes[c] = shapes[c - 32] = shapes[c]! | (1 << kw.length)
+  }
+  return shapes
+}
+
+const READ_KEYWORDS = [
   'delete',
   'dumpfile',
   'for',
-  'from',
   'in',
   'into',
   'insert',
@@ -116,17 +126,16 @@ for (const kw of [
   'previous',
   'replace',
   'share',
-  'stdout',
   'sql_calc_found_rows',
-  'to',
   'temp',
   'temporary',
   'update',
   'value',
-]) {
-  const c = kw.charCodeAt(0)
-  KEYWORD_SHAPES[c] = KEYWORD_SHAPES[c - 32] = KEYWORD_SHAPES[c]! | (1 << kw.length)
-}
+]
+const READ_SHAPES = keywordShapes(READ_KEYWORDS)
+const COPY_SHAPES = keywordShapes([...READ_KEYWORDS, 'from', 'to', 'stdout'])
+const CREATE_SHAPES = keywordShapes(['begin', 'identity', 'last_insert_id'])
+const WRITE_SHAPES = keywordShapes(['identity', 'last_insert_id'])
 
 const DML_NAMES: Readonly<Record<number, string>> = {
   [K_INSERT]: 'INSERT',
@@ -196,7 +205,8 @@ class RawSqlScanner {
   private pos = 0
   /** Index of the next backslash at or after the last position asked for (`len` when none). */
   private nextBackslash = -1
-  /** Index of the next carriage return, likewise. */
+  /** Index of the next line feed and carriage return, likewise. */
+  private nextNl = -1
   private nextCr = -1
   private tok = T_END
   private tokStart = 0
@@ -387,14 +397,16 @@ class RawSqlScanner {
 
   /** The end of a line comment starting at `pos`: the newline's index, or the text's end. */
   private lineEnd(pos: number): number {
-    let end = this.sql.indexOf('\n', pos)
-    if (end < 0) end = this.len
-    if (this.mysql) return end // a MySQL comment runs to \n; a postgres one to \n or \r
+    if (this.nextNl < pos) {
+      const nl = this.sql.indexOf('\n', pos)
+      this.nextNl = nl < 0 ? this.len : nl
+    }
+    if (this.mysql) return this.nextNl // a MySQL comment runs to \n; a postgres one to \n or \r
     if (this.nextCr < pos) {
       const cr = this.sql.indexOf('\r', pos)
       this.nextCr = cr < 0 ? this.len : cr
     }
-    return Math.min(this.nextCr, end)
+    return Math.min(this.nextCr, this.nextNl)
   }
 
   private backslashFrom(pos: number): number {
@@ -422,20 +434,23 @@ class RawSqlScanner {
       return end < 0 ? -1 : end + 2
     }
     // Postgres block comments nest.
+    // Each search resumes where the last one stopped, so the comment is scanned once.
     let depth = 1
     let p = pos + 2
     let open = sql.indexOf('/*', p)
+    let close = sql.indexOf('*/', p)
     for (;;) {
-      const close = sql.indexOf('*/', p)
       if (close < 0) return -1
       if (open >= 0 && open < close) {
         depth++
         p = open + 2
         open = sql.indexOf('/*', p)
+        if (close < p) close = sql.indexOf('*/', p) // `/*/` does not close
       } else {
         p = close + 2
         if (--depth === 0) return p
-        if (open >= 0 && open < p) open = sql.indexOf('/*', p) // `*/*` overlaps
+        close = sql.indexOf('*/', p)
+        if (open >= 0 && open < p) open = sql.indexOf('/*', p) // `*/*` does not open
       }
     }
   }
@@ -449,9 +464,10 @@ class RawSqlScanner {
     const sql = this.sql
     const quoteText = quote === 39 ? "'" : quote === 34 ? '"' : '`'
     const escapes = backslash || modal
+    // Searches resume where they stopped (no rescans): next quote `q`, next backslash.
     let p = open + 1
+    let q = sql.indexOf(quoteText, p)
     for (;;) {
-      const q = sql.indexOf(quoteText, p)
       if (q < 0) {
         this.fail()
         return
@@ -461,6 +477,7 @@ class RawSqlScanner {
         if (b < q) {
           if (modal && sql.charCodeAt(b + 1) === quote) this.ambiguous = true
           p = backslash ? b + 2 : b + 1
+          if (q < p) q = sql.indexOf(quoteText, p)
           continue
         }
       }
@@ -470,6 +487,7 @@ class RawSqlScanner {
         return
       }
       p = q + 2
+      q = sql.indexOf(quoteText, p)
     }
   }
 
@@ -543,11 +561,11 @@ class RawSqlScanner {
     return this.tok === T_END || (this.tok === T_PUNCT && this.tokChar === SEMI && !this.swallow)
   }
 
-  /** The keyword id of the current word for the body rules, or `K_WORD`. */
-  private keyword(): number {
+  /** The keyword id of the current word for the body rules (among `shapes`), or `K_WORD`. */
+  private keyword(shapes: Uint32Array): number {
     const len = this.tokEnd - this.tokStart
     const c = this.sql.charCodeAt(this.tokStart)
-    if (c >= 128 || len > 31 || (KEYWORD_SHAPES[c]! & (1 << len)) === 0) return K_WORD
+    if (c >= 128 || len > 31 || (shapes[c]! & (1 << len)) === 0) return K_WORD
     return this.keywordOf(len)
   }
 
@@ -680,8 +698,10 @@ class RawSqlScanner {
         if (this.mysql) break
         this.body(M_READ, B_COPY)
         return
+      // Pinning: INSERT / REPLACE / LOAD DATA set LAST_INSERT_ID() and currval(); DO / CALL run
+      // arbitrary code; postgres LOAD loads a library into the session.
       case 'insert':
-      case 'replace': // LAST_INSERT_ID(), currval()
+      case 'replace':
       case 'do':
       case 'call':
       case 'load':
@@ -1004,8 +1024,17 @@ class RawSqlScanner {
       return
     }
     const mysql = this.mysql
-    // Only reads and CREATE (for BEGIN) look at keywords; `@@identity` is checked regardless.
-    const keywords = mode === M_READ || kind === B_CREATE
+    // Writes only look for BEGIN (CREATE) and `@@identity` (mysql).
+    const shapes =
+      kind === B_COPY
+        ? COPY_SHAPES
+        : kind === B_CREATE
+          ? CREATE_SHAPES
+          : mode === M_READ
+            ? READ_SHAPES
+            : mysql
+              ? WRITE_SHAPES
+              : undefined
     let prev1 = 0
     let prev2 = 0
     let prevTok = T_END
@@ -1025,9 +1054,8 @@ class RawSqlScanner {
         if (ch === SEMI && !this.swallow) break
         code = PUNCT + ch
       } else if (tok === T_WORD) {
-        code = keywords ? this.keyword() : K_WORD
+        code = shapes === undefined ? K_WORD : this.keyword(shapes)
         if (prev1 === PUNCT + DOT || prev1 === PUNCT + AT) {
-          if (!keywords && mysql) code = this.keyword()
           // `t.update`, `@for`: a name. But `@@identity` / `@@session.last_insert_id` (mysql).
           if (code === K_IDENTITY && mysql) {
             this.mark('primary-function', 'last_insert_id', true)

@@ -43,9 +43,17 @@ export interface SelectionContext {
  */
 export interface ReplicaSelector {
   /** Returns one of `candidates`, or `undefined` to decline (the read then falls back like when no replica is usable). */
-  select(candidates: readonly ReplicaCandidate[], context: SelectionContext): ReplicaCandidate | undefined
+  select(
+    candidates: readonly ReplicaCandidate[],
+    context: SelectionContext,
+  ): ReplicaCandidate | undefined
   /** Optional: told once per finished query on a replica (latency-aware selectors learn from it). */
   onResult?(candidate: ReplicaCandidate, latencyMs: number, ok: boolean): void
 }
 
-export type BuiltInSelectorName = 'round-robin' | 'random' | 'weighted' | 'least-latency' | 'p2c-ewma'
+export type BuiltInSelectorName =
+  | 'round-robin'
+  | 'random'
+  | 'weighted'
+  | 'least-latency'
+  | 'p2c-ewma'

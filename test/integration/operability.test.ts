@@ -33,7 +33,9 @@ forEachDialect((fx) => {
       const live = await fx.serverSessions(cluster(), 'primary')
       const retired = [...ids].slice(0, -1)
       expect(retired.filter((id) => live.includes(id))).to.deep.equal([])
-      expect(t.dialect.getPoolStats().find((s) => s.node === 'primary')!.retiredByLifetime).to.be.at.least(3)
+      expect(
+        t.dialect.getPoolStats().find((s) => s.node === 'primary')!.retiredByLifetime,
+      ).to.be.at.least(3)
     })
 
     it('without maxLifetimeMs the same loop stays on one server session (the rotation is the setting)', async () => {
@@ -111,7 +113,11 @@ forEachDialect((fx) => {
     })
 
     it('shows the sqlcommenter comment, routing decision included, in the server activity; hostile values stay inside it', async () => {
-      const t = fx.create(cluster(), { consistency: 'eventual', health: { probeIntervalMs: 0 }, queryComments: true })
+      const t = fx.create(cluster(), {
+        consistency: 'eventual',
+        health: { probeIntervalMs: 0 },
+        queryComments: true,
+      })
       open.push(t)
       const hostile = "x'*/ drop table person; --\n/*"
       const running = withQueryComment({ route: '/reports', request_id: hostile }, () =>
@@ -135,7 +141,9 @@ forEachDialect((fx) => {
       expect(seen).to.contain(`db_node='${node}'`)
       expect(seen).to.contain("db_route_reason='read'")
       expect(seen).to.contain("route='%2Freports'")
-      expect(seen).to.contain(`request_id='${encodeURIComponent(hostile).replace(/[*'()!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}'`)
+      expect(seen).to.contain(
+        `request_id='${encodeURIComponent(hostile).replace(/[*'()!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}'`,
+      )
       // The comment is one comment at the end: nothing after it, no second comment opened.
       expect(seen!.trimEnd().endsWith('*/')).to.equal(true)
       expect(seen!.split('/*')).to.have.length(2)

@@ -6,15 +6,30 @@
  * LSN-based causal reads, and the probe's lag rules.
  */
 import { expect } from 'chai'
-import { CompiledQuery, Kysely, PostgresDialect, type QueryResult, type RawBuilder, sql } from 'kysely'
+import {
+  CompiledQuery,
+  Kysely,
+  PostgresDialect,
+  type QueryResult,
+  type RawBuilder,
+  sql,
+} from 'kysely'
 import { type Migration, Migrator } from 'kysely/migration'
 import pg from 'pg'
 import Cursor from 'pg-cursor'
 import { consistencyScope, ReplicatedPostgresDialect, type RouteEvent } from '../../src/index.js'
-import { postgresFixture as fx, type TestCluster, type TestDialect, useDialectCluster } from '../support/dialects.js'
+import {
+  postgresFixture as fx,
+  type TestCluster,
+  type TestDialect,
+  useDialectCluster,
+} from '../support/dialects.js'
 
 /** Select expressions through which the server says where it runs. */
-const here = [sql<number>`inet_server_port()`.as('port'), sql<boolean>`pg_is_in_recovery()`.as('standby')] as const
+const here = [
+  sql<number>`inet_server_port()`.as('port'),
+  sql<boolean>`pg_is_in_recovery()`.as('standby'),
+] as const
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN
@@ -36,7 +51,11 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
   /** The node a statement returning `port` ran on, by the server's own answer. */
   const ranOn = (row: { port: number } | undefined): string => nodeAt(Number(row?.port))
   const create = (overrides: Parameters<typeof fx.create>[1] = {}): TestDialect => {
-    const created = fx.create(cluster(), { consistency: 'eventual', health: { probeIntervalMs: 0 }, ...overrides })
+    const created = fx.create(cluster(), {
+      consistency: 'eventual',
+      health: { probeIntervalMs: 0 },
+      ...overrides,
+    })
     open.push(created)
     return created
   }
@@ -54,7 +73,9 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
 
   before(async () => {
     t = create({ selector: 'round-robin' })
-    await sql`drop table if exists person, pet, typed, audit, migrated, kysely_migration, kysely_migration_lock cascade`.execute(t.db)
+    await sql`drop table if exists person, pet, typed, audit, migrated, kysely_migration, kysely_migration_lock cascade`.execute(
+      t.db,
+    )
     await sql`drop sequence if exists ticket`.execute(t.db)
     await t.db.schema
       .createTable('person')
@@ -69,7 +90,9 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
     await t.db.schema.createTable('audit').addColumn('at', 'integer').execute()
     await sql`create sequence ticket`.execute(t.db)
     // A volatile function that writes: called in a SELECT, the library cannot know it writes.
-    await sql`create function bump() returns int language sql as $$ insert into audit values (1) returning 1 $$`.execute(t.db)
+    await sql`create function bump() returns int language sql as $$ insert into audit values (1) returning 1 $$`.execute(
+      t.db,
+    )
     await t.db.schema
       .createTable('typed')
       .addColumn('id', 'integer', (c) => c.primaryKey())
@@ -113,12 +136,16 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
         .selectFrom('x')
         .select(['id', ...here])
       const readDeep = t.db
-        .with('x', (db) => db.updateTable('person').set({ name: 'deep' }).where('id', '=', 2).returning('id'))
+        .with('x', (db) =>
+          db.updateTable('person').set({ name: 'deep' }).where('id', '=', 2).returning('id'),
+        )
         .selectFrom('person')
         .select(['id', ...here])
         .where('id', 'in', t.db.selectFrom('x').select('id'))
       const twoCtes = t.db
-        .with('p', (db) => db.insertInto('pet').values({ id: 1, owner_id: 2 }).returning('owner_id'))
+        .with('p', (db) =>
+          db.insertInto('pet').values({ id: 1, owner_id: 2 }).returning('owner_id'),
+        )
         .with('q', (db) => db.selectFrom('p').select('owner_id'))
         .selectFrom('q')
         .select(['owner_id as id', ...here])
@@ -129,7 +156,9 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
         expect(t.routes.at(-1)).to.include({ role: 'primary', reason: 'write' })
       }
       const compiled = top.compile()
-      const refused = await direct('replica-1', (c) => c.query(compiled.sql, [...compiled.parameters])).catch((e: unknown) => e)
+      const refused = await direct('replica-1', (c) =>
+        c.query(compiled.sql, [...compiled.parameters]),
+      ).catch((e: unknown) => e)
       expect(String(refused)).to.match(fx.readOnlyErrorPattern)
     })
 
@@ -153,13 +182,21 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
 
     it('runs SELECT ... FOR NO KEY UPDATE and FOR KEY SHARE on the primary; a standby refuses them', async () => {
       for (const [lock, build] of [
-        ['for no key update', () => t.db.selectFrom('person').select(here).where('id', '=', 1).forNoKeyUpdate()],
-        ['for key share', () => t.db.selectFrom('person').select(here).where('id', '=', 1).forKeyShare()],
+        [
+          'for no key update',
+          () => t.db.selectFrom('person').select(here).where('id', '=', 1).forNoKeyUpdate(),
+        ],
+        [
+          'for key share',
+          () => t.db.selectFrom('person').select(here).where('id', '=', 1).forKeyShare(),
+        ],
       ] as const) {
         const row = await build().executeTakeFirstOrThrow()
         expect(ranOn(row), lock).to.equal('primary')
         expect(t.routes.at(-1)).to.include({ reason: 'locking-read', detail: lock })
-        const refused = await direct('replica-1', (c) => c.query(`select 1 from person ${lock}`)).catch((e: unknown) => e)
+        const refused = await direct('replica-1', (c) =>
+          c.query(`select 1 from person ${lock}`),
+        ).catch((e: unknown) => e)
         expect(String(refused)).to.match(fx.readOnlyErrorPattern)
       }
     })
@@ -171,7 +208,9 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
         .execute(async (trx) => {
           const a = await trx.selectNoFrom(here).executeTakeFirstOrThrow()
           const b = await trx.selectNoFrom(here).executeTakeFirstOrThrow()
-          const { rows } = await sql<{ transaction_read_only: string }>`show transaction_read_only`.execute(trx)
+          const { rows } = await sql<{
+            transaction_read_only: string
+          }>`show transaction_read_only`.execute(trx)
           return { a, b, ro: rows[0]?.transaction_read_only }
         })
       expect(seen.a.standby).to.equal(true)
@@ -191,7 +230,10 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
         await port('after listen', sql`select inet_server_port() as port`)
         await sql`notify kr_jobs, 'hello'`.execute(conn)
         await sql`set application_name = 'kr-test'`.execute(conn)
-        await port('after set', sql`select inet_server_port() as port where current_setting('application_name') = 'kr-test'`)
+        await port(
+          'after set',
+          sql`select inet_server_port() as port where current_setting('application_name') = 'kr-test'`,
+        )
         await sql`reset application_name`.execute(conn)
         await sql`prepare kr_where as select inet_server_port() as port`.execute(conn)
         await port('execute', sql`execute kr_where`)
@@ -209,7 +251,10 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       })
       const sessionRoutes = t.routes.slice(routesBefore).map((r) => `${r.role}/${r.reason}`)
       expect(sessionRoutes).to.have.length(12)
-      expect(sessionRoutes.every((r) => r.startsWith('primary/')), sessionRoutes.join(', ')).to.equal(true)
+      expect(
+        sessionRoutes.every((r) => r.startsWith('primary/')),
+        sessionRoutes.join(', '),
+      ).to.equal(true)
     })
 
     it('sends COPY ... FROM STDIN to the primary, SHOW, EXPLAIN and COPY (select) TO STDOUT to standbys', async () => {
@@ -231,15 +276,24 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       const migrations: Record<string, Migration> = {
         '0001_migrated': {
           up: async (db: Kysely<any>) => {
-            await db.schema.createTable('migrated').addColumn('port', 'integer').addColumn('standby', 'boolean').execute()
-            await sql`insert into migrated select inet_server_port(), pg_is_in_recovery()`.execute(db)
+            await db.schema
+              .createTable('migrated')
+              .addColumn('port', 'integer')
+              .addColumn('standby', 'boolean')
+              .execute()
+            await sql`insert into migrated select inet_server_port(), pg_is_in_recovery()`.execute(
+              db,
+            )
           },
           down: async (db: Kysely<any>) => {
             await db.schema.dropTable('migrated').execute()
           },
         },
       }
-      const migrator = new Migrator({ db: m.db, provider: { getMigrations: async () => migrations } })
+      const migrator = new Migrator({
+        db: m.db,
+        provider: { getMigrations: async () => migrations },
+      })
       const result = await migrator.migrateToLatest()
       expect(result.error).to.equal(undefined)
       const [row] = await cluster().admin('primary', 'select port, standby from migrated')
@@ -279,8 +333,13 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
 
     it('returns the same insert ... returning, numAffectedRows of UPDATE, DELETE and MERGE', async () => {
       const insert = (db: Kysely<any>) =>
-        db.insertInto('typed').values({ id: 1000, big: '1', num: '1.5', flag: true, doc: JSON.stringify({ a: 1 }) }).returningAll().execute()
-      const remove = (db: Kysely<any>) => db.executeQuery(db.deleteFrom('typed').where('id', '=', 1000).compile())
+        db
+          .insertInto('typed')
+          .values({ id: 1000, big: '1', num: '1.5', flag: true, doc: JSON.stringify({ a: 1 }) })
+          .returningAll()
+          .execute()
+      const remove = (db: Kysely<any>) =>
+        db.executeQuery(db.deleteFrom('typed').where('id', '=', 1000).compile())
       const ours = await insert(t.db)
       const oursDelete = await remove(t.db)
       const theirs = await insert(plain)
@@ -288,7 +347,11 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       expect(ours).to.deep.equal(theirs)
       expect(oursDelete).to.deep.equal(theirsDelete)
       expect(oursDelete).to.deep.include({ numAffectedRows: 1n })
-      const update = t.db.updateTable('typed').set({ flag: sql`not flag` }).where('id', '<=', 10).compile()
+      const update = t.db
+        .updateTable('typed')
+        .set({ flag: sql`not flag` })
+        .where('id', '<=', 10)
+        .compile()
       const [u1, u2] = await both((db) => db.executeQuery(update))
       expect(u1).to.deep.equal(u2)
       expect(u1).to.deep.include({ numAffectedRows: 10n })
@@ -301,7 +364,9 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       const [m1, m2] = await both((db) => db.executeQuery(merge))
       expect(m1).to.deep.equal(m2)
       expect((m1 as QueryResult<unknown>).numAffectedRows).to.be.a('bigint')
-      const [r1, r2] = await both((db) => db.updateTable('typed').set({ note: 'x' }).where('id', '=', 1).executeTakeFirst())
+      const [r1, r2] = await both((db) =>
+        db.updateTable('typed').set({ note: 'x' }).where('id', '=', 1).executeTakeFirst(),
+      )
       expect(r1).to.deep.equal(r2)
     })
 
@@ -309,7 +374,8 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       await cluster().waitForReplication()
       const collect = async (db: Kysely<any>) => {
         const rows: unknown[] = []
-        for await (const row of db.selectFrom('typed').selectAll().orderBy('id').stream(7)) rows.push(row)
+        for await (const row of db.selectFrom('typed').selectAll().orderBy('id').stream(7))
+          rows.push(row)
         return rows
       }
       const [ours, theirs] = await both(collect)
@@ -346,7 +412,8 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
         open.push({ db })
         return db
       }
-      const count = async () => Number((await cluster().admin('primary', 'select count(*) as n from audit'))[0]?.n)
+      const count = async () =>
+        Number((await cluster().admin('primary', 'select count(*) as n from audit'))[0]?.n)
       const before = await count()
       const guarded = await sql`select bump()`.execute(notStandby(true)).catch((e: unknown) => e)
       expect(String(guarded)).to.match(fx.readOnlyErrorPattern)
@@ -356,7 +423,10 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
     })
 
     it('sets default_transaction_read_only on replica sessions only', async () => {
-      const setting = sql<{ v: string; port: number }>`select current_setting('default_transaction_read_only') as v, inet_server_port() as port`
+      const setting = sql<{
+        v: string
+        port: number
+      }>`select current_setting('default_transaction_read_only') as v, inet_server_port() as port`
       const replica = (await setting.execute(t.db)).rows[0]!
       const primary = (await t.db.connection().execute(async (conn) => {
         await sql`select set_config('app.pin', '1', false)`.execute(conn)
@@ -368,15 +438,56 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
     })
   })
 
+  describe('pools', () => {
+    it('creates pg pools from connection options and reports their counts', async () => {
+      const dialect = new ReplicatedPostgresDialect({
+        primary: { connection: cluster().connectionOptions('primary'), poolSize: 3 },
+        replicas: cluster().replicas.map((r) => ({
+          name: r.name,
+          connection: cluster().connectionOptions(r),
+          poolSize: 2,
+          idleTimeoutMs: 5_000,
+        })),
+        consistency: 'eventual',
+        health: { probeIntervalMs: 0 },
+      })
+      const db = new Kysely<any>({ dialect })
+      open.push({ db })
+      const read = await db.selectNoFrom(here).executeTakeFirstOrThrow()
+      expect(ranOn(read)).to.match(/^replica-/)
+      const written = await db
+        .insertInto('pet')
+        .values({ id: 77, owner_id: 1 })
+        .returning(here)
+        .executeTakeFirstOrThrow()
+      expect(ranOn(written)).to.equal('primary')
+      const stats = dialect.getPoolStats()
+      const primary = stats.find((p) => p.node === 'primary')!
+      expect(primary).to.include({ limit: 3, total: 1, idle: 1, inUse: 0 })
+      expect(stats.filter((p) => p.role === 'replica').map((p) => p.limit)).to.deep.equal([2, 2])
+    })
+  })
+
   describe('causal reads on the WAL replay LSN', () => {
-    async function pairs(d: TestDialect, n: number, idBase: number): Promise<{ stale: number; onReplica: number }> {
+    async function pairs(
+      d: TestDialect,
+      n: number,
+      idBase: number,
+    ): Promise<{ stale: number; onReplica: number }> {
       let stale = 0
       let onReplica = 0
       for (let i = 0; i < n; i++) {
         await consistencyScope(async () => {
-          await d.db.insertInto('person').values({ id: idBase + i, name: 'w' }).execute()
+          await d.db
+            .insertInto('person')
+            .values({ id: idBase + i, name: 'w' })
+            .execute()
           const before = d.routes.length
-          const row = await d.db.selectFrom('person').select('id').where('id', '=', idBase + i).executeTakeFirst()
+          const row = await d.db
+            .selectFrom('person')
+            .select('id')
+            .where('id', '=', idBase + i)
+            .executeTakeFirst()
           if (row === undefined) stale++
           if (d.routes.slice(before).some((r) => r.role === 'replica')) onReplica++
         })
@@ -391,7 +502,10 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       const perWrite: Record<'eventual' | 'causal', number[]> = { eventual: [], causal: [] }
       let id = 100_000
       for (let i = 0; i < 400; i++) {
-        for (const [mode, d] of [['eventual', eventual], ['causal', causal]] as const) {
+        for (const [mode, d] of [
+          ['eventual', eventual],
+          ['causal', causal],
+        ] as const) {
           const started = performance.now()
           await d.db.insertInto('person').values({ id: id++, name: 't' }).execute()
           if (i >= 50) perWrite[mode].push(performance.now() - started)
@@ -411,16 +525,28 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       // Read right after the write: the wait lasts until the standby has replayed it.
       const before = causal.routes.length
       const stats = await pairs(causal, 200, 130_000)
-      const waits = causal.routes.slice(before).filter((r) => r.reason === 'causal-waited').map((r) => r.waitedMs ?? 0)
+      const waits = causal.routes
+        .slice(before)
+        .filter((r) => r.reason === 'causal-waited')
+        .map((r) => r.waitedMs ?? 0)
       // Read 20 ms after the write: the standby has replayed it, the wait is one satisfied poll.
       const caughtUp: number[] = []
       for (let i = 0; i < 60; i++) {
         await consistencyScope(async () => {
-          await causal.db.insertInto('person').values({ id: 140_000 + i, name: 'c' }).execute()
+          await causal.db
+            .insertInto('person')
+            .values({ id: 140_000 + i, name: 'c' })
+            .execute()
           await new Promise((r) => setTimeout(r, 20))
           const mark = causal.routes.length
-          await causal.db.selectFrom('person').select('id').where('id', '=', 140_000 + i).executeTakeFirstOrThrow()
-          const waited = causal.routes.slice(mark).find((r) => r.reason === 'causal-waited')?.waitedMs
+          await causal.db
+            .selectFrom('person')
+            .select('id')
+            .where('id', '=', 140_000 + i)
+            .executeTakeFirstOrThrow()
+          const waited = causal.routes
+            .slice(mark)
+            .find((r) => r.reason === 'causal-waited')?.waitedMs
           if (waited !== undefined) caughtUp.push(waited)
         })
       }
@@ -464,7 +590,10 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       await causal.db.selectNoFrom(sql`1`.as('warm')).execute()
       await cluster().admin('primary', 'select pg_switch_wal()')
       await cluster().waitForReplication()
-      const [{ lsn }] = await cluster().admin('primary', 'select pg_current_wal_insert_lsn()::text as lsn')
+      const [{ lsn }] = await cluster().admin(
+        'primary',
+        'select pg_current_wal_insert_lsn()::text as lsn',
+      )
       // At a segment start the insert position points past the 40-byte long page header.
       expect(Number.parseInt(String(lsn).split('/')[1]!, 16) % (16 * 1024 * 1024)).to.equal(40)
       await consistencyScope(async () => {

@@ -109,7 +109,11 @@ export const mysqlFixture: DialectFixture = {
       const { fromConnection, ...lifecycle } = nodeOptions ?? {}
       if (fromConnection) return { connection: cluster.connectionOptions(node), ...lifecycle }
       return {
-        pool: createPool({ ...cluster.connectionOptions(node), connectionLimit: 20, ...poolOptions }),
+        pool: createPool({
+          ...cluster.connectionOptions(node),
+          connectionLimit: 20,
+          ...poolOptions,
+        }),
         ...lifecycle,
       }
     }
@@ -137,7 +141,10 @@ export const mysqlFixture: DialectFixture = {
   readOnlyErrorPattern: /read-only|read_only|READ ONLY/i,
   sessionId: () => sql<{ id: number }>`select connection_id() as id`,
   async serverSessions(cluster, node) {
-    const rows = await cluster.admin(node, "select id from information_schema.processlist where user = 'app'")
+    const rows = await cluster.admin(
+      node,
+      "select id from information_schema.processlist where user = 'app'",
+    )
     return rows.map((r) => Number(r.id))
   },
   async runningStatements(cluster, node) {

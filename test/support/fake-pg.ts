@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import sinon from 'sinon'
 import { formatLsn, parseLsn } from '../../src/consistency/pg-lsn.js'
 
@@ -37,6 +38,8 @@ export interface FakePgNode {
   readonly connections: number
   /** Clients closed with `release(true)`. */
   readonly destroyed: number[]
+  /** Every client created, by creation order (`clients[0]` has pid 1). */
+  readonly clients: EventEmitter[]
   /** Makes the next `connect` calls fail with a connection-level error. */
   down: boolean
   /** Overrides responses. */
@@ -77,6 +80,7 @@ export function fakePgNode(name: string): FakePgNode {
       return nextPid - 1
     },
     destroyed: [],
+    clients: [],
     down: false,
     respond: undefined,
     walLsn: 0x3000000n,
@@ -97,7 +101,11 @@ export function fakePgNode(name: string): FakePgNode {
                 )
                 return
               }
-              const client = free.pop() ?? new FakePgClient(node, nextPid++, free, () => ++polls)
+              let client = free.pop()
+              if (client === undefined) {
+                client = new FakePgClient(node, nextPid++, free, () => ++polls)
+                node.clients.push(client)
+              }
               client.checkedOut = true
               resolve(client)
             })
@@ -134,7 +142,7 @@ export class FakeCursor<T> {
   }
 }
 
-class FakePgClient {
+class FakePgClient extends EventEmitter {
   readonly processID: number
   readonly #node: FakePgNode
   readonly #free: FakePgClient[]
@@ -143,6 +151,7 @@ class FakePgClient {
   checkedOut = false
 
   constructor(node: FakePgNode, pid: number, free: FakePgClient[], poll: () => number) {
+    super()
     this.#node = node
     this.processID = pid
     this.#free = free
@@ -196,7 +205,11 @@ class FakePgClient {
   }
 }
 
-function result(command: string, rows: unknown[] = [], rowCount: number | null = rows.length): FakePgResult {
+function result(
+  command: string,
+  rows: unknown[] = [],
+  rowCount: number | null = rows.length,
+): FakePgResult {
   return { command, rowCount, rows }
 }
 
@@ -216,7 +229,8 @@ function answerFor(
   }
   if (lower.startsWith('select pg_last_wal_replay_lsn() >=')) {
     node.onPoll?.(poll())
-    const reached = node.replayLsn === null ? null : node.replayLsn >= parseLsn(String(parameters[0]))
+    const reached =
+      node.replayLsn === null ? null : node.replayLsn >= parseLsn(String(parameters[0]))
     return result('SELECT', [{ reached }])
   }
   if (lower.startsWith('wait for lsn')) {
@@ -245,7 +259,10 @@ function answerFor(
       },
     ])
   }
-  if (/^(select|with)\b[\s\S]*\breturning\b/.test(lower) || /^(insert|update|delete|merge)\b/.test(lower)) {
+  if (
+    /^(select|with)\b[\s\S]*\breturning\b/.test(lower) ||
+    /^(insert|update|delete|merge)\b/.test(lower)
+  ) {
     node.walLsn += 0x100n
     const command = (/^(insert|update|delete|merge)/.exec(lower)?.[1] ?? 'select').toUpperCase()
     const rows = /\breturning\b/.test(lower) ? [{ id: 1, node: node.name }] : []

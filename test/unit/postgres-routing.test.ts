@@ -5,9 +5,9 @@ import type { PhysicalConnection } from '../../src/core/engine.js'
 import {
   ConnectionSetupError,
   consistencyScope,
-  type ReplicatedPostgresDialectConfig,
   ReplicatedConfigError,
   ReplicatedPostgresDialect,
+  type ReplicatedPostgresDialectConfig,
   type ReplicationEvent,
   type RouteEvent,
 } from '../../src/index.js'
@@ -34,7 +34,10 @@ const SETUP = /^SET default_transaction_read_only = on$/
 const POSITION = /^select pg_current_wal_insert_lsn\(\)/
 const POLL = 'select pg_last_wal_replay_lsn() >= $1::pg_lsn as reached'
 
-function harness(overrides: Partial<ReplicatedPostgresDialectConfig> = {}, replicaCount = 2): Harness {
+function harness(
+  overrides: Partial<ReplicatedPostgresDialectConfig> = {},
+  replicaCount = 2,
+): Harness {
   const primary = fakePgNode('primary')
   const replicas = Array.from({ length: replicaCount }, (_, i) => fakePgNode(`replica-${i + 1}`))
   const routes: RouteEvent[] = []
@@ -137,7 +140,9 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
               'id',
               'in',
               db
-                .with('x', (db) => db.insertInto('pet').values({ id: 1, owner_id: 1 }).returning('owner_id'))
+                .with('x', (db) =>
+                  db.insertInto('pet').values({ id: 1, owner_id: 1 }).returning('owner_id'),
+                )
                 .selectFrom('x')
                 .select('owner_id'),
             ),
@@ -163,9 +168,15 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
     }
 
     for (const [name, build] of [
-      ['for no key update', (db: Kysely<DB>) => db.selectFrom('person').selectAll().forNoKeyUpdate()],
+      [
+        'for no key update',
+        (db: Kysely<DB>) => db.selectFrom('person').selectAll().forNoKeyUpdate(),
+      ],
       ['for key share', (db: Kysely<DB>) => db.selectFrom('person').selectAll().forKeyShare()],
-      ['for update of ... nowait', (db: Kysely<DB>) => db.selectFrom('person').selectAll().forUpdate(['person']).noWait()],
+      [
+        'for update of ... nowait',
+        (db: Kysely<DB>) => db.selectFrom('person').selectAll().forUpdate(['person']).noWait(),
+      ],
     ] as const) {
       it(`routes a SELECT ... ${name} to the primary as a locking read`, async () => {
         h = harness()
@@ -213,7 +224,9 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
 
     it('routes EXPLAIN ANALYZE of a write to the primary', async () => {
       h = harness()
-      await h.db.executeQuery(CompiledQuery.raw("explain analyze insert into person values (1, 'a')"))
+      await h.db.executeQuery(
+        CompiledQuery.raw("explain analyze insert into person values (1, 'a')"),
+      )
       expect(lastRoute(h).role).to.equal('primary')
     })
 
@@ -256,8 +269,15 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
 
     it('builds the BEGIN exactly as Kysely: isolation level and access mode', async () => {
       h = harness()
-      await h.db.transaction().setIsolationLevel('serializable').setAccessMode('read only').execute(async () => {})
-      await h.db.transaction().setIsolationLevel('repeatable read').execute(async () => {})
+      await h.db
+        .transaction()
+        .setIsolationLevel('serializable')
+        .setAccessMode('read only')
+        .execute(async () => {})
+      await h.db
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .execute(async () => {})
       await h.db.transaction().execute(async () => {})
       expect(h.ran().filter((s) => /begin|start/.test(s))).to.have.members([
         'replica-1: start transaction isolation level serializable read only',
@@ -288,7 +308,8 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
 
     it('throws AbortedTransactionError when COMMIT is answered with ROLLBACK, without rolling back again', async () => {
       h = harness({ consistency: 'causal' })
-      h.primary.respond = (s) => (s === 'commit' ? { command: 'ROLLBACK', rowCount: null, rows: [] } : undefined)
+      h.primary.respond = (s) =>
+        s === 'commit' ? { command: 'ROLLBACK', rowCount: null, rows: [] } : undefined
       const err = await h.db
         .transaction()
         .execute(async (trx) => {
@@ -305,7 +326,11 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
   describe('results as Kysely maps them', () => {
     it('maps rows, numAffectedRows and insert ... returning', async () => {
       h = harness()
-      const inserted = await h.db.insertInto('person').values({ id: 1, name: 'a' }).returning('id').executeTakeFirstOrThrow()
+      const inserted = await h.db
+        .insertInto('person')
+        .values({ id: 1, name: 'a' })
+        .returning('id')
+        .executeTakeFirstOrThrow()
       expect(inserted).to.deep.equal({ id: 1, node: 'primary' })
       const updated = await h.db.updateTable('person').set({ name: 'b' }).executeTakeFirstOrThrow()
       expect(updated.numUpdatedRows).to.equal(1n)
@@ -324,7 +349,8 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       }
       await h.db.destroy()
       h = harness({ cursor: SpyCursor })
-      h.replicas[0]!.respond = (s) => (s.startsWith('select') ? [1, 2, 3, 4, 5].map((id) => ({ id })) : undefined)
+      h.replicas[0]!.respond = (s) =>
+        s.startsWith('select') ? [1, 2, 3, 4, 5].map((id) => ({ id })) : undefined
       const seen: unknown[] = []
       for await (const row of h.db.selectFrom('person').selectAll().stream(2)) seen.push(row)
       expect(seen).to.deep.equal([1, 2, 3, 4, 5].map((id) => ({ id })))
@@ -381,7 +407,8 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       expect(userStatements(h.primary).filter((s) => POSITION.test(s.sql))).to.have.length(0)
       await h.db.destroy()
       h = harness({ consistency: 'causal' })
-      h.primary.respond = (s) => (s.startsWith('update') ? { command: 'UPDATE', rowCount: 0, rows: [] } : undefined)
+      h.primary.respond = (s) =>
+        s.startsWith('update') ? { command: 'UPDATE', rowCount: 0, rows: [] } : undefined
       await h.db.updateTable('person').set({ name: 'x' }).where('id', '=', 42).execute()
       expect(userStatements(h.primary).filter((s) => POSITION.test(s.sql))).to.have.length(0)
     })
@@ -397,7 +424,9 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       const target = h.primary.walLsn
       await h.db.selectFrom('person').selectAll().execute()
       const ran = userStatements(replica).slice(1)
-      expect(userStatements(replica)[0]!.sql).to.equal("select current_setting('server_version_num') as v")
+      expect(userStatements(replica)[0]!.sql).to.equal(
+        "select current_setting('server_version_num') as v",
+      )
       expect(ran.map((s) => s.sql)).to.deep.equal([POLL, POLL, POLL, 'select * from "person"'])
       expect(ran[0]!.parameters).to.deep.equal([formatLsn(target)])
       expect(new Set(ran.map((s) => s.connectionId)).size).to.equal(1)
@@ -468,11 +497,17 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       const replica = h.replicas[0]!
       replica.versionNum = 190000
       replica.respond = (s) =>
-        s.startsWith('WAIT') ? Object.assign(new Error('syntax error at or near "WAIT"'), { code: '42601' }) : undefined
+        s.startsWith('WAIT')
+          ? Object.assign(new Error('syntax error at or near "WAIT"'), { code: '42601' })
+          : undefined
       await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       replica.replayLsn = h.primary.walLsn
       await h.db.selectFrom('person').selectAll().execute()
-      expect(userStatements(replica).map((s) => s.sql).slice(1)).to.deep.equal([
+      expect(
+        userStatements(replica)
+          .map((s) => s.sql)
+          .slice(1),
+      ).to.deep.equal([
         `WAIT FOR LSN '${formatLsn(h.primary.walLsn)}' WITH (TIMEOUT '50ms', NO_THROW)`,
         POLL,
         'select * from "person"',
@@ -482,7 +517,11 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
     it('does not fail a committed write when the LSN cannot be read; the scope then reads on the primary', async () => {
       h = harness({ consistency: 'causal' }, 1)
       h.primary.respond = (s) =>
-        POSITION.test(s) ? Object.assign(new Error('function pg_current_wal_insert_lsn() does not exist'), { code: '42883' }) : undefined
+        POSITION.test(s)
+          ? Object.assign(new Error('function pg_current_wal_insert_lsn() does not exist'), {
+              code: '42883',
+            })
+          : undefined
       await consistencyScope(async () => {
         await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
         await h.db.selectFrom('person').selectAll().execute()
@@ -509,7 +548,9 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       await h.db.selectFrom('person').selectAll().execute()
       expect(lastRoute(h)).to.include({ role: 'replica', reason: 'read' })
-      expect(h.replicas.flatMap((r) => r.statements).filter((s) => s.sql === POLL)).to.have.length(0)
+      expect(h.replicas.flatMap((r) => r.statements).filter((s) => s.sql === POLL)).to.have.length(
+        0,
+      )
     })
 
     it('hands out a causal token carrying the LSN', async () => {
@@ -576,7 +617,9 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
   describe('connections', () => {
     it('makes replica sessions read-only, once per physical client, and leaves the primary alone', async () => {
       h = harness()
-      await Promise.all(Array.from({ length: 4 }, () => h.db.selectFrom('person').selectAll().execute()))
+      await Promise.all(
+        Array.from({ length: 4 }, () => h.db.selectFrom('person').selectAll().execute()),
+      )
       await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       for (const replica of h.replicas) {
         const ids = new Set(replica.statements.map((s) => s.connectionId))
@@ -603,7 +646,9 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
           await conn.executeQuery(CompiledQuery.raw("set time zone 'UTC'"))
         },
       })
-      await Promise.all(Array.from({ length: 6 }, () => h.db.selectFrom('person').selectAll().execute()))
+      await Promise.all(
+        Array.from({ length: 6 }, () => h.db.selectFrom('person').selectAll().execute()),
+      )
       await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       await h.db.selectFrom('person').selectAll().execute()
       const created = h.primary.connections + h.replicas.reduce((n, r) => n + r.connections, 0)
@@ -623,11 +668,70 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
         },
       })
       h.primary.respond = (s) =>
-        s.startsWith('set nonsense') ? Object.assign(new Error('unrecognized configuration parameter "nonsense"'), { code: '42704' }) : undefined
-      const err = await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute().catch((e: unknown) => e)
+        s.startsWith('set nonsense')
+          ? Object.assign(new Error('unrecognized configuration parameter "nonsense"'), {
+              code: '42704',
+            })
+          : undefined
+      const err = await h.db
+        .insertInto('person')
+        .values({ id: 1, name: 'a' })
+        .execute()
+        .catch((e: unknown) => e)
       expect(err).to.be.instanceOf(ConnectionSetupError)
       expect((err as ConnectionSetupError).node).to.equal('primary')
       expect(h.primary.destroyed).to.deep.equal([1])
+    })
+
+    it('listens for client errors while a client is checked out, and closes a broken client on release', async () => {
+      h = harness()
+      const trx = await h.db.startTransaction().execute()
+      await trx.selectFrom('person').selectAll().execute()
+      const client = h.primary.clients[0]!
+      expect(client.listenerCount('error')).to.equal(1)
+      // Without a listener this emit would throw (an uncaught exception in a real process).
+      client.emit('error', new Error('Connection terminated unexpectedly'))
+      h.primary.respond = () =>
+        new Error('Client has encountered a connection error and is not queryable')
+      await trx
+        .rollback()
+        .execute()
+        .catch(() => {})
+      expect(h.primary.destroyed).to.deep.equal([1])
+      expect(client.listenerCount('error')).to.equal(0)
+    })
+
+    it('closes a client whose ROLLBACK failed instead of returning it to the pool (as Kysely)', async () => {
+      h = harness()
+      h.primary.respond = (s) =>
+        s === 'rollback' ? Object.assign(new Error('boom'), { code: 'XX000' }) : undefined
+      const err = await h.db
+        .transaction()
+        .execute(async (trx) => {
+          await trx.insertInto('person').values({ id: 1, name: 'a' }).execute()
+          throw new Error('app error')
+        })
+        .catch((e: unknown) => e)
+      expect((err as Error).message).to.match(/boom|app error/)
+      expect(h.primary.destroyed).to.deep.equal([1])
+    })
+
+    it('runs hooks.afterConnect after onCreateConnection on each new client', async () => {
+      const order: string[] = []
+      h = harness({
+        onCreateConnection: async (_conn, node) => {
+          order.push(`create ${node.name}`)
+        },
+        hooks: {
+          afterConnect: async (conn, node) => {
+            order.push(`after ${node.name}`)
+            await conn.executeQuery(CompiledQuery.raw('select 1'))
+          },
+        },
+      })
+      await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
+      await h.db.insertInto('person').values({ id: 2, name: 'a' }).execute()
+      expect(order).to.deep.equal(['create primary', 'after primary'])
     })
 
     it('exposes the backend pid as the session id and cancels with pg_cancel_backend / pg_terminate_backend', async () => {
@@ -654,7 +758,9 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       h.replicas[0]!.down = true
       const rows = await h.db.selectFrom('person').selectAll().execute()
       expect(rows).to.deep.equal([{ node: 'replica-2' }])
-      expect(h.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')!.state).to.equal('cooling-down')
+      expect(h.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')!.state).to.equal(
+        'cooling-down',
+      )
     })
 
     it('never retries a write that lost its connection', async () => {
@@ -667,7 +773,11 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
         }
         return undefined
       }
-      const err = await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute().catch((e: unknown) => e)
+      const err = await h.db
+        .insertInto('person')
+        .values({ id: 1, name: 'a' })
+        .execute()
+        .catch((e: unknown) => e)
       expect((err as Error).message).to.match(/^Connection terminated unexpectedly/)
       expect((err as { node?: string }).node).to.equal('primary')
       expect(calls).to.equal(1)
@@ -676,7 +786,8 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
 
   describe('connection-level errors', () => {
     const engine = new PostgresEngine()
-    const sqlError = (code: string) => Object.assign(new Error(`sqlstate ${code}`), { code, severity: 'ERROR' })
+    const sqlError = (code: string) =>
+      Object.assign(new Error(`sqlstate ${code}`), { code, severity: 'ERROR' })
     for (const [what, error] of [
       ['ECONNREFUSED', Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })],
       ['ECONNRESET', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })],
@@ -685,29 +796,55 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       ['Connection terminated unexpectedly', new Error('Connection terminated unexpectedly')],
       ['Connection terminated', new Error('Connection terminated')],
       ['a pool connect timeout', new Error('timeout exceeded when trying to connect')],
-      ['a client that is not queryable', new Error('Client has encountered a connection error and is not queryable')],
+      [
+        'a client that is not queryable',
+        new Error('Client has encountered a connection error and is not queryable'),
+      ],
       ['SQLSTATE 08006', sqlError('08006')],
       ['SQLSTATE 08P01', sqlError('08P01')],
       ['SQLSTATE 57P01 (admin shutdown)', sqlError('57P01')],
       ['SQLSTATE 57P02 (crash shutdown)', sqlError('57P02')],
       ['SQLSTATE 57P03 (cannot connect now)', sqlError('57P03')],
       ['SQLSTATE 53300 (too many connections)', sqlError('53300')],
-      ['an AggregateError of refused connects', new AggregateError([Object.assign(new Error('x'), { code: 'ECONNREFUSED' })])],
-      ['a ConnectionSetupError caused by a lost connection', new ConnectionSetupError('setup', 'r', { cause: new Error('Connection terminated') })],
+      [
+        'an AggregateError of refused connects',
+        new AggregateError([Object.assign(new Error('x'), { code: 'ECONNREFUSED' })]),
+      ],
+      [
+        'a ConnectionSetupError caused by a lost connection',
+        new ConnectionSetupError('setup', 'r', { cause: new Error('Connection terminated') }),
+      ],
     ] as const) {
       it(`treats ${what} as connection-level`, () => {
         expect(engine.isConnectionError(error)).to.equal(true)
       })
     }
-    for (const code of ['23505', '23503', '42P01', '42601', '42501', '40001', '40P01', '25006', '57014', '22012']) {
+    for (const code of [
+      '23505',
+      '23503',
+      '42P01',
+      '42601',
+      '42501',
+      '40001',
+      '40P01',
+      '25006',
+      '57014',
+      '22012',
+    ]) {
       it(`never treats SQLSTATE ${code} as connection-level`, () => {
         expect(engine.isConnectionError(sqlError(code))).to.equal(false)
         // not even when the message looks like one
-        expect(engine.isConnectionError(Object.assign(new Error('Connection terminated'), { code }))).to.equal(false)
+        expect(
+          engine.isConnectionError(Object.assign(new Error('Connection terminated'), { code })),
+        ).to.equal(false)
       })
     }
     it('treats a ConnectionSetupError caused by an SQL error as not connection-level', () => {
-      expect(engine.isConnectionError(new ConnectionSetupError('setup', 'r', { cause: sqlError('42704') }))).to.equal(false)
+      expect(
+        engine.isConnectionError(
+          new ConnectionSetupError('setup', 'r', { cause: sqlError('42704') }),
+        ),
+      ).to.equal(false)
       expect(engine.isConnectionError(undefined)).to.equal(false)
       expect(engine.isConnectionError('ECONNREFUSED')).to.equal(false)
     })
@@ -731,46 +868,79 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
     const pool = () => fakePgNode('x').pool
     const cases: Array<[string, unknown, RegExp]> = [
       ['missing primary', { replicas: [] }, /primary` is missing/],
-      ['a replica without a pool', { primary: { pool: pool() }, replicas: [{ name: 'r1' }] }, /replica "r1" has no pool/],
+      [
+        'a replica without a pool',
+        { primary: { pool: pool() }, replicas: [{ name: 'r1' }] },
+        /replica "r1" has no pool/,
+      ],
       [
         'duplicate names',
-        { primary: { pool: pool() }, replicas: [{ name: 'r', pool: pool() }, { name: 'r', pool: pool() }] },
+        {
+          primary: { pool: pool() },
+          replicas: [
+            { name: 'r', pool: pool() },
+            { name: 'r', pool: pool() },
+          ],
+        },
         /duplicate node name "r"/,
       ],
-      ['a pool that is not a pg pool', { primary: { pool: { query() {} } }, replicas: [] }, /not a supported pool/],
+      [
+        'a pool that is not a pg pool',
+        { primary: { pool: { query() {} } }, replicas: [] },
+        /not a supported pool/,
+      ],
       [
         'a mysql2 pool',
         { primary: { pool: { getConnection() {}, end() {} } }, replicas: [] },
         /not a supported pool/,
       ],
-      ['a cursor that is not a constructor', { primary: { pool: pool() }, replicas: [], cursor: {} }, /`cursor` must be the pg-cursor constructor/],
-      ['an unknown consistency', { primary: { pool: pool() }, replicas: [], consistency: 'strong' }, /unknown consistency/],
+      [
+        'a cursor that is not a constructor',
+        { primary: { pool: pool() }, replicas: [], cursor: {} },
+        /`cursor` must be the pg-cursor constructor/,
+      ],
+      [
+        'an unknown consistency',
+        { primary: { pool: pool() }, replicas: [], consistency: 'strong' },
+        /unknown consistency/,
+      ],
     ]
     for (const [name, config, message] of cases) {
       it(`rejects ${name}`, () => {
-        expect(() => new ReplicatedPostgresDialect(config as ReplicatedPostgresDialectConfig)).to.throw(
-          ReplicatedConfigError,
-          message,
-        )
+        expect(
+          () => new ReplicatedPostgresDialect(config as ReplicatedPostgresDialectConfig),
+        ).to.throw(ReplicatedConfigError, message)
       })
     }
 
     it('names the dialect in its errors', () => {
-      expect(() => new ReplicatedPostgresDialect({ replicas: [] } as never)).to.throw(/^ReplicatedPostgresDialect: /)
+      expect(() => new ReplicatedPostgresDialect({ replicas: [] } as never)).to.throw(
+        /^ReplicatedPostgresDialect: /,
+      )
     })
 
     it('accepts an async pool factory and fails init when it returns something else', async () => {
       const node = fakePgNode('primary')
       const ok = new Kysely<DB>({
-        dialect: new ReplicatedPostgresDialect({ primary: { pool: async () => node.pool as never }, replicas: [] }),
+        dialect: new ReplicatedPostgresDialect({
+          primary: { pool: async () => node.pool as never },
+          replicas: [],
+        }),
       })
       await ok.selectFrom('person').selectAll().execute()
       await ok.destroy()
       expect(node.statements.map((s) => s.sql)).to.deep.equal(['select * from "person"'])
       const bad = new Kysely<DB>({
-        dialect: new ReplicatedPostgresDialect({ primary: { pool: async () => ({}) as never }, replicas: [] }),
+        dialect: new ReplicatedPostgresDialect({
+          primary: { pool: async () => ({}) as never },
+          replicas: [],
+        }),
       })
-      const err = await bad.selectFrom('person').selectAll().execute().catch((e: unknown) => e)
+      const err = await bad
+        .selectFrom('person')
+        .selectAll()
+        .execute()
+        .catch((e: unknown) => e)
       expect((err as Error).message).to.match(/did not return a pg pool/)
       await bad.destroy().catch(() => {})
     })
