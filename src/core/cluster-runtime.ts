@@ -115,6 +115,7 @@ export class ClusterRuntime {
       onEvent?: ((e: ReplicationEvent) => void) | undefined
     },
     decayMs: number | undefined,
+    options: { firstPassSample?: number | undefined } = {},
   ) {
     this.engine = engine
     this.config = config
@@ -146,7 +147,7 @@ export class ClusterRuntime {
       primaryFunctions: primaryFunctionSet(engine.flavor, config.primaryFunctions),
     })
     this.#context = { nowMs: 0, random: Math.random }
-    this.#prober = new Prober(this)
+    this.#prober = new Prober(this, { firstPassSample: options.firstPassSample })
   }
 
   /** Initialises every pool (in parallel) and starts the prober. */

@@ -23,8 +23,13 @@ export class Prober {
   #running: Promise<void> | undefined
   #stopped = false
 
-  constructor(cluster: ClusterRuntime) {
+  /** Replicas the first round probes at most (`latency.sampleSize` of `'least-latency'`); later rounds probe all. */
+  readonly #firstPassSample: number | undefined
+  #rounds = 0
+
+  constructor(cluster: ClusterRuntime, options: { firstPassSample?: number | undefined } = {}) {
     this.#cluster = cluster
+    this.#firstPassSample = options.firstPassSample
   }
 
   start(): void {
@@ -57,6 +62,16 @@ export class Prober {
     const due = cluster.replicas.filter(
       (node) => node.health.consecutiveFailures === 0 || node.health.claimTrial(now),
     )
+    const sample = this.#firstPassSample
+    if (this.#rounds++ === 0 && sample !== undefined && sample < due.length) {
+      // A large pool: the first round measures a random sample, so the first picks do not wait
+      // for every replica; the rest are measured from the next round on.
+      for (let k = due.length - 1; k > 0; k--) {
+        const r = Math.floor(Math.random() * (k + 1))
+        ;[due[k], due[r]] = [due[r]!, due[k]!]
+      }
+      due.length = sample
+    }
     this.#running = Promise.all(due.map((node) => limit(() => this.#probe(node))))
       .then(() => undefined)
       .finally(() => {
