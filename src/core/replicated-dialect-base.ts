@@ -87,7 +87,10 @@ export abstract class ReplicatedDialectBase {
       selector,
       { onRoute: config.onRoute, onEvent: config.onEvent },
       config.latency?.decayMs,
-      { firstPassSample: config.selector === 'least-latency' ? config.latency?.sampleSize : undefined },
+      {
+        firstPassSample:
+          config.selector === 'least-latency' ? config.latency?.sampleSize : undefined,
+      },
     )
   }
 

@@ -94,7 +94,22 @@ forEachDialect((fx) => {
         expect(err).to.be.instanceOf(Error)
         expect((err as Error & { node?: string }).node).to.equal('primary')
         expect((err as Error).message).to.contain('(node "primary")')
-        for (let i = 0; i < 10; i++) expect(await where(t)).to.match(/^replica-/)
+        // Keep reading across several probe rounds: the replicas lost their primary, but not their
+        // data, and must keep taking reads (not be marked stopped and send reads to the dead primary).
+        const until = Date.now() + 1500
+        let reads = 0
+        while (Date.now() < until) {
+          expect(await where(t)).to.match(/^replica-/)
+          reads++
+          await sleep(20)
+        }
+        expect(reads).to.be.greaterThan(20)
+        expect(
+          t.dialect
+            .getReplicaInfo()
+            .filter((n) => n.role === 'replica')
+            .map((n) => n.state),
+        ).to.deep.equal(['healthy', 'healthy'])
       } finally {
         await cluster().restart('primary')
       }

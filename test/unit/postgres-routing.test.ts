@@ -591,12 +591,12 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       expect(info.lagMs).to.equal(1234.5)
     })
 
-    it('reports null (replication stopped) without a WAL receiver, and when replay is paused', async () => {
+    it('reports unknown lag without a WAL receiver (primary unreachable) and keeps the standby, null when replay is paused', async () => {
       let info = await probed((r) => {
         r.probe.receiver = false
       })
-      expect(info.lagMs).to.equal(null)
-      expect(info.state).to.equal('lagging')
+      expect(info.lagMs).to.equal(undefined)
+      expect(info.state).to.equal('healthy')
       await h.db.destroy()
       info = await probed((r) => {
         r.probe.paused = true
