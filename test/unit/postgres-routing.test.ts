@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { AbortedTransactionError, CompiledQuery, Kysely, sql } from 'kysely'
+import * as kyselyModule from 'kysely'
+import { CompiledQuery, Kysely, sql } from 'kysely'
 import { formatLsn } from '../../src/consistency/pg-lsn.js'
 import type { PhysicalConnection } from '../../src/core/engine.js'
 import {
@@ -13,6 +14,11 @@ import {
 } from '../../src/index.js'
 import { PostgresEngine, withoutPageHeader } from '../../src/postgres/postgres-engine.js'
 import { FakeCursor, type FakePgNode, fakePgNode } from '../support/fake-pg.js'
+
+/** Kysely 0.29's AbortedTransactionError; Kysely 0.28 has none. */
+const AbortedTransactionError = (
+  kyselyModule as unknown as { AbortedTransactionError?: new () => Error }
+).AbortedTransactionError
 
 interface DB {
   person: { id: number; name: string }
@@ -306,7 +312,9 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       expect(new Set(primary.map((s) => s.connectionId)).size).to.equal(1)
     })
 
-    it('throws AbortedTransactionError when COMMIT is answered with ROLLBACK, without rolling back again', async () => {
+    it('throws AbortedTransactionError when COMMIT is answered with ROLLBACK, without rolling back again', async function () {
+      // Kysely 0.28 has no AbortedTransactionError (and its PostgresDialect does not check).
+      if (AbortedTransactionError === undefined) this.skip()
       h = harness({ consistency: 'causal' })
       h.primary.respond = (s) =>
         s === 'commit' ? { command: 'ROLLBACK', rowCount: null, rows: [] } : undefined
@@ -316,7 +324,7 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
           await trx.insertInto('person').values({ id: 1, name: 'a' }).execute()
         })
         .catch((e: unknown) => e)
-      expect(err).to.be.instanceOf(AbortedTransactionError)
+      expect(err).to.be.instanceOf(AbortedTransactionError!)
       const sqls = userStatements(h.primary).map((s) => s.sql)
       expect(sqls.at(-1)).to.equal('commit')
       expect(sqls.filter((s) => POSITION.test(s))).to.have.length(0)
