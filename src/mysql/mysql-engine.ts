@@ -4,7 +4,8 @@ import { formatPosition, parsePosition, type ReplicationPosition } from '../cons
 import type { ClusterRuntime } from '../core/cluster-runtime.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection, ProbeResult } from '../core/engine.js'
 import { ConnectionSetupError } from '../core/errors.js'
-import type { MysqlNodeSetup, MysqlPhysicalConnection } from './mysql-node-pool.js'
+import type { NodePoolSetup } from '../core/replicated-dialect-base.js'
+import type { MysqlPhysicalConnection } from './mysql-node-pool.js'
 import type { MysqlPoolConnection } from './mysql-pool-types.js'
 
 /**
@@ -61,7 +62,7 @@ export class MysqlEngine implements Engine {
   async setUpConnection(
     connection: MysqlPhysicalConnection,
     raw: MysqlPoolConnection,
-    setup: MysqlNodeSetup,
+    setup: NodePoolSetup,
   ): Promise<void> {
     const handshake = (raw as { _handshakePacket?: { serverVersion?: unknown } })._handshakePacket
     let version = typeof handshake?.serverVersion === 'string' ? handshake.serverVersion : undefined

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
 import { parsePosition, type ReplicationPosition } from '../consistency/position.js'
+import { ConnectionSetup } from '../core/connection-setup.js'
 import type {
   NodeEndpoint,
   NodeInfo,
@@ -9,10 +10,8 @@ import type {
   PhysicalConnection,
   PoolCounts,
 } from '../core/engine.js'
-import { asDatabaseConnection } from '../core/engine.js'
-import { ConnectionSetupError } from '../core/errors.js'
 import type { LifecycleConnection, LifecycleNodePool } from '../core/managed-pool.js'
-import type { NodeSource } from '../core/replicated-dialect-base.js'
+import type { NodePoolSetup, NodeSource } from '../core/replicated-dialect-base.js'
 import type { MysqlEngine } from './mysql-engine.js'
 import {
   isResultHeader,
@@ -21,19 +20,6 @@ import {
   trackedGtid,
   unwrapMysqlPool,
 } from './mysql-pool-types.js'
-
-/** Per-node settings the pool applies to each new physical connection. */
-export interface MysqlNodeSetup {
-  readonly node: NodeInfo
-  readonly replicaSessionReadOnly: boolean
-  readonly onCreateConnection:
-    | ((connection: DatabaseConnection, node: NodeInfo) => Promise<void>)
-    | undefined
-  readonly afterConnect:
-    | ((connection: DatabaseConnection, node: NodeInfo) => Promise<void>)
-    | undefined
-  readonly firstConnection?: ((connection: PhysicalConnection) => Promise<void>) | undefined
-}
 
 /** mysql2 pool internals read (never written) for statistics; absent fields mean "unknown". */
 interface MysqlPoolInternals {
@@ -77,16 +63,16 @@ export async function createMysqlPool(node: NodeSource): Promise<MysqlPool> {
  */
 export class MysqlNodePool implements LifecycleNodePool {
   readonly #source: unknown
-  readonly #setup: MysqlNodeSetup
+  readonly #setup: NodePoolSetup
   readonly #engine: MysqlEngine
   /** When each physical connection was first handed out. */
-  readonly #createdAt = new WeakMap<object, number>()
+  readonly #connections: ConnectionSetup
   #pool: MysqlPool | undefined
-  #firstSeen = false
 
-  constructor(source: unknown, setup: MysqlNodeSetup, engine: MysqlEngine) {
+  constructor(source: unknown, setup: NodePoolSetup, engine: MysqlEngine) {
     this.#source = source
     this.#setup = setup
+    this.#connections = new ConnectionSetup(setup, (error) => engine.isConnectionError(error))
     this.#engine = engine
   }
 
@@ -168,33 +154,16 @@ export class MysqlNodePool implements LifecycleNodePool {
   }
 
   async #prepare(raw: MysqlPoolConnection): Promise<LifecycleConnection> {
-    const createdAt = this.#createdAt.get(raw)
+    const createdAt = this.#connections.createdAt(raw)
     if (createdAt !== undefined)
       return new MysqlPhysicalConnection(raw, this.#setup.node, createdAt, false)
     const connection = new MysqlPhysicalConnection(raw, this.#setup.node, performance.now(), true)
-    try {
-      await this.#engine.setUpConnection(connection, raw, this.#setup)
-      if (this.#setup.onCreateConnection !== undefined) {
-        await this.#setup.onCreateConnection(asDatabaseConnection(connection), this.#setup.node)
-      }
-      if (this.#setup.afterConnect !== undefined) {
-        await this.#setup.afterConnect(asDatabaseConnection(connection), this.#setup.node)
-      }
-    } catch (error) {
-      // Never leave a half-set-up connection in the pool.
-      raw.destroy()
-      if (this.#engine.isConnectionError(error)) throw error
-      throw new ConnectionSetupError(
-        `setting up a new connection on node "${this.#setup.node.name}" failed: ${error instanceof Error ? error.message : String(error)}`,
-        this.#setup.node.name,
-        { cause: error },
-      )
-    }
-    this.#createdAt.set(raw, connection.createdAtMs)
-    if (!this.#firstSeen) {
-      this.#firstSeen = true
-      await this.#setup.firstConnection?.(connection)
-    }
+    await this.#connections.setUp(
+      raw,
+      connection,
+      () => this.#engine.setUpConnection(connection, raw, this.#setup),
+      () => raw.destroy(),
+    )
     return connection
   }
 }

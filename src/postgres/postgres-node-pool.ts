@@ -1,9 +1,8 @@
 import { performance } from 'node:perf_hooks'
 import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
+import { ConnectionSetup } from '../core/connection-setup.js'
 import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
-import { asDatabaseConnection } from '../core/engine.js'
-import { ConnectionSetupError } from '../core/errors.js'
 import type { LifecycleConnection, LifecycleNodePool } from '../core/managed-pool.js'
 import type { NodePoolSetup, NodeSource } from '../core/replicated-dialect-base.js'
 import type { PostgresEngine } from './postgres-engine.js'
@@ -62,8 +61,7 @@ export class PostgresNodePool implements LifecycleNodePool {
   readonly #engine: PostgresEngine
   readonly #cursor: PostgresCursorConstructor | undefined
   /** When each physical client was first handed out (set up once per client). */
-  readonly #createdAt = new WeakMap<object, number>()
-  #firstSeen = false
+  readonly #connections: ConnectionSetup
   #pool: PostgresPool | undefined
 
   constructor(
@@ -74,6 +72,7 @@ export class PostgresNodePool implements LifecycleNodePool {
   ) {
     this.#source = source
     this.#setup = setup
+    this.#connections = new ConnectionSetup(setup, (error) => engine.isConnectionError(error))
     this.#engine = engine
     this.#cursor = cursor
   }
@@ -175,7 +174,7 @@ export class PostgresNodePool implements LifecycleNodePool {
 
   async #prepare(client: PostgresPoolClient): Promise<LifecycleConnection> {
     const node = this.#setup.node
-    const createdAt = this.#createdAt.get(client)
+    const createdAt = this.#connections.createdAt(client)
     if (createdAt !== undefined) {
       return new PostgresPhysicalConnection(client, node, this.#cursor, createdAt, false)
     }
@@ -186,29 +185,12 @@ export class PostgresNodePool implements LifecycleNodePool {
       performance.now(),
       true,
     )
-    try {
-      await this.#engine.setUpConnection(connection, this.#setup)
-      if (this.#setup.onCreateConnection !== undefined) {
-        await this.#setup.onCreateConnection(asDatabaseConnection(connection), node)
-      }
-      if (this.#setup.afterConnect !== undefined) {
-        await this.#setup.afterConnect(asDatabaseConnection(connection), node)
-      }
-    } catch (error) {
-      // Never leave a half-set-up client in the pool.
-      connection.destroy()
-      if (this.#engine.isConnectionError(error)) throw error
-      throw new ConnectionSetupError(
-        `setting up a new connection on node "${node.name}" failed: ${error instanceof Error ? error.message : String(error)}`,
-        node.name,
-        { cause: error },
-      )
-    }
-    this.#createdAt.set(client, connection.createdAtMs)
-    if (!this.#firstSeen) {
-      this.#firstSeen = true
-      await this.#setup.firstConnection?.(connection)
-    }
+    await this.#connections.setUp(
+      client,
+      connection,
+      () => this.#engine.setUpConnection(connection, this.#setup),
+      () => connection.destroy(),
+    )
     return connection
   }
 }

@@ -1040,9 +1040,8 @@ class RawSqlScanner {
     let prevTok = T_END
     let prevStart = 0
     let prevEnd = 0
-    let pendingDml = 0
-    let pendingInto = false
-    let pendingCopyTo = false
+    /** A keyword whose meaning depends on the next token: a DML keyword, INTO, or COPY's TO. */
+    let pending = 0
     let copyOpen = kind === B_COPY
     let depth = 0
     for (;;) {
@@ -1067,25 +1066,15 @@ class RawSqlScanner {
       }
 
       if (mode === M_READ) {
-        if (pendingDml !== 0) {
-          // `insert(`, `replace(`, `delete(` are functions; `x.update`, `update.x` are names.
-          const call = code === PUNCT + LPAREN && pendingDml !== K_UPDATE && pendingDml !== K_MERGE
-          if (!call && code !== PUNCT + DOT) this.dml(pendingDml)
-          pendingDml = 0
-        }
-        if (pendingInto) {
-          this.into(code)
-          pendingInto = false
-        }
-        if (pendingCopyTo) {
-          if (code !== K_STDOUT) this.mark('write', 'COPY TO', false)
-          pendingCopyTo = false
+        if (pending !== 0) {
+          this.resolve(pending, code)
+          pending = 0
         }
         if (code >= K_FOR && code < PUNCT)
           switch (code) {
             case K_UPDATE:
               if (prev1 === K_FOR) this.mark('locking-read', 'FOR UPDATE', false)
-              else if (prev1 !== K_KEY) pendingDml = code // FOR NO KEY UPDATE was marked at KEY
+              else if (prev1 !== K_KEY) pending = code // FOR NO KEY UPDATE was marked at KEY
               break
             case K_SHARE:
               if (prev1 === K_FOR) this.mark('locking-read', 'FOR SHARE', false)
@@ -1106,10 +1095,8 @@ class RawSqlScanner {
             case K_DELETE:
             case K_REPLACE:
             case K_MERGE:
-              pendingDml = code
-              break
             case K_INTO:
-              pendingInto = true
+              pending = code
               break
             case K_FOR:
               // MariaDB sequences: NEXT VALUE FOR s / PREVIOUS VALUE FOR s.
@@ -1122,7 +1109,7 @@ class RawSqlScanner {
               break
             case K_TO:
               if (copyOpen && depth === 0) {
-                pendingCopyTo = true
+                pending = code
                 copyOpen = false
               }
               break
@@ -1161,23 +1148,29 @@ class RawSqlScanner {
       this.next()
     }
     if (mode === M_READ) {
-      if (pendingDml !== 0) this.dml(pendingDml)
-      if (pendingInto) this.into(0)
-      if (pendingCopyTo || copyOpen) this.mark('write', 'COPY', false)
+      if (pending !== 0) this.resolve(pending, T_END)
+      if (copyOpen) this.mark('write', 'COPY', false)
     }
   }
 
-  private dml(keyword: number): void {
-    this.mark('write', DML_NAMES[keyword], keyword === K_INSERT || keyword === K_REPLACE)
-  }
-
-  /** INTO in a read: `code` is the token after it. */
-  private into(code: number): void {
-    if (code === PUNCT + AT) this.mark('write', 'INTO @var', true)
-    else if (code === K_OUTFILE) this.mark('write', 'INTO OUTFILE', false)
-    else if (code === K_DUMPFILE) this.mark('write', 'INTO DUMPFILE', false)
-    else if (code === K_TEMP) this.mark('write', 'INTO TEMPORARY', true)
-    else this.mark('write', 'INTO', false) // SELECT ... INTO new_table / INTO local variable
+  /** A keyword of a read whose meaning depends on the token after it (`code`, or T_END). */
+  private resolve(keyword: number, code: number): void {
+    if (keyword === K_INTO) {
+      if (code === PUNCT + AT) this.mark('write', 'INTO @var', true)
+      else if (code === K_OUTFILE) this.mark('write', 'INTO OUTFILE', false)
+      else if (code === K_DUMPFILE) this.mark('write', 'INTO DUMPFILE', false)
+      else if (code === K_TEMP) this.mark('write', 'INTO TEMPORARY', true)
+      else this.mark('write', 'INTO', false) // SELECT ... INTO new_table / INTO local variable
+    } else if (keyword === K_TO) {
+      if (code !== K_STDOUT) this.mark('write', 'COPY TO', false) // COPY ... TO file / PROGRAM
+    } else {
+      // INSERT, UPDATE, DELETE, REPLACE, MERGE. But `insert(`, `replace(`, `delete(` are
+      // functions (mysql, postgres hstore) and `update.x` is a name.
+      const call = code === PUNCT + LPAREN && keyword !== K_UPDATE && keyword !== K_MERGE
+      if (!call && code !== PUNCT + DOT) {
+        this.mark('write', DML_NAMES[keyword], keyword === K_INSERT || keyword === K_REPLACE)
+      }
+    }
   }
 }
 

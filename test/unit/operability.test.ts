@@ -151,7 +151,7 @@ describe('operability', () => {
     it('closes connections older than maxLifetimeMs on release instead of reusing them', async () => {
       const primary = fakeMysqlNode('primary')
       const dialect = new ReplicatedMysqlDialect({
-        primary: { pool: primary.pool, maxLifetimeMs: 20 },
+        primary: { pool: primary.pool, maxLifetimeMs: 400 },
         replicas: [],
         health: { probeIntervalMs: 0 },
       })
@@ -159,7 +159,7 @@ describe('operability', () => {
       await db.selectFrom('person').selectAll().execute()
       await db.selectFrom('person').selectAll().execute()
       expect(primary.connections).to.equal(1)
-      await new Promise((r) => setTimeout(r, 30))
+      await new Promise((r) => setTimeout(r, 450))
       await db.selectFrom('person').selectAll().execute() // released after its lifetime: closed
       await db.selectFrom('person').selectAll().execute() // a new connection
       const stats = dialect.getPoolStats()[0]!

@@ -1,0 +1,61 @@
+import { asDatabaseConnection } from './engine.js'
+import { ConnectionSetupError } from './errors.js'
+import type { LifecycleConnection } from './managed-pool.js'
+import type { NodePoolSetup } from './replicated-dialect-base.js'
+
+/**
+ * The part of an engine pool that is the same for every engine: recognising the physical
+ * connections it has not seen before, setting them up once (engine settings, then the user's
+ * `onCreateConnection` and `hooks.afterConnect`), and never letting a half-set-up connection
+ * back into the pool.
+ */
+export class ConnectionSetup {
+  readonly #setup: NodePoolSetup
+  readonly #isConnectionError: (error: unknown) => boolean
+  /** When each physical connection was first handed out (clock reading), keyed by the driver's object. */
+  readonly #createdAt = new WeakMap<object, number>()
+  #firstSeen = false
+
+  constructor(setup: NodePoolSetup, isConnectionError: (error: unknown) => boolean) {
+    this.#setup = setup
+    this.#isConnectionError = isConnectionError
+  }
+
+  /** When `raw` was set up, or `undefined` for a connection this pool has not handed out yet. */
+  createdAt(raw: object): number | undefined {
+    return this.#createdAt.get(raw)
+  }
+
+  /**
+   * Sets up a new physical connection: `engineSetUp` (session settings of the engine), then the
+   * user's hooks. On failure `discard` closes the connection and the error is rethrown as is
+   * (connection-level) or as a {@link ConnectionSetupError} naming the node.
+   */
+  async setUp(
+    raw: object,
+    connection: LifecycleConnection,
+    engineSetUp: () => Promise<void>,
+    discard: () => void,
+  ): Promise<void> {
+    const { node, onCreateConnection, afterConnect } = this.#setup
+    try {
+      await engineSetUp()
+      if (onCreateConnection !== undefined)
+        await onCreateConnection(asDatabaseConnection(connection), node)
+      if (afterConnect !== undefined) await afterConnect(asDatabaseConnection(connection), node)
+    } catch (error) {
+      discard()
+      if (this.#isConnectionError(error)) throw error
+      throw new ConnectionSetupError(
+        `setting up a new connection on node "${node.name}" failed: ${error instanceof Error ? error.message : String(error)}`,
+        node.name,
+        { cause: error },
+      )
+    }
+    this.#createdAt.set(raw, connection.createdAtMs)
+    if (!this.#firstSeen) {
+      this.#firstSeen = true
+      await this.#setup.firstConnection(connection)
+    }
+  }
+}
