@@ -143,7 +143,8 @@ forEachDialect((fx) => {
           await sleep(20)
         }
         expect(excludedAt, 'never marked lagging').to.not.equal(undefined)
-        expect(excludedAt! - stoppedAt).to.be.at.most(2 * probeIntervalMs + 500)
+        // Within two probe intervals, plus the round trips of a loaded machine.
+        expect(excludedAt! - stoppedAt).to.be.at.most(2 * probeIntervalMs + 1000)
         for (let i = 0; i < 10; i++) expect(await where(t)).to.not.equal(victim)
         expect(events.some((e) => e.type === 'lag-exceeded' && e.node === victim)).to.equal(true)
       } finally {
