@@ -72,8 +72,14 @@ export class ConsistencyScope {
     let position: ReplicationPosition | undefined
     let lastWriteAtMs: number | undefined
     let unknownWriteAtMs: number | undefined
+    let seen = false
     for (let scope: ConsistencyScope | undefined = this; scope; scope = scope.parent) {
-      const writes = scope.writesFor(cluster, kind, nowMs)
+      // Read without creating records: a read in a scope that wrote nothing allocates nothing.
+      const writes =
+        scope.#clusters.get(cluster) ??
+        (scope.#tokenPositions.length > 0 ? scope.writesFor(cluster, kind, nowMs) : undefined)
+      if (writes === undefined) continue
+      seen = true
       if (writes.position !== undefined) {
         position =
           position === undefined ? writes.position : mergePositions(position, writes.position)
@@ -81,7 +87,7 @@ export class ConsistencyScope {
       lastWriteAtMs = maxDefined(lastWriteAtMs, writes.lastWriteAtMs)
       unknownWriteAtMs = maxDefined(unknownWriteAtMs, writes.unknownWriteAtMs)
     }
-    return { position, lastWriteAtMs, unknownWriteAtMs }
+    return seen ? { position, lastWriteAtMs, unknownWriteAtMs } : NOTHING_WRITTEN
   }
 
   /** Per cluster, the merged position reads in this scope must observe (over enclosing scopes too). */
@@ -106,6 +112,12 @@ export class ConsistencyScope {
     return out
   }
 }
+
+const NOTHING_WRITTEN: ClusterWrites = Object.freeze({
+  position: undefined,
+  lastWriteAtMs: undefined,
+  unknownWriteAtMs: undefined,
+})
 
 const tokenKeys = new Map<string, object>()
 function tokenKey(kind: string): object {

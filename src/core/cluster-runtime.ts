@@ -259,7 +259,7 @@ export class ClusterRuntime {
   /**
    * Decides where a plain read of `scope` goes: the pure core of read-your-writes. No I/O.
    */
-  planRead(scope: ConsistencyScope, nowMs: number): ReadPlan {
+  planRead(source: { readonly scope: ConsistencyScope }, nowMs: number): ReadPlan {
     const usable = this.usableReplicas(nowMs)
     const mode = this.config.consistency
     if (mode === 'eventual') {
@@ -267,7 +267,8 @@ export class ClusterRuntime {
         ? { kind: 'replica', candidates: usable, reason: 'read' }
         : this.#noReplica()
     }
-    const required = scope.requirement(this, this.engine.positionKind, nowMs)
+    // The scope is looked up only now: eventual mode never needs one.
+    const required = source.scope.requirement(this, this.engine.positionKind, nowMs)
     if (required.lastWriteAtMs === undefined) {
       return usable.length > 0
         ? { kind: 'replica', candidates: usable, reason: 'read' }

@@ -32,6 +32,19 @@ export interface LifecycleConnection extends PhysicalConnection {
   readonly createdAtMs: number
   /** `true` the first time this physical connection is handed out. */
   readonly isNew: boolean
+  /**
+   * Told when the connection is released or destroyed. `release()` asks `retire()` first and
+   * closes the connection instead of pooling it when the answer is `true`.
+   */
+  owner: LifecycleOwner | undefined
+}
+
+/** The lifecycle layer, as a physical connection calls back into it. */
+export interface LifecycleOwner {
+  /** The connection is being released: `true` means close it instead (it outlived its lifetime). */
+  retire(connection: LifecycleConnection): boolean
+  /** The connection is being closed. */
+  destroyed(connection: LifecycleConnection): void
 }
 
 /** An engine pool that can tell when the next acquisition will open a new physical connection. */
@@ -46,7 +59,7 @@ export interface LifecycleNodePool extends NodePool {
  * a maximum connection lifetime (enforced on release, so it works with any pool), and the
  * `beforeConnect` / `onConnectionFailure` hooks. Engine-independent.
  */
-export class ManagedPool implements NodePool {
+export class ManagedPool implements NodePool, LifecycleOwner {
   readonly #inner: LifecycleNodePool
   readonly #node: NodeInfo
   readonly #maxLifetimeMs: number | undefined
@@ -116,7 +129,27 @@ export class ManagedPool implements NodePool {
     if (waited > this.#waitMaxMs) this.#waitMaxMs = waited
     if (connection.isNew) this.#opened++
     this.#inUse++
-    return this.#wrap(connection)
+    // No wrapper object per checkout: the connection calls back on release (hot path).
+    connection.owner = this
+    return connection
+  }
+
+  retire(connection: LifecycleConnection): boolean {
+    this.#inUse--
+    if (
+      this.#maxLifetimeMs !== undefined &&
+      performance.now() - connection.createdAtMs >= this.#maxLifetimeMs
+    ) {
+      this.#closed++
+      this.#retired++
+      return true
+    }
+    return false
+  }
+
+  destroyed(): void {
+    this.#inUse--
+    this.#closed++
   }
 
   /** Reports a connection-level failure to `hooks.onConnectionFailure` (once per error object). */
@@ -153,40 +186,5 @@ export class ManagedPool implements NodePool {
       acquireWaitMaxMs: this.#waitMaxMs,
       acquisitions: this.#acquisitions,
     }
-  }
-
-  #wrap(connection: LifecycleConnection): PhysicalConnection {
-    let done = false
-    const finish = (destroy: boolean) => {
-      if (done) return
-      done = true
-      this.#inUse--
-      const tooOld =
-        this.#maxLifetimeMs !== undefined &&
-        performance.now() - connection.createdAtMs >= this.#maxLifetimeMs
-      if (destroy || tooOld) {
-        this.#closed++
-        if (tooOld && !destroy) this.#retired++
-        connection.destroy()
-      } else {
-        connection.release()
-      }
-    }
-    return {
-      node: connection.node,
-      get sessionId() {
-        return connection.sessionId
-      },
-      execute: (query, signal) => connection.execute(query, signal),
-      stream: (query, chunkSize, signal) => connection.stream(query, chunkSize, signal),
-      release: () => finish(false),
-      destroy: () => finish(true),
-      get killed() {
-        return (connection as { killed?: boolean }).killed
-      },
-      set killed(value: boolean | undefined) {
-        ;(connection as { killed?: boolean }).killed = value
-      },
-    } as PhysicalConnection
   }
 }

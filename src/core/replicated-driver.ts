@@ -1,8 +1,11 @@
 import type { DatabaseConnection, Driver, QueryCompiler, TransactionSettings } from 'kysely'
 import { createQueryId, IdentifierNode, RawNode } from 'kysely'
-import { ConsistencyScope, explicitScope, processWideScope } from '../consistency/scope.js'
+import { explicitScope } from '../consistency/scope.js'
 import type { ClusterRuntime } from './cluster-runtime.js'
 import { RoutingConnection } from './routing-connection.js'
+
+/** Released routing connections kept for reuse (they hold nothing but their settings). */
+const MAX_IDLE_ROUTING_CONNECTIONS = 64
 
 interface AbortOptions {
   readonly signal?: AbortSignal | undefined
@@ -15,6 +18,7 @@ interface AbortOptions {
  */
 export class ReplicatedDriver implements Driver {
   readonly #cluster: ClusterRuntime
+  readonly #free: RoutingConnection[] = []
 
   constructor(cluster: ClusterRuntime) {
     this.#cluster = cluster
@@ -26,10 +30,15 @@ export class ReplicatedDriver implements Driver {
 
   async acquireConnection(_options?: AbortOptions): Promise<DatabaseConnection> {
     // Inside a consistencyScope the connection counts in it. Outside one, a connection (a single
-    // query, a db.connection() scope, a transaction) is its own scope, nested in the process-wide
-    // one: its writes count for later code in no scope too.
-    const scope = explicitScope() ?? new ConsistencyScope(processWideScope())
-    return new RoutingConnection(this.#cluster, scope)
+    // query, a db.connection() scope, a transaction) gets its own scope, on first use.
+    // Released connections are reused: one object per concurrent use, not one per query.
+    const explicit = explicitScope()
+    const reused = this.#free.pop()
+    if (reused !== undefined) {
+      reused.reset(explicit)
+      return reused
+    }
+    return new RoutingConnection(this.#cluster, explicit)
   }
 
   async beginTransaction(
@@ -81,7 +90,9 @@ export class ReplicatedDriver implements Driver {
   }
 
   async releaseConnection(connection: DatabaseConnection, _options?: AbortOptions): Promise<void> {
-    routing(connection).release()
+    const routingConnection = routing(connection)
+    routingConnection.release()
+    if (this.#free.length < MAX_IDLE_ROUTING_CONNECTIONS) this.#free.push(routingConnection)
   }
 
   async destroy(_options?: AbortOptions): Promise<void> {

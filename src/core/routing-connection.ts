@@ -6,7 +6,7 @@ import type {
   QueryResult,
   TransactionSettings,
 } from 'kysely'
-import type { ConsistencyScope } from '../consistency/scope.js'
+import { ConsistencyScope, processWideScope } from '../consistency/scope.js'
 import {
   appendSqlComment,
   currentQueryComment,
@@ -57,7 +57,10 @@ interface OpenTransaction {
  */
 export class RoutingConnection implements DatabaseConnection {
   readonly #cluster: ClusterRuntime
-  readonly #scope: ConsistencyScope
+  /** The innermost explicit `consistencyScope` when acquired, if any. */
+  #explicit: ConsistencyScope | undefined
+  /** This connection's scope, created on first use (eventual mode never needs one). */
+  #scope: ConsistencyScope | undefined
   #primary: PhysicalConnection | undefined
   #primaryKilled = false
   #pinned = false
@@ -70,13 +73,24 @@ export class RoutingConnection implements DatabaseConnection {
     waitedMs: undefined,
   }
 
-  constructor(cluster: ClusterRuntime, scope: ConsistencyScope) {
+  constructor(cluster: ClusterRuntime, explicit: ConsistencyScope | undefined) {
     this.#cluster = cluster
-    this.#scope = scope
+    this.#explicit = explicit
   }
 
-  /** The scope this connection's reads and writes count in. */
+  /** Makes a released connection ready for its next acquisition (the driver reuses them). */
+  reset(explicit: ConsistencyScope | undefined): void {
+    this.#explicit = explicit
+    this.#scope = undefined
+  }
+
+  /**
+   * The scope this connection's reads and writes count in: the explicit `consistencyScope` it was
+   * acquired in, else a scope of its own (a single query, a `db.connection()` scope, a
+   * transaction) nested in the process-wide one, so its writes count for later code in no scope.
+   */
   get scope(): ConsistencyScope {
+    this.#scope ??= this.#explicit ?? new ConsistencyScope(processWideScope())
     return this.#scope
   }
 
@@ -128,7 +142,7 @@ export class RoutingConnection implements DatabaseConnection {
       )
       return
     }
-    const tried = new Set<NodeRuntime>()
+    let tried: NodeRuntime[] | undefined
     let retry = false
     for (;;) {
       const target = await this.#readTarget(query, hint, signal, tried, retry)
@@ -160,6 +174,8 @@ export class RoutingConnection implements DatabaseConnection {
           target.transient &&
           !pinnedToReplica
         ) {
+          // Replicas this statement has tried, allocated only on this rare path.
+          tried = tried === undefined ? [target.node] : [...tried, target.node]
           retry = true
           continue
         }
@@ -208,7 +224,7 @@ export class RoutingConnection implements DatabaseConnection {
   async beginTransaction(settings: TransactionSettings, signal?: AbortSignal): Promise<void> {
     const cluster = this.#cluster
     if (settings.accessMode === 'read only' && !this.#pinned) {
-      const tried = new Set<NodeRuntime>()
+      let tried: NodeRuntime[] | undefined
       let retry = false
       for (;;) {
         const target = await this.#readTarget(
@@ -227,6 +243,8 @@ export class RoutingConnection implements DatabaseConnection {
           cluster.queryFailed(target.node, error, 0, now, connectionLevel)
           this.#finishTarget(target, connectionLevel)
           if (connectionLevel && target.transient && cluster.config.retryReads) {
+            // Replicas this statement has tried, allocated only on this rare path.
+            tried = tried === undefined ? [target.node] : [...tried, target.node]
             retry = true
             continue
           }
@@ -461,9 +479,9 @@ export class RoutingConnection implements DatabaseConnection {
       position = await cluster.engine.primaryPosition(connection)
     }
     if (position !== undefined) {
-      cluster.recordWrite(this.#scope, position, cluster.now())
+      cluster.recordWrite(this.scope, position, cluster.now())
     } else if (wrote) {
-      cluster.recordWrite(this.#scope, undefined, cluster.now())
+      cluster.recordWrite(this.scope, undefined, cluster.now())
       if (cluster.config.consistency === 'causal')
         cluster.writeWithoutPosition(connection.node.name)
     }
@@ -475,7 +493,7 @@ export class RoutingConnection implements DatabaseConnection {
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
     const cluster = this.#cluster
-    const tried = new Set<NodeRuntime>()
+    let tried: NodeRuntime[] | undefined
     let retry = false
     for (;;) {
       const target = await this.#readTarget(query, hint, signal, tried, retry)
@@ -495,6 +513,8 @@ export class RoutingConnection implements DatabaseConnection {
           !pinnedToReplica &&
           !isAborted(signal)
         ) {
+          // Replicas this statement has tried, allocated only on this rare path.
+          tried = tried === undefined ? [target.node] : [...tried, target.node]
           retry = true
           continue
         }
@@ -614,7 +634,7 @@ export class RoutingConnection implements DatabaseConnection {
     query: CompiledQuery | undefined,
     hint: RouteHint | undefined,
     signal: AbortSignal | undefined,
-    tried: Set<NodeRuntime>,
+    tried: NodeRuntime[] | undefined,
     retry: boolean,
     readReason: RouteReason = 'read',
   ): Promise<Target> {
@@ -625,7 +645,7 @@ export class RoutingConnection implements DatabaseConnection {
       if (hint?.target === 'replica') {
         plan = this.#hintPlan(hint.name, now)
       } else {
-        plan = cluster.planRead(this.#scope, now)
+        plan = cluster.planRead(this, now)
       }
       if (plan.kind === 'primary') {
         const target = await this.#fallbackTarget(retry ? 'retry' : plan.reason, signal)
@@ -633,16 +653,15 @@ export class RoutingConnection implements DatabaseConnection {
         return target
       }
       const candidates =
-        tried.size === 0
+        tried === undefined
           ? plan.candidates
-          : plan.candidates.filter((c) => !tried.has(cluster.replicaByIndex(c.index)))
+          : plan.candidates.filter((c) => !tried!.includes(cluster.replicaByIndex(c.index)))
       const node = cluster.select(candidates, now)
       if (node === undefined) {
         const target = await this.#fallbackTarget(retry ? 'retry' : 'no-replica', signal)
         if (query !== undefined) this.#route(target.node, target.reason, query.sql)
         return target
       }
-      tried.add(node)
       let connection: PhysicalConnection
       try {
         connection = await node.pool.acquire(signal)
@@ -655,6 +674,8 @@ export class RoutingConnection implements DatabaseConnection {
           hint?.target !== 'replica' &&
           !isAborted(signal)
         ) {
+          // Replicas this statement has tried, allocated only on this rare path.
+          tried = tried === undefined ? [node] : [...tried, node]
           retry = true
           continue
         }
@@ -685,6 +706,8 @@ export class RoutingConnection implements DatabaseConnection {
           else connection.release()
           cluster.queryFailed(node, error, 0, cluster.now(), connectionLevel)
           if (connectionLevel && cluster.config.retryReads && !isAborted(signal)) {
+            // Replicas this statement has tried, allocated only on this rare path.
+            tried = tried === undefined ? [node] : [...tried, node]
             retry = true
             continue
           }

@@ -10,7 +10,11 @@ import type {
   PhysicalConnection,
   PoolCounts,
 } from '../core/engine.js'
-import type { LifecycleConnection, LifecycleNodePool } from '../core/managed-pool.js'
+import type {
+  LifecycleConnection,
+  LifecycleNodePool,
+  LifecycleOwner,
+} from '../core/managed-pool.js'
 import type { NodePoolSetup, NodeSource } from '../core/replicated-dialect-base.js'
 import type { MysqlEngine } from './mysql-engine.js'
 import {
@@ -67,6 +71,7 @@ export class MysqlNodePool implements LifecycleNodePool {
   readonly #engine: MysqlEngine
   /** When each physical connection was first handed out. */
   readonly #connections: ConnectionSetup
+  readonly #objects = new WeakMap<object, MysqlPhysicalConnection>()
   #pool: MysqlPool | undefined
 
   constructor(source: unknown, setup: NodePoolSetup, engine: MysqlEngine) {
@@ -153,17 +158,25 @@ export class MysqlNodePool implements LifecycleNodePool {
     })
   }
 
-  async #prepare(raw: MysqlPoolConnection): Promise<LifecycleConnection> {
-    const createdAt = this.#connections.createdAt(raw)
-    if (createdAt !== undefined)
-      return new MysqlPhysicalConnection(raw, this.#setup.node, createdAt, false)
-    const connection = new MysqlPhysicalConnection(raw, this.#setup.node, performance.now(), true)
+  #prepare(raw: MysqlPoolConnection): LifecycleConnection | Promise<LifecycleConnection> {
+    // One connection object per physical connection, reused for every checkout (hot path).
+    const known = this.#objects.get(raw)
+    if (known !== undefined) {
+      known.checkedOut()
+      return known
+    }
+    return this.#setUpNew(raw)
+  }
+
+  async #setUpNew(raw: MysqlPoolConnection): Promise<LifecycleConnection> {
+    const connection = new MysqlPhysicalConnection(raw, this.#setup.node, performance.now())
     await this.#connections.setUp(
       raw,
       connection,
       () => this.#engine.setUpConnection(connection, raw, this.#setup),
       () => raw.destroy(),
     )
+    this.#objects.set(raw, connection)
     return connection
   }
 }
@@ -173,14 +186,21 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   readonly #raw: MysqlPoolConnection
   readonly node: NodeInfo
   readonly createdAtMs: number
-  readonly isNew: boolean
+  isNew = true
+  owner: LifecycleOwner | undefined
   #done = false
 
-  constructor(raw: MysqlPoolConnection, node: NodeInfo, createdAtMs: number, isNew: boolean) {
+  constructor(raw: MysqlPoolConnection, node: NodeInfo, createdAtMs: number) {
     this.#raw = raw
     this.node = node
     this.createdAtMs = createdAtMs
-    this.isNew = isNew
+  }
+
+  /** Handed out again by the pool. */
+  checkedOut(): void {
+    this.#done = false
+    this.isNew = false
+    ;(this as { killed?: boolean }).killed = undefined
   }
 
   get sessionId(): number | undefined {
@@ -218,12 +238,17 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   release(): void {
     if (this.#done) return
     this.#done = true
+    if (this.owner?.retire(this) === true) {
+      this.#raw.destroy()
+      return
+    }
     this.#raw.release()
   }
 
   destroy(): void {
     if (this.#done) return
     this.#done = true
+    this.owner?.destroyed(this)
     try {
       this.#raw.destroy()
     } catch {

@@ -3,7 +3,11 @@ import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
 import { ConnectionSetup } from '../core/connection-setup.js'
 import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
-import type { LifecycleConnection, LifecycleNodePool } from '../core/managed-pool.js'
+import type {
+  LifecycleConnection,
+  LifecycleNodePool,
+  LifecycleOwner,
+} from '../core/managed-pool.js'
 import type { NodePoolSetup, NodeSource } from '../core/replicated-dialect-base.js'
 import type { PostgresEngine } from './postgres-engine.js'
 import {
@@ -202,6 +206,7 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
   readonly node: NodeInfo
   readonly createdAtMs: number
   readonly isNew: boolean
+  owner: LifecycleOwner | undefined
   readonly #onError: (error: Error) => void
   #done = false
   #discard = false
@@ -275,12 +280,14 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
     if (this.#done) return
     this.#done = true
     this.#client.removeListener?.('error', this.#onError)
-    this.#client.release(this.#discard || this.#broken !== undefined)
+    const retire = this.owner?.retire(this) === true
+    this.#client.release(retire || this.#discard || this.#broken !== undefined)
   }
 
   destroy(): void {
     if (this.#done) return
     this.#done = true
+    this.owner?.destroyed(this)
     this.#client.removeListener?.('error', this.#onError)
     try {
       this.#client.release(true)

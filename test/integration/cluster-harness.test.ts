@@ -5,6 +5,7 @@ import pg from 'pg'
 import {
   type MariadbCluster,
   type PostgresCluster,
+  type ReplicatedTestCluster,
   startMariadbCluster,
   startPostgresCluster,
 } from '../support/cluster.js'
@@ -81,347 +82,251 @@ async function withEnv<T>(variables: Record<string, string>, fn: () => Promise<T
   }
 }
 
-describe('cluster harness: MariaDB', () => {
-  const cluster = useMariadbCluster()
+/** What the engine-independent harness tests need to know about an engine. */
+interface HarnessEngine<C extends ReplicatedTestCluster> {
+  name: string
+  /** What the engine calls a replica, in test titles. */
+  replica: string
+  /** Starts a cluster of the suite's own (`useMariadbCluster`, `usePostgresCluster`). */
+  useCluster: () => () => C
+  /** Starts a cluster, or connects to the one the URLs variable names. */
+  start: () => Promise<C>
+  urlsVariable: string
+  /** The URL scheme of `urlsVariable`. */
+  scheme: string
+  /** Runs one statement as the application user on a node. */
+  query: (cluster: C, node: string, sql: string) => Promise<any[]>
+  /** Properties of the error an INSERT on a replica fails with. */
+  readOnlyError: Record<string, unknown>
+  /** `setReplicaDelay`'s argument, and how long (ms) it holds a new row back at least. */
+  delay: { amount: number; atLeastMs: number }
+  /** The engine's own tests, run after the first shared one. */
+  ownTests: (cluster: () => C) => void
+}
 
-  before(async () => {
-    await mariadbQuery(cluster(), 'primary', 'CREATE TABLE items (id INT PRIMARY KEY, label TEXT)')
-  })
+function describeHarness<C extends ReplicatedTestCluster>(engine: HarnessEngine<C>): void {
+  describe(`cluster harness: ${engine.name}`, () => {
+    const cluster = engine.useCluster()
+    const query = (node: string, sql: string) => engine.query(cluster(), node, sql)
+    const rowsWithId = (node: string, id: number) =>
+      query(node, `SELECT id FROM items WHERE id = ${id}`)
 
-  it('replicates a write on the primary to every replica', async () => {
-    const c = cluster()
-    await mariadbQuery(c, 'primary', "INSERT INTO items VALUES (1, 'one')")
-    await c.waitForReplication()
-    for (const replica of c.replicas) {
-      const rows = await mariadbQuery(c, replica.name, 'SELECT label FROM items WHERE id = 1')
-      expect(rows, replica.name).to.deep.equal([{ label: 'one' }])
-    }
-  })
+    before(async () => {
+      await query('primary', 'CREATE TABLE items (id INT PRIMARY KEY, label TEXT)')
+    })
 
-  it('gives every node its own server_id (primary 1, replicas 2, 3)', async () => {
-    const c = cluster()
-    const ids = await Promise.all(
-      c.nodes.map(async (node) => {
-        const [row] = await mariadbQuery(c, node.name, 'SELECT @@server_id AS id')
-        expect(Number(row.id)).to.equal(node.serverId)
-        return Number(row.id)
-      }),
-    )
-    expect(new Set(ids).size).to.equal(c.nodes.length)
-    if (!c.external) expect(ids).to.deep.equal([1, 2, 3])
-  })
+    it(`replicates a write on the primary to every ${engine.replica}`, async () => {
+      const c = cluster()
+      await query('primary', "INSERT INTO items VALUES (1, 'one')")
+      await c.waitForReplication()
+      for (const replica of c.replicas) {
+        const rows = await query(replica.name, 'SELECT label FROM items WHERE id = 1')
+        expect(rows, replica.name).to.deep.equal([{ label: 'one' }])
+      }
+    })
 
-  it('refuses writes by the application user on a replica (read_only, errno 1290)', async () => {
-    const c = cluster()
-    let error: any
-    try {
-      await mariadbQuery(c, 'replica-1', "INSERT INTO items VALUES (99, 'nope')")
-    } catch (caught) {
-      error = caught
-    }
-    expect(error, 'INSERT on a replica').to.be.an('error')
-    expect(error.errno).to.equal(1290)
-    expect(error.code).to.equal('ER_OPTION_PREVENTS_STATEMENT')
-  })
+    engine.ownTests(cluster)
 
-  it('lets the application user read the replication status, without ALL privileges', async () => {
-    const c = cluster()
-    const [status] = await mariadbQuery(c, 'replica-1', 'SHOW SLAVE STATUS')
-    expect(status.Slave_IO_Running).to.equal('Yes')
-    expect(status.Slave_SQL_Running).to.equal('Yes')
-    expect(status.Using_Gtid).to.equal('Slave_Pos')
-    if (!c.external) {
-      const grants = (await mariadbQuery(c, 'primary', 'SHOW GRANTS')).map(
-        (row) => Object.values(row)[0] as string,
+    it(`refuses writes by the application user on a ${engine.replica}`, async () => {
+      let error: any
+      try {
+        await query('replica-1', "INSERT INTO items VALUES (99, 'nope')")
+      } catch (caught) {
+        error = caught
+      }
+      expect(error, `INSERT on a ${engine.replica}`).to.be.an('error')
+      expect(error).to.include(engine.readOnlyError)
+    })
+
+    it('stopReplicaSqlThread holds changes back until startReplica', async () => {
+      const c = cluster()
+      await c.stopReplicaSqlThread('replica-2')
+      await query('primary', "INSERT INTO items VALUES (2, 'two')")
+      await c.waitForReplication() // replica-1 only: replica-2 is paused
+      expect(await rowsWithId('replica-1', 2)).to.have.length(1)
+      await sleep(100)
+      expect(await rowsWithId('replica-2', 2)).to.have.length(0)
+      await c.startReplica('replica-2')
+      await c.waitForReplication()
+      expect(await rowsWithId('replica-2', 2)).to.have.length(1)
+    })
+
+    it(`resumes replication after a ${engine.replica} is killed and restarted`, async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      const pid = c.pid('replica-1')!
+      await c.kill('replica-1')
+      expect(processExists(pid), 'killed server process').to.equal(false)
+      expect(c.isRunning('replica-1')).to.equal(false)
+      await query('primary', "INSERT INTO items VALUES (3, 'three')")
+      await c.waitForReplication() // skips the dead replica
+      await c.restart('replica-1')
+      expect(c.pid('replica-1')).to.be.a('number').and.not.equal(pid)
+      await c.waitForReplication()
+      expect(await rowsWithId('replica-1', 3)).to.have.length(1)
+    })
+
+    it('survives a primary kill and restart', async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      await c.kill('primary')
+      await c.restart('primary')
+      await query('primary', "INSERT INTO items VALUES (6, 'six')")
+      await c.waitForReplication()
+      for (const replica of c.replicas) {
+        expect(await rowsWithId(replica.name, 6), replica.name).to.have.length(1)
+      }
+    })
+
+    it(`setReplicaDelay makes a ${engine.replica} stale for a while`, async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      await c.setReplicaDelay('replica-1', engine.delay.amount)
+      try {
+        const written = Date.now()
+        await query('primary', "INSERT INTO items VALUES (4, 'four')")
+        await c.waitForReplication() // replica-2 only: replica-1 is delayed
+        expect(await rowsWithId('replica-2', 4)).to.have.length(1)
+        expect(await rowsWithId('replica-1', 4)).to.have.length(0)
+        await pollUntil(
+          async () => ((await rowsWithId('replica-1', 4)).length === 1 ? true : undefined),
+          { timeoutMs: 5000, intervalMs: 20, onTimeout: () => new Error('never applied') },
+        )
+        expect(Date.now() - written).to.be.greaterThan(engine.delay.atLeastMs)
+      } finally {
+        await c.setReplicaDelay('replica-1', 0)
+      }
+    })
+
+    it(`points the harness at an existing cluster through ${engine.urlsVariable}`, async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      const urls = c.nodes
+        .map((node) => {
+          const o = c.connectionOptions(node)
+          return `${engine.scheme}://${o.user}:${o.password}@${o.host}:${o.port}/${o.database}`
+        })
+        .join(',')
+      const external = await withEnv({ [engine.urlsVariable]: urls }, engine.start)
+      expect(external.external).to.equal(true)
+      // MariaDB: read from @@server_id; PostgreSQL: undefined on both
+      expect(external.nodes.map((node) => node.serverId)).to.deep.equal(
+        c.nodes.map((node) => node.serverId),
       )
-      expect(grants.join('\n')).not.to.match(/ALL PRIVILEGES|READ ONLY ADMIN|SUPER/)
-    }
-  })
-
-  it('stopReplicaSqlThread holds changes back until startReplica', async () => {
-    const c = cluster()
-    await c.stopReplicaSqlThread('replica-2')
-    await mariadbQuery(c, 'primary', "INSERT INTO items VALUES (2, 'two')")
-    await c.waitForReplication() // replica-1 only: replica-2 is paused
-    expect(await mariadbQuery(c, 'replica-1', 'SELECT id FROM items WHERE id = 2')).to.have.length(
-      1,
-    )
-    await sleep(100)
-    expect(await mariadbQuery(c, 'replica-2', 'SELECT id FROM items WHERE id = 2')).to.have.length(
-      0,
-    )
-    await c.startReplica('replica-2')
-    await c.waitForReplication()
-    expect(await mariadbQuery(c, 'replica-2', 'SELECT id FROM items WHERE id = 2')).to.have.length(
-      1,
-    )
-  })
-
-  it('resumes replication after a replica is killed and restarted', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    const pid = c.pid('replica-1')!
-    await c.kill('replica-1')
-    expect(processExists(pid), 'killed process').to.equal(false)
-    expect(c.isRunning('replica-1')).to.equal(false)
-    await mariadbQuery(c, 'primary', "INSERT INTO items VALUES (3, 'three')")
-    await c.waitForReplication() // skips the dead replica
-    await c.restart('replica-1')
-    expect(c.pid('replica-1')).to.be.a('number').and.not.equal(pid)
-    await c.waitForReplication()
-    expect(await mariadbQuery(c, 'replica-1', 'SELECT id FROM items WHERE id = 3')).to.have.length(
-      1,
-    )
-  })
-
-  it('survives a primary kill and restart', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    await c.kill('primary')
-    await c.restart('primary')
-    await mariadbQuery(c, 'primary', "INSERT INTO items VALUES (6, 'six')")
-    await c.waitForReplication()
-    for (const replica of c.replicas) {
-      expect(
-        await mariadbQuery(c, replica.name, 'SELECT id FROM items WHERE id = 6'),
-      ).to.have.length(1)
-    }
-  })
-
-  it('setReplicaDelay makes a replica stale for a while', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    await c.setReplicaDelay('replica-1', 2)
-    try {
-      const written = Date.now()
-      await mariadbQuery(c, 'primary', "INSERT INTO items VALUES (4, 'four')")
-      await c.waitForReplication() // replica-2 only: replica-1 is delayed
-      expect(
-        await mariadbQuery(c, 'replica-2', 'SELECT id FROM items WHERE id = 4'),
-      ).to.have.length(1)
-      expect(
-        await mariadbQuery(c, 'replica-1', 'SELECT id FROM items WHERE id = 4'),
-      ).to.have.length(0)
-      await pollUntil(
-        async () =>
-          (await mariadbQuery(c, 'replica-1', 'SELECT id FROM items WHERE id = 4')).length === 1
-            ? true
-            : undefined,
-        { timeoutMs: 5000, intervalMs: 20, onTimeout: () => new Error('never applied') },
+      for (const node of c.nodes) {
+        expect(external.connectionOptions(node.name)).to.deep.equal(c.connectionOptions(node))
+      }
+      await query('primary', "INSERT INTO items VALUES (5, 'five')")
+      await external.waitForReplication()
+      expect(await external.admin('replica-2', 'SELECT id FROM items WHERE id = 5')).to.have.length(
+        1,
       )
-      // whole-second timestamps: a 2 s delay holds the row back for more than 1 s
-      expect(Date.now() - written).to.be.greaterThan(900)
-    } finally {
-      await c.setReplicaDelay('replica-1', 0)
-    }
-  })
+      for (const operation of [
+        () => external.kill('replica-1'),
+        () => external.restart('replica-1'),
+        () => external.setReplicaDelay('replica-1', 1),
+      ]) {
+        let error: Error | undefined
+        await operation().catch((caught) => (error = caught))
+        expect(error?.message).to.match(/needs a cluster started by the test harness/)
+      }
+      await external.stop()
+      expect(c.isRunning('primary')).to.equal(true)
+    })
 
-  it('points the harness at an existing cluster through KYSELY_REPLICATED_MYSQL_URLS', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    const urls = c.nodes
-      .map((node) => {
-        const o = c.connectionOptions(node)
-        return `mysql://${o.user}:${o.password}@${o.host}:${o.port}/${o.database}`
-      })
-      .join(',')
-    const external = await withEnv({ KYSELY_REPLICATED_MYSQL_URLS: urls }, () =>
-      startMariadbCluster(),
-    )
-    expect(external.external).to.equal(true)
-    expect(external.replicas.map((node) => node.serverId)).to.deep.equal([2, 3])
-    expect(external.connectionOptions('replica-2')).to.deep.equal(c.connectionOptions('replica-2'))
-    await mariadbQuery(c, 'primary', "INSERT INTO items VALUES (5, 'five')")
-    await external.waitForReplication()
-    expect(await external.admin('replica-2', 'SELECT id FROM items WHERE id = 5')).to.have.length(1)
-    for (const operation of [
-      () => external.kill('replica-1'),
-      () => external.restart('replica-1'),
-      () => external.setReplicaDelay('replica-1', 1),
-    ]) {
-      let error: Error | undefined
-      await operation().catch((caught) => (error = caught))
-      expect(error?.message).to.match(/needs a cluster started by the test harness/)
-    }
-    await external.stop()
-    expect(c.isRunning('primary')).to.equal(true)
+    it('stop() leaves no process and removes its directory', async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      const pids = c.nodes.map((node) => c.pid(node)!)
+      expect(pids.every((pid) => typeof pid === 'number' && processExists(pid))).to.equal(true)
+      expect(processesUsing(c.directory!)).to.include.members(pids)
+      await c.stop()
+      await c.stop() // idempotent
+      expect(pids.filter(processExists)).to.deep.equal([])
+      expect(processesUsing(c.directory!)).to.deep.equal([])
+      expect(fs.existsSync(c.directory!)).to.equal(false)
+    })
   })
+}
 
-  it('stop() leaves no process and removes its directory', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    const pids = c.nodes.map((node) => c.pid(node)!)
-    expect(pids.every((pid) => typeof pid === 'number' && processExists(pid))).to.equal(true)
-    expect(processesUsing(c.directory!)).to.include.members(pids)
-    await c.stop()
-    await c.stop() // idempotent
-    expect(pids.filter(processExists)).to.deep.equal([])
-    expect(processesUsing(c.directory!)).to.deep.equal([])
-    expect(fs.existsSync(c.directory!)).to.equal(false)
-  })
+describeHarness<MariadbCluster>({
+  name: 'MariaDB',
+  replica: 'replica',
+  useCluster: useMariadbCluster,
+  start: startMariadbCluster,
+  urlsVariable: 'KYSELY_REPLICATED_MYSQL_URLS',
+  scheme: 'mysql',
+  query: mariadbQuery,
+  // read_only
+  readOnlyError: { errno: 1290, code: 'ER_OPTION_PREVENTS_STATEMENT' },
+  // whole-second timestamps: a 2 s delay holds the row back for more than 1 s
+  delay: { amount: 2, atLeastMs: 900 },
+  ownTests: (cluster) => {
+    it('gives every node its own server_id (primary 1, replicas 2, 3)', async () => {
+      const c = cluster()
+      const ids = await Promise.all(
+        c.nodes.map(async (node) => {
+          const [row] = await mariadbQuery(c, node.name, 'SELECT @@server_id AS id')
+          expect(Number(row.id)).to.equal(node.serverId)
+          return Number(row.id)
+        }),
+      )
+      expect(new Set(ids).size).to.equal(c.nodes.length)
+      if (!c.external) expect(ids).to.deep.equal([1, 2, 3])
+    })
+
+    it('lets the application user read the replication status, without ALL privileges', async () => {
+      const c = cluster()
+      const [status] = await mariadbQuery(c, 'replica-1', 'SHOW SLAVE STATUS')
+      expect(status.Slave_IO_Running).to.equal('Yes')
+      expect(status.Slave_SQL_Running).to.equal('Yes')
+      expect(status.Using_Gtid).to.equal('Slave_Pos')
+      if (!c.external) {
+        const grants = (await mariadbQuery(c, 'primary', 'SHOW GRANTS')).map(
+          (row) => Object.values(row)[0] as string,
+        )
+        expect(grants.join('\n')).not.to.match(/ALL PRIVILEGES|READ ONLY ADMIN|SUPER/)
+      }
+    })
+  },
 })
 
-describe('cluster harness: PostgreSQL', () => {
-  const cluster = usePostgresCluster()
-
-  before(async () => {
-    await postgresQuery(cluster(), 'primary', 'CREATE TABLE items (id INT PRIMARY KEY, label TEXT)')
-  })
-
-  it('replicates a write on the primary to every standby', async () => {
-    const c = cluster()
-    await postgresQuery(c, 'primary', "INSERT INTO items VALUES (1, 'one')")
-    await c.waitForReplication()
-    for (const replica of c.replicas) {
-      const rows = await postgresQuery(c, replica.name, 'SELECT label FROM items WHERE id = 1')
-      expect(rows, replica.name).to.deep.equal([{ label: 'one' }])
-    }
-  })
-
-  it('runs each node as its own server: one primary, standbys in recovery', async () => {
-    const c = cluster()
-    const rows = await Promise.all(
-      c.nodes.map(async (node) => {
-        const [row] = await postgresQuery(
-          c,
-          node.name,
-          'SELECT pg_is_in_recovery() AS standby, inet_server_port() AS port, current_user AS who',
-        )
-        return row
-      }),
-    )
-    expect(rows.map((row) => row.standby)).to.deep.equal([false, true, true])
-    expect(rows.map((row) => row.port)).to.deep.equal(c.nodes.map((node) => node.port))
-    expect(new Set(rows.map((row) => row.port)).size).to.equal(3)
-    expect(rows.every((row) => row.who === c.user)).to.equal(true)
-  })
-
-  it('uses a non-superuser application role and refuses its writes on a standby', async () => {
-    const c = cluster()
-    const [role] = await postgresQuery(
-      c,
-      'primary',
-      'SELECT rolsuper, rolbypassrls, rolreplication FROM pg_roles WHERE rolname = current_user',
-    )
-    expect(role).to.deep.equal({ rolsuper: false, rolbypassrls: false, rolreplication: false })
-    let error: any
-    try {
-      await postgresQuery(c, 'replica-1', "INSERT INTO items VALUES (99, 'nope')")
-    } catch (caught) {
-      error = caught
-    }
-    expect(error, 'INSERT on a standby').to.be.an('error')
-    expect(error.code).to.equal('25006') // read_only_sql_transaction
-  })
-
-  it('stopReplicaSqlThread pauses replay until startReplica', async () => {
-    const c = cluster()
-    await c.stopReplicaSqlThread('replica-2')
-    await postgresQuery(c, 'primary', "INSERT INTO items VALUES (2, 'two')")
-    await c.waitForReplication()
-    expect(await postgresQuery(c, 'replica-1', 'SELECT id FROM items WHERE id = 2')).to.have.length(
-      1,
-    )
-    await sleep(100)
-    expect(await postgresQuery(c, 'replica-2', 'SELECT id FROM items WHERE id = 2')).to.have.length(
-      0,
-    )
-    await c.startReplica('replica-2')
-    await c.waitForReplication()
-    expect(await postgresQuery(c, 'replica-2', 'SELECT id FROM items WHERE id = 2')).to.have.length(
-      1,
-    )
-  })
-
-  it('resumes streaming after a standby is killed and restarted', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    const pid = c.pid('replica-1')!
-    await c.kill('replica-1')
-    expect(processExists(pid), 'killed postmaster').to.equal(false)
-    await postgresQuery(c, 'primary', "INSERT INTO items VALUES (3, 'three')")
-    await c.waitForReplication()
-    await c.restart('replica-1')
-    await c.waitForReplication()
-    expect(await postgresQuery(c, 'replica-1', 'SELECT id FROM items WHERE id = 3')).to.have.length(
-      1,
-    )
-  })
-
-  it('survives a primary kill and restart', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    await c.kill('primary')
-    await c.restart('primary')
-    await postgresQuery(c, 'primary', "INSERT INTO items VALUES (6, 'six')")
-    await c.waitForReplication()
-    for (const replica of c.replicas) {
-      expect(
-        await postgresQuery(c, replica.name, 'SELECT id FROM items WHERE id = 6'),
-      ).to.have.length(1)
-    }
-  })
-
-  it('setReplicaDelay makes a standby stale for a while', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    await c.setReplicaDelay('replica-1', 700)
-    try {
-      const written = Date.now()
-      await postgresQuery(c, 'primary', "INSERT INTO items VALUES (4, 'four')")
-      await c.waitForReplication()
-      expect(
-        await postgresQuery(c, 'replica-2', 'SELECT id FROM items WHERE id = 4'),
-      ).to.have.length(1)
-      expect(
-        await postgresQuery(c, 'replica-1', 'SELECT id FROM items WHERE id = 4'),
-      ).to.have.length(0)
-      await pollUntil(
-        async () =>
-          (await postgresQuery(c, 'replica-1', 'SELECT id FROM items WHERE id = 4')).length === 1
-            ? true
-            : undefined,
-        { timeoutMs: 5000, intervalMs: 20, onTimeout: () => new Error('never applied') },
+describeHarness<PostgresCluster>({
+  name: 'PostgreSQL',
+  replica: 'standby',
+  useCluster: usePostgresCluster,
+  start: startPostgresCluster,
+  urlsVariable: 'KYSELY_REPLICATED_PG_URLS',
+  scheme: 'postgres',
+  query: postgresQuery,
+  readOnlyError: { code: '25006' }, // read_only_sql_transaction
+  delay: { amount: 700, atLeastMs: 600 },
+  ownTests: (cluster) => {
+    it('runs each node as its own server: one primary, standbys in recovery', async () => {
+      const c = cluster()
+      const rows = await Promise.all(
+        c.nodes.map(async (node) => {
+          const [row] = await postgresQuery(
+            c,
+            node.name,
+            'SELECT pg_is_in_recovery() AS standby, inet_server_port() AS port, current_user AS who',
+          )
+          return row
+        }),
       )
-      expect(Date.now() - written).to.be.greaterThan(600)
-    } finally {
-      await c.setReplicaDelay('replica-1', 0)
-    }
-  })
+      expect(rows.map((row) => row.standby)).to.deep.equal([false, true, true])
+      expect(rows.map((row) => row.port)).to.deep.equal(c.nodes.map((node) => node.port))
+      expect(new Set(rows.map((row) => row.port)).size).to.equal(3)
+      expect(rows.every((row) => row.who === c.user)).to.equal(true)
+    })
 
-  it('points the harness at an existing cluster through KYSELY_REPLICATED_PG_URLS', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    const urls = c.nodes
-      .map((node) => {
-        const o = c.connectionOptions(node)
-        return `postgres://${o.user}:${o.password}@${o.host}:${o.port}/${o.database}`
-      })
-      .join(',')
-    const external = await withEnv({ KYSELY_REPLICATED_PG_URLS: urls }, () =>
-      startPostgresCluster(),
-    )
-    expect(external.external).to.equal(true)
-    expect(external.connectionOptions('replica-1')).to.deep.equal(c.connectionOptions('replica-1'))
-    await postgresQuery(c, 'primary', "INSERT INTO items VALUES (5, 'five')")
-    await external.waitForReplication()
-    expect(await external.admin('replica-2', 'SELECT id FROM items WHERE id = 5')).to.have.length(1)
-    let error: Error | undefined
-    await external.kill('replica-1').catch((caught) => (error = caught))
-    expect(error?.message).to.match(/needs a cluster started by the test harness/)
-    await external.stop()
-  })
-
-  it('stop() leaves no process and removes its directory', async function () {
-    const c = cluster()
-    if (c.external) this.skip()
-    const pids = c.nodes.map((node) => c.pid(node)!)
-    expect(pids.every((pid) => typeof pid === 'number' && processExists(pid))).to.equal(true)
-    expect(processesUsing(c.directory!)).to.include.members(pids)
-    await c.stop()
-    await c.stop()
-    expect(pids.filter(processExists)).to.deep.equal([])
-    expect(processesUsing(c.directory!)).to.deep.equal([])
-    expect(fs.existsSync(c.directory!)).to.equal(false)
-  })
+    it('uses a non-superuser application role', async () => {
+      const [role] = await postgresQuery(
+        cluster(),
+        'primary',
+        'SELECT rolsuper, rolbypassrls, rolreplication FROM pg_roles WHERE rolname = current_user',
+      )
+      expect(role).to.deep.equal({ rolsuper: false, rolbypassrls: false, rolreplication: false })
+    })
+  },
 })

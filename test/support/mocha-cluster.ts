@@ -39,26 +39,36 @@ function skipUnavailable(
   context.skip()
 }
 
-function useCluster<C extends { stop(): Promise<void> }>(
+/**
+ * Registers a `before` hook that skips the suite when the engine is unavailable and otherwise gets
+ * a cluster, and, for a suite's own cluster (not `shared`), an `after` hook that stops it. Returns
+ * a getter for the cluster.
+ */
+function clusterHooks<C extends { stop(): Promise<void> }>(
   engine: string,
   availability: () => ClusterAvailability,
-  start: () => Promise<C>,
+  get: () => Promise<C>,
+  { shared }: { shared: boolean },
 ): () => C {
   let cluster: C | undefined
   before(async function () {
     this.timeout(START_TIMEOUT_MS)
     skipUnavailable(this, engine, availability())
-    cluster = await start()
+    cluster = await get()
   })
-  after(async function () {
-    this.timeout(STOP_TIMEOUT_MS)
-    const current = cluster
-    cluster = undefined
-    await current?.stop()
-  })
+  if (!shared) {
+    after(async function () {
+      this.timeout(STOP_TIMEOUT_MS)
+      const current = cluster
+      cluster = undefined
+      await current?.stop()
+    })
+  }
   return () => {
     if (cluster === undefined) {
-      throw new Error(`the ${engine} cluster is not running (use it inside tests and hooks only)`)
+      throw new Error(
+        `the ${shared ? 'shared ' : ''}${engine} cluster is not running (use it inside tests and hooks only)`,
+      )
     }
     return cluster
   }
@@ -69,7 +79,9 @@ function useCluster<C extends { stop(): Promise<void> }>(
  * and stops it in `after`. Returns a getter for the cluster, valid in the suite's tests and hooks.
  */
 export function useMariadbCluster(options: MariadbClusterOptions = {}): () => MariadbCluster {
-  return useCluster('MariaDB', mariadbAvailability, () => startMariadbCluster(options))
+  return clusterHooks('MariaDB', mariadbAvailability, () => startMariadbCluster(options), {
+    shared: false,
+  })
 }
 
 /**
@@ -77,7 +89,9 @@ export function useMariadbCluster(options: MariadbClusterOptions = {}): () => Ma
  * timeout) and stops it in `after`. Returns a getter for the cluster.
  */
 export function usePostgresCluster(options: PostgresClusterOptions = {}): () => PostgresCluster {
-  return useCluster('PostgreSQL', postgresAvailability, () => startPostgresCluster(options))
+  return clusterHooks('PostgreSQL', postgresAvailability, () => startPostgresCluster(options), {
+    shared: false,
+  })
 }
 
 let sharedMariadb: Promise<MariadbCluster> | undefined
@@ -99,38 +113,19 @@ export function getSharedPostgresCluster(): Promise<PostgresCluster> {
   return sharedPostgres
 }
 
-function useShared<C>(
-  engine: string,
-  availability: () => ClusterAvailability,
-  get: () => Promise<C>,
-): () => C {
-  let cluster: C | undefined
-  before(async function () {
-    this.timeout(START_TIMEOUT_MS)
-    skipUnavailable(this, engine, availability())
-    cluster = await get()
-  })
-  return () => {
-    if (cluster === undefined) {
-      throw new Error(
-        `the shared ${engine} cluster is not running (use it inside tests and hooks only)`,
-      )
-    }
-    return cluster
-  }
-}
-
 /**
  * Call at the top of a `describe`: makes sure the shared MariaDB cluster runs (`before`, 60 s
  * timeout) and returns a getter for it. Do not kill, restart, delay or stop it.
  */
 export function sharedMariadbCluster(): () => MariadbCluster {
-  return useShared('MariaDB', mariadbAvailability, getSharedMariadbCluster)
+  return clusterHooks('MariaDB', mariadbAvailability, getSharedMariadbCluster, { shared: true })
 }
 
 /** Like {@link sharedMariadbCluster}, for the shared PostgreSQL cluster. */
 export function sharedPostgresCluster(): () => PostgresCluster {
-  return useShared('PostgreSQL', postgresAvailability, getSharedPostgresCluster)
+  return clusterHooks('PostgreSQL', postgresAvailability, getSharedPostgresCluster, {
+    shared: true,
+  })
 }
 
 /** Stops the shared clusters (if started); they start again on next use. */

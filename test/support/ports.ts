@@ -258,6 +258,9 @@ export function killAllSync(): void {
 
 const onExit = (): void => killAllSync()
 
+/** The signals that kill the tracked processes before the process dies of them. */
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+
 const onSignal = (signal: NodeJS.Signals): void => {
   killAllSync()
   // With no other handler, restore the default behaviour: die of the same signal.
@@ -272,18 +275,14 @@ function installHandlers(): void {
   if (handlersInstalled) return
   handlersInstalled = true
   process.on('exit', onExit)
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
-  process.once('SIGHUP', onSignal)
+  for (const signal of SIGNALS) process.once(signal, onSignal)
 }
 
 function uninstallHandlers(): void {
   if (!handlersInstalled) return
   handlersInstalled = false
   process.removeListener('exit', onExit)
-  process.removeListener('SIGINT', onSignal)
-  process.removeListener('SIGTERM', onSignal)
-  process.removeListener('SIGHUP', onSignal)
+  for (const signal of SIGNALS) process.removeListener(signal, onSignal)
 }
 
 function maybeUninstallHandlers(): void {
