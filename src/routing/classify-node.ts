@@ -77,8 +77,13 @@ function kindDetail(kind: string): string {
  * versions are still searched, but never descends into user values (`ValueNode.value`,
  * `PrimitiveValueListNode.values`): user data may look like nodes.
  */
+/** The walk's stack, reused across calls (classification is synchronous: no reentrancy). */
+const STACK: unknown[] = []
+
 function scanTree(root: OperationNode, options: ClassifyOptions): Classification | undefined {
-  const stack: unknown[] = [root]
+  const stack = STACK
+  stack.length = 0
+  stack.push(root)
   let pinning: Classification | undefined
   let first: Classification | undefined
   while (stack.length > 0) {
@@ -97,12 +102,18 @@ function scanTree(root: OperationNode, options: ClassifyOptions): Classification
     if (typeof kind === 'string') {
       let hit: Classification | undefined
       switch (kind) {
+        // Leaves, and nodes whose children are only identifiers: nothing below can need the primary.
         case 'ValueNode':
         case 'PrimitiveValueListNode':
         case 'IdentifierNode':
         case 'ColumnNode':
         case 'TableNode':
         case 'SchemableIdentifierNode':
+        case 'ReferenceNode':
+        case 'OperatorNode':
+        case 'SelectAllNode':
+        case 'DataTypeNode':
+        case 'DefaultInsertValueNode':
           continue
         case 'SelectModifierNode': {
           const modifier = node.modifier
@@ -167,6 +178,7 @@ function scanTree(root: OperationNode, options: ClassifyOptions): Classification
       }
     }
   }
+  stack.length = 0
   // A statement that both writes and leaves session state must report the session state.
   if (first !== undefined && pinning !== undefined && first !== pinning) {
     return { ...first, pinsSession: true }
