@@ -16,7 +16,7 @@ export const BUILT_IN_SELECTOR_NAMES: readonly BuiltInSelectorName[] = Object.fr
 ])
 
 /** The selector used when the configuration names none. */
-export const DEFAULT_SELECTOR_NAME: BuiltInSelectorName = 'round-robin'
+export const DEFAULT_SELECTOR_NAME: BuiltInSelectorName = 'p2c-ewma'
 
 export interface CreateSelectorOptions {
   /** Options of `'least-latency'`. */

@@ -351,8 +351,8 @@ describe('P2cEwmaSelector', () => {
 })
 
 describe('createSelector', () => {
-  it('defaults to round-robin', () => {
-    expect(createSelector(undefined)).to.be.instanceOf(RoundRobinSelector)
+  it('defaults to p2c-ewma', () => {
+    expect(createSelector(undefined)).to.be.instanceOf(P2cEwmaSelector)
   })
 
   it('builds each built-in selector by name', () => {
