@@ -13,7 +13,6 @@ import {
   sql,
 } from 'kysely'
 import { createConnection, createPool } from 'mysql2'
-import * as lib from '../src/index.js'
 import type { ReplicatedDialectConfig } from '../src/index.js'
 import type {
   ClusterAvailability,
@@ -26,6 +25,7 @@ import {
   startMariadbCluster,
   startPostgresCluster,
 } from '../test/support/cluster.js'
+import type { Library } from './library.js'
 
 /** The tables the benchmarks read and write. */
 export interface BenchDatabase {
@@ -52,7 +52,7 @@ export interface ClusterBenchEngine {
   prepareSchema(cluster: ReplicatedTestCluster): Promise<void>
   /** A driver pool for a node reachable at `options` (a node, or a proxy in front of one). */
   createPool(options: NodeConnectionOptions, size: number): unknown
-  /** Our replicated dialect, or an error saying it does not exist yet. */
+  /** Our replicated dialect. */
   replicatedDialect(config: ReplicatedDialectConfig<any>): Dialect
   /** Kysely's own dialect on one pool (what `kysely-replication` wraps). */
   plainDialect(pool: unknown): Dialect
@@ -113,7 +113,7 @@ export const mysqlEngine: ClusterBenchEngine = {
     })
   },
   replicatedDialect(config) {
-    return new lib.ReplicatedMysqlDialect(config)
+    return new (library().index.ReplicatedMysqlDialect)(config)
   },
   plainDialect(pool) {
     return new MysqlDialect({ pool: pool as never })
@@ -144,22 +144,11 @@ export const mysqlEngine: ClusterBenchEngine = {
   },
 }
 
-/** The PostgreSQL dialect's constructor, once the library exports it. */
-function replicatedPostgresDialect(): (new (config: ReplicatedDialectConfig<any>) => Dialect) | undefined {
-  const ctor = (lib as Record<string, unknown>).ReplicatedPostgresDialect
-  return typeof ctor === 'function' ? (ctor as new (config: ReplicatedDialectConfig<any>) => Dialect) : undefined
-}
-
 export const postgresEngine: ClusterBenchEngine = {
   name: 'postgres',
   server: 'PostgreSQL',
   driver: 'pg',
-  available() {
-    if (replicatedPostgresDialect() === undefined) {
-      return { ok: false, message: 'the library does not export ReplicatedPostgresDialect yet' }
-    }
-    return postgresAvailability()
-  },
+  available: postgresAvailability,
   startCluster: (log) => startPostgresCluster({ replicas: 2, log }),
   async serverVersion(cluster) {
     const [row] = await cluster.admin(cluster.primary, 'show server_version')
@@ -167,7 +156,10 @@ export const postgresEngine: ClusterBenchEngine = {
   },
   async prepareSchema(cluster) {
     for (const statement of seedStatements()) await cluster.admin(cluster.primary, statement)
-    await cluster.admin(cluster.primary, `grant select, insert, update, delete on bench_item, bench_kv to ${cluster.user}`)
+    await cluster.admin(
+      cluster.primary,
+      `grant select, insert, update, delete on bench_item, bench_kv to ${cluster.user}`,
+    )
     await cluster.waitForReplication(30_000)
   },
   createPool(options, size) {
@@ -176,9 +168,7 @@ export const postgresEngine: ClusterBenchEngine = {
     return new Pool({ ...options, max: size, connectionTimeoutMillis: 2000 })
   },
   replicatedDialect(config) {
-    const Dialect = replicatedPostgresDialect()
-    if (Dialect === undefined) throw new Error('the library does not export ReplicatedPostgresDialect yet')
-    return new Dialect(config)
+    return new (library().index.ReplicatedPostgresDialect)(config)
   },
   plainDialect(pool) {
     return new PostgresDialect({ pool: pool as never })
@@ -217,8 +207,15 @@ function requirePg(): typeof import('pg') {
   return pgModule
 }
 
-/** The engine for `--dialect`, with its optional driver loaded. */
-export async function loadEngine(name: string): Promise<ClusterBenchEngine> {
+let loadedLibrary: Library | undefined
+function library(): Library {
+  if (loadedLibrary === undefined) throw new Error('no library: call loadEngine() first')
+  return loadedLibrary
+}
+
+/** The engine for `--dialect`, with its optional driver loaded, using `lib` for our dialects. */
+export async function loadEngine(name: string, lib: Library): Promise<ClusterBenchEngine> {
+  loadedLibrary = lib
   if (name === 'mysql') return mysqlEngine
   if (name === 'postgres') {
     pgModule = (await import('pg')).default as unknown as typeof import('pg')

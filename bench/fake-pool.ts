@@ -75,12 +75,8 @@ export class FakeMysqlConnection {
     pool.queries++
     const result = answer(pool, sql)
     if (callback !== undefined) process.nextTick(callback, null, result)
-    return {
-      stream: () =>
-        (async function* () {
-          for (const row of Array.isArray(result) ? result : []) yield row
-        })(),
-    }
+    // A class, not a closure: tsx wraps every closure it creates in a `__name` call.
+    return new FakeQuery(result)
   }
 
   release(): void {
@@ -88,6 +84,20 @@ export class FakeMysqlConnection {
   }
 
   destroy(): void {}
+}
+
+/** What `query()` returns: mysql2's `Query`, reduced to `stream()`. */
+class FakeQuery {
+  readonly #result: unknown
+
+  constructor(result: unknown) {
+    this.#result = result
+  }
+
+  async *stream(): AsyncIterableIterator<unknown> {
+    const result = this.#result
+    for (const row of Array.isArray(result) ? result : []) yield row
+  }
 }
 
 function okPacket(affectedRows: number, gtid: string | undefined) {
@@ -117,7 +127,12 @@ function answer(pool: FakeMysqlPool, sql: string): unknown {
     if (d === 104 /* h: show */) return [{ Seconds_Behind_Master: 0, Slave_SQL_Running: 'Yes' }]
     if (sql.startsWith('select master_gtid_wait')) return [{ r: 0 }]
     if (sql.startsWith('select @@gtid_slave_pos')) {
-      return [{ pos: pool.role === 'replica' ? `0-1-${pool.state.gtidSeq}` : '', ro: pool.role === 'replica' ? 1 : 0 }]
+      return [
+        {
+          pos: pool.role === 'replica' ? `0-1-${pool.state.gtidSeq}` : '',
+          ro: pool.role === 'replica' ? 1 : 0,
+        },
+      ]
     }
     return [ROW]
   }

@@ -1,11 +1,13 @@
 /**
  * A latency-injecting TCP proxy for the cluster benchmarks, on Node's `net`, loopback only.
  *
- * Every chunk is held for the current delay in each direction (a request and its reply each pay
- * it once, so a query's round trip grows by about twice the delay), in order: a chunk never
- * overtakes an earlier one when the delay shrinks. The delay can be changed at any time
- * (`setDelay`), and the proxy can be "killed" (every socket destroyed, the port closed) and
- * restarted on the same port.
+ * Every chunk is held for the current delay of its direction, in order: a chunk never overtakes
+ * an earlier one when the delay shrinks. `setDelay(ms)` sets both directions (a request and its
+ * reply each pay it, so a query's round trip grows by about twice `ms`); `setDelays(toServer,
+ * toClient)` sets them separately. Node's timers have millisecond granularity, so each hold
+ * lasts up to about a millisecond longer than asked: one hold per round trip (replies only) keeps
+ * the added latency closest to the nominal value. Delays can change at any time, and the proxy
+ * can be "killed" (every socket destroyed, the port closed) and restarted on the same port.
  *
  * {@link LatencyProxy} runs in the calling process. {@link ProxyProcess} runs proxies in a child
  * process, so their timers do not queue behind the load generator's work on the main event loop;
@@ -15,7 +17,7 @@
  * ```ts
  * const proxies = await ProxyProcess.start()
  * const proxy = await proxies.create({ targetPort: replicaPort })
- * await proxy.setDelay(1) // +1 ms each way: about +2 ms per query
+ * await proxy.setDelays(0, 2) // replies held 2 ms: about +2 ms per query
  * createPool({ ...options, host: '127.0.0.1', port: proxy.port })
  * ```
  */
@@ -32,8 +34,10 @@ export interface LatencyProxyOptions {
   readonly targetPort: number
   /** Port to listen on (default: a free one, kept across restarts). */
   readonly listenPort?: number
-  /** Initial delay per chunk and direction, in ms (default 0). */
-  readonly delayMs?: number
+  /** Initial delay per chunk toward the server, in ms (default 0). */
+  readonly toServerMs?: number
+  /** Initial delay per chunk toward the client, in ms (default 0). */
+  readonly toClientMs?: number
 }
 
 export interface LatencyProxyStats {
@@ -64,7 +68,12 @@ class DelayedPipe {
   #lastAt = 0
   #timer: NodeJS.Timeout | undefined
 
-  constructor(from: net.Socket, to: net.Socket, delay: () => number, onChunk: (bytes: number) => void) {
+  constructor(
+    from: net.Socket,
+    to: net.Socket,
+    delay: () => number,
+    onChunk: (bytes: number) => void,
+  ) {
     this.#from = from
     this.#to = to
     this.#delay = delay
@@ -127,7 +136,8 @@ export class LatencyProxy {
   readonly #targetHost: string
   readonly #targetPort: number
   #port: number
-  #delayMs: number
+  #toServerMs: number
+  #toClientMs: number
   #server: net.Server | undefined
   readonly #sockets = new Set<net.Socket>()
   readonly #pipes = new Set<DelayedPipe>()
@@ -141,7 +151,8 @@ export class LatencyProxy {
     assertLoopback(this.#targetHost)
     this.#targetPort = options.targetPort
     this.#port = options.listenPort ?? 0
-    this.#delayMs = options.delayMs ?? 0
+    this.#toServerMs = options.toServerMs ?? 0
+    this.#toClientMs = options.toClientMs ?? 0
   }
 
   /** The port it listens on (0 before the first start). */
@@ -149,8 +160,9 @@ export class LatencyProxy {
     return this.#port
   }
 
-  get delayMs(): number {
-    return this.#delayMs
+  /** The current delays per chunk, in ms. */
+  get delays(): { toServerMs: number; toClientMs: number } {
+    return { toServerMs: this.#toServerMs, toClientMs: this.#toClientMs }
   }
 
   get listening(): boolean {
@@ -159,8 +171,16 @@ export class LatencyProxy {
 
   /** Sets the delay per chunk and direction, in ms; applies to chunks arriving from now on. */
   setDelay(ms: number): void {
-    if (!Number.isFinite(ms) || ms < 0) throw new Error(`latency proxy: bad delay ${ms}`)
-    this.#delayMs = ms
+    this.setDelays(ms, ms)
+  }
+
+  /** Sets the delay of each direction, in ms; applies to chunks arriving from now on. */
+  setDelays(toServerMs: number, toClientMs: number): void {
+    for (const ms of [toServerMs, toClientMs]) {
+      if (!Number.isFinite(ms) || ms < 0) throw new Error(`latency proxy: bad delay ${ms}`)
+    }
+    this.#toServerMs = toServerMs
+    this.#toClientMs = toClientMs
   }
 
   stats(): LatencyProxyStats {
@@ -216,13 +236,12 @@ export class LatencyProxy {
     const upstream = net.connect({ host: this.#targetHost, port: this.#targetPort, noDelay: true })
     this.#sockets.add(client)
     this.#sockets.add(upstream)
-    const delay = () => this.#delayMs
     const count = (bytes: number) => {
       this.#chunks++
       this.#bytes += bytes
     }
-    const up = new DelayedPipe(client, upstream, delay, count)
-    const down = new DelayedPipe(upstream, client, delay, count)
+    const up = new DelayedPipe(client, upstream, () => this.#toServerMs, count)
+    const down = new DelayedPipe(upstream, client, () => this.#toClientMs, count)
     this.#pipes.add(up)
     this.#pipes.add(down)
     let connected = false
@@ -251,10 +270,11 @@ export class LatencyProxy {
 
 // ---- proxies in a child process ----------------------------------------------------------------
 
-type Request =
-  | { id: number; op: 'create'; options: LatencyProxyOptions }
-  | { id: number; op: 'setDelay'; proxy: number; ms: number }
-  | { id: number; op: 'kill' | 'restart' | 'stats'; proxy: number }
+type Command =
+  | { op: 'create'; options: LatencyProxyOptions }
+  | { op: 'setDelays'; proxy: number; toServerMs: number; toClientMs: number }
+  | { op: 'kill' | 'restart' | 'stats'; proxy: number }
+type Request = Command & { id: number }
 type Reply = { id: number; ok: true; value?: unknown } | { id: number; ok: false; error: string }
 
 /** The handle of a {@link LatencyProxy} running in a {@link ProxyProcess}. */
@@ -262,24 +282,30 @@ export class RemoteLatencyProxy {
   readonly #process: ProxyProcess
   readonly #id: number
   readonly port: number
-  #delayMs: number
+  #toServerMs = 0
+  #toClientMs = 0
 
   /** @internal */
-  constructor(process: ProxyProcess, id: number, port: number, delayMs: number) {
+  constructor(process: ProxyProcess, id: number, port: number) {
     this.#process = process
     this.#id = id
     this.port = port
-    this.#delayMs = delayMs
   }
 
-  /** The delay last set, per chunk and direction, in ms. */
-  get delayMs(): number {
-    return this.#delayMs
+  /** The delays last set, per chunk, in ms. */
+  get delays(): { toServerMs: number; toClientMs: number } {
+    return { toServerMs: this.#toServerMs, toClientMs: this.#toClientMs }
   }
 
-  async setDelay(ms: number): Promise<void> {
-    await this.#process.call({ op: 'setDelay', proxy: this.#id, ms })
-    this.#delayMs = ms
+  /** The same delay in both directions. */
+  setDelay(ms: number): Promise<void> {
+    return this.setDelays(ms, ms)
+  }
+
+  async setDelays(toServerMs: number, toClientMs: number): Promise<void> {
+    await this.#process.call({ op: 'setDelays', proxy: this.#id, toServerMs, toClientMs })
+    this.#toServerMs = toServerMs
+    this.#toClientMs = toClientMs
   }
 
   async kill(): Promise<void> {
@@ -298,7 +324,10 @@ export class RemoteLatencyProxy {
 /** A child process running latency proxies (started with tsx, like the benchmark itself). */
 export class ProxyProcess {
   readonly #child: ChildProcess
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
+  readonly #pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >()
   #nextId = 1
   #exited = false
 
@@ -335,12 +364,17 @@ export class ProxyProcess {
 
   /** Creates and starts a proxy in the child process. */
   async create(options: LatencyProxyOptions): Promise<RemoteLatencyProxy> {
-    const { id, port } = (await this.call({ op: 'create', options })) as { id: number; port: number }
-    return new RemoteLatencyProxy(this, id, port, options.delayMs ?? 0)
+    const { id, port } = (await this.call({ op: 'create', options })) as {
+      id: number
+      port: number
+    }
+    const proxy = new RemoteLatencyProxy(this, id, port)
+    await proxy.setDelays(options.toServerMs ?? 0, options.toClientMs ?? 0)
+    return proxy
   }
 
   /** @internal */
-  call(request: Omit<Request, 'id'>): Promise<unknown> {
+  call(request: Command): Promise<unknown> {
     if (this.#exited) return Promise.reject(new Error('latency proxy process has exited'))
     const id = this.#nextId++
     return new Promise((resolve, reject) => {
@@ -378,8 +412,8 @@ function serveChild(): void {
           value = { id, port: await p.start() }
           break
         }
-        case 'setDelay':
-          proxy(request.proxy).setDelay(request.ms)
+        case 'setDelays':
+          proxy(request.proxy).setDelays(request.toServerMs, request.toClientMs)
           break
         case 'kill':
           await proxy(request.proxy).kill()
@@ -393,7 +427,11 @@ function serveChild(): void {
       }
       reply = { id: request.id, ok: true, value }
     } catch (error) {
-      reply = { id: request.id, ok: false, error: error instanceof Error ? error.message : String(error) }
+      reply = {
+        id: request.id,
+        ok: false,
+        error: error instanceof Error ? error.message : String(error),
+      }
     }
     process.send?.(reply)
   })
@@ -406,5 +444,6 @@ function serveChild(): void {
   process.on('disconnect', () => void shutdown())
 }
 
-const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href
+const isMain =
+  process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href
 if (isMain && process.argv.includes('--latency-proxy-child')) serveChild()

@@ -19,6 +19,8 @@ export interface BenchMeta {
   readonly cpuModel: string
   readonly cpus: number
   readonly memoryGiB: number
+  /** `os.loadavg()` (1, 5, 15 min) when the run started: other work on the machine skews results. */
+  readonly loadAverage: readonly number[]
   readonly commit: string | undefined
   readonly dirty: boolean | undefined
   readonly packages: Readonly<Record<string, string>>
@@ -36,7 +38,11 @@ export function packageVersion(name: string): string {
 
 function git(args: string[]): string | undefined {
   try {
-    return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    return execFileSync('git', args, {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim()
   } catch {
     return undefined
   }
@@ -45,7 +51,15 @@ function git(args: string[]): string | undefined {
 export function collectMeta(extraPackages: readonly string[] = []): BenchMeta {
   const cpus = os.cpus()
   const packages: Record<string, string> = {}
-  for (const name of ['kysely', 'mysql2', 'pg', 'kysely-replication', 'mitata', 'hdr-histogram-js', ...extraPackages]) {
+  for (const name of [
+    'kysely',
+    'mysql2',
+    'pg',
+    'kysely-replication',
+    'mitata',
+    'hdr-histogram-js',
+    ...extraPackages,
+  ]) {
     packages[name] = packageVersion(name)
   }
   packages['kysely-replicated'] = readOwnVersion()
@@ -58,6 +72,7 @@ export function collectMeta(extraPackages: readonly string[] = []): BenchMeta {
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
     cpus: cpus.length,
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
     commit: git(['rev-parse', '--short', 'HEAD']),
     dirty: status === undefined ? undefined : status !== '',
     packages,

@@ -13,8 +13,13 @@
  *
  * Options: `--section selectors,classification,overhead` (default: all), `--quick` (shorter
  * measurements), `--rounds N` and `--queries N` (overhead rounds, queries per dialect per round),
- * `--no-report` (leave docs/ alone).
+ * `--variants eventual,causal,kysely-replication` (overhead: which to run besides the baseline),
+ * `--no-report` (leave docs/ alone), `--no-write` (print only, e.g. under `node --cpu-prof`),
+ * `--source` (benchmark `src/` through tsx instead of its tsc output: see `library.ts`).
+ * A run of some sections keeps the other sections of the previous `micro.json`.
  */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import v8 from 'node:v8'
@@ -30,14 +35,8 @@ import {
 } from 'kysely'
 import { KyselyReplicationDialect } from 'kysely-replication'
 import { RoundRobinReplicaStrategy } from 'kysely-replication/strategy/round-robin'
-import { NodeLoad } from '../src/health/node-load.js'
 import type { ReplicatedMysqlDialectConfig } from '../src/index.js'
-import { ReplicatedMysqlDialect } from '../src/index.js'
 import type { ClassifyOptions } from '../src/routing/classification.js'
-import { classifyNode } from '../src/routing/classify-node.js'
-import { primaryFunctionSet } from '../src/routing/primary-functions.js'
-import { classifyRawSql } from '../src/routing/raw-sql.js'
-import { BUILT_IN_SELECTOR_NAMES, createSelector } from '../src/selection/create-selector.js'
 import type {
   BuiltInSelectorName,
   ReplicaCandidate,
@@ -45,7 +44,8 @@ import type {
   SelectionContext,
 } from '../src/selection/replica-selector.js'
 import { createFakeCluster, FakeMysqlPool } from './fake-pool.js'
-import { collectMeta, median, progress, writeResult } from './meta.js'
+import { loadLibrary } from './library.js'
+import { collectMeta, median, progress, RESULTS_DIR, writeResult } from './meta.js'
 
 // Manual GC for mitata and for the allocation measurements, without a node flag.
 v8.setFlagsFromString('--expose-gc')
@@ -57,11 +57,26 @@ const { values: args } = parseArgs({
   options: {
     section: { type: 'string', default: 'selectors,classification,overhead' },
     quick: { type: 'boolean', default: false },
-    rounds: { type: 'string', default: '15' },
-    queries: { type: 'string', default: '4000' },
+    rounds: { type: 'string', default: '21' },
+    queries: { type: 'string', default: '3000' },
+    variants: { type: 'string', default: '' },
     'no-report': { type: 'boolean', default: false },
+    'no-write': { type: 'boolean', default: false },
+    source: { type: 'boolean', default: false },
   },
 })
+
+// The library as it ships (tsc output), unless --source: see library.ts.
+const lib = await loadLibrary(args.source)
+const {
+  NodeLoad,
+  classifyNode,
+  classifyRawSql,
+  primaryFunctionSet,
+  createSelector,
+  BUILT_IN_SELECTOR_NAMES,
+} = lib
+const { ReplicatedMysqlDialect } = lib.index
 const sections = new Set(args.section.split(',').map((s) => s.trim()))
 const MIN_CPU_TIME_NS = (args.quick ? 150 : 500) * 1e6
 
@@ -141,9 +156,18 @@ function timeStats(stats: {
   }
 }
 
+/**
+ * Mitata's statistics of `fn`, best of three measurements (the one with the lowest median): on a
+ * shared machine other work only ever adds time, so the least disturbed measurement is the most
+ * faithful one.
+ */
 async function time(fn: () => unknown): Promise<TimeStats> {
-  const stats = await measure(fn, { min_cpu_time: MIN_CPU_TIME_NS })
-  return timeStats(stats)
+  let best: Awaited<ReturnType<typeof measure>> | undefined
+  for (let i = 0; i < 3; i++) {
+    const stats = await measure(fn, { min_cpu_time: MIN_CPU_TIME_NS / 3 })
+    if (best === undefined || stats.p50 < best.p50) best = stats
+  }
+  return timeStats(best!)
 }
 
 /**
@@ -269,14 +293,16 @@ function builderQueries() {
         .select((eb) =>
           eb
             .selectFrom('toy')
-            .select(eb.fn.count<number>('toy.id').as('c'))
+            .select((inner) => inner.fn.count<number>('toy.id').as('c'))
             .whereRef('toy.pet_id', '=', 'pet.id')
             .as('toys'),
         )
         .where('person.id', 'in', (eb) =>
           eb.selectFrom('pet').select('owner_id').where('species', '=', 'cat'),
         )
-        .where((eb) => eb.or([eb('person.last_name', 'like', 'A%'), eb('person.last_seen', '>', 5)]))
+        .where((eb) =>
+          eb.or([eb('person.last_name', 'like', 'A%'), eb('person.last_seen', '>', 5)]),
+        )
         .orderBy('person.id')
         .limit(20)
         .compile(),
@@ -382,7 +408,9 @@ async function benchClassification(): Promise<ClassificationResult[]> {
   const results: ClassificationResult[] = []
   for (const c of cases) {
     const first = c.classify()
-    const decision = first.read ? 'read' : `${first.reason}${first.detail ? ` (${first.detail})` : ''}`
+    const decision = first.read
+      ? 'read'
+      : `${first.reason}${first.detail ? ` (${first.detail})` : ''}`
     const classify = await time(c.classify)
     const both = () => {
       const classification = c.classify()
@@ -448,7 +476,9 @@ function makeVariants(): Variant[] {
       db: new Kysely<BenchDatabase>({
         dialect: new KyselyReplicationDialect({
           primaryDialect: new MysqlDialect({ pool: cluster.primary as never }),
-          replicaDialects: cluster.replicas.map((r) => new MysqlDialect({ pool: r as never })),
+          replicaDialects: cluster.replicas.map(
+            (r) => new MysqlDialect({ pool: r as never }),
+          ) as unknown as readonly [MysqlDialect, ...MysqlDialect[]],
           replicaStrategy: new RoundRobinReplicaStrategy({ onTransaction: 'error' }),
         }),
       }),
@@ -475,7 +505,15 @@ async function workload(db: Db, queries: number, offset: number): Promise<void> 
 }
 
 async function benchOverhead(rounds: number, queries: number): Promise<MicroResults['overhead']> {
-  const variants = makeVariants()
+  const wanted = args.variants
+    .split(',')
+    .map((v) => v.trim().toLowerCase())
+    .filter((v) => v !== '')
+  // The baseline always runs; `--variants eventual,causal` picks among the others.
+  const variants = makeVariants().filter(
+    (v, i) =>
+      i === 0 || wanted.length === 0 || wanted.some((w) => v.name.toLowerCase().includes(w)),
+  )
   // Warm-up: JIT, connection setup (session tracking, read-only sessions) and pools.
   for (const v of variants) await workload(v.db, Math.max(queries, 2000), 0)
   const perRound = new Map<string, number[]>(variants.map((v) => [v.name, []]))
@@ -483,7 +521,8 @@ async function benchOverhead(rounds: number, queries: number): Promise<MicroResu
     // Rotate the order so no dialect always runs first (or right after a GC-heavy one).
     const order = variants.map((_, i) => variants[(i + round) % variants.length]!)
     for (const v of order) {
-      gc()
+      // No gc() here: a forced full GC throws away optimized code and feedback, and the next
+      // few thousand queries then run two to three times slower while V8 warms up again.
       const started = performance.now()
       await workload(v.db, queries, round * queries)
       const us = ((performance.now() - started) * 1000) / queries
@@ -512,7 +551,9 @@ async function benchOverhead(rounds: number, queries: number): Promise<MicroResu
       medianAddedUs: median(us.map((x, i) => x - base[i]!)),
     }
   })
-  const routes = variants.map((v) => `${v.name}: ${v.pools.map((p) => `${p.name}=${p.queries}`).join(' ')}`)
+  const routes = variants.map(
+    (v) => `${v.name}: ${v.pools.map((p) => `${p.name}=${p.queries}`).join(' ')}`,
+  )
   progress(`  statements per pool: ${routes.join('; ')}`)
   for (const v of variants) await v.db.destroy()
   return {
@@ -539,6 +580,7 @@ async function main(): Promise<void> {
       minCpuTimeMs: MIN_CPU_TIME_NS / 1e6,
       replicaCounts: [...REPLICA_COUNTS],
       classifyAndSelectSelector: 'p2c-ewma over 2 replicas',
+      library: lib.origin,
     },
   }
   if (sections.has('selectors')) {
@@ -560,12 +602,28 @@ async function main(): Promise<void> {
       )
     }
   }
-  const file = writeResult('micro.json', results)
+  if (args['no-write']) return
+  // A run of some sections keeps the other sections of the previous results.
+  const previous = readPrevious()
+  const merged = {
+    ...previous,
+    ...results,
+    settings: { ...previous?.settings, ...results.settings },
+  }
+  const file = writeResult('micro.json', merged)
   progress(`wrote ${file} (${((performance.now() - started) / 1000).toFixed(1)} s)`)
   if (!args['no-report']) {
     const { generateReport } = await import('./report.js')
     const written = generateReport()
     progress(`regenerated ${written.join(', ')}`)
+  }
+}
+
+function readPrevious(): MicroResults | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(RESULTS_DIR, 'micro.json'), 'utf8')) as MicroResults
+  } catch {
+    return undefined
   }
 }
 

@@ -1,0 +1,770 @@
+/**
+ * Turns `bench/results/micro.json` and `bench/results/cluster.json` (and `cluster-postgres.json`)
+ * into `docs/benchmarks.md`
+ * and its charts (`docs/img/*.svg`, hand-written SVG). Run by both benchmarks after they write
+ * their results, or alone with `npm run bench:report`.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { pathToFileURL } from 'node:url'
+import type {
+  ClusterResults,
+  ConsistencyRunResult,
+  LoadRunResult,
+  ScenarioResult,
+} from './cluster.js'
+import type { BenchMeta } from './meta.js'
+import { RESULTS_DIR, ROOT } from './meta.js'
+import type { MicroResults } from './micro.js'
+
+const DOCS = path.join(ROOT, 'docs')
+const IMG = path.join(DOCS, 'img')
+
+function readJson<T>(name: string): T | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(RESULTS_DIR, name), 'utf8')) as T
+  } catch {
+    return undefined
+  }
+}
+
+// ---- formatting --------------------------------------------------------------------------------
+
+function ns(value: number): string {
+  if (value < 1000) return `${value.toFixed(value < 100 ? 1 : 0)} ns`
+  return `${(value / 1000).toFixed(2)} µs`
+}
+
+function ms(value: number): string {
+  return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)
+}
+
+function pct(part: number, whole: number): string {
+  return whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : '–'
+}
+
+function table(header: string[], rows: string[][], align?: Array<'l' | 'r'>): string {
+  const a = align ?? header.map((_, i) => (i === 0 ? 'l' : 'r'))
+  const sep = a.map((x) => (x === 'r' ? '---:' : ':---'))
+  return [header, sep, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n')
+}
+
+function esc(text: string): string {
+  return text
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+}
+
+function mark(ok: boolean | undefined): string {
+  return ok === undefined ? '–' : ok ? 'met' : '**missed**'
+}
+
+// ---- SVG charts --------------------------------------------------------------------------------
+
+const PALETTE = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#17becf',
+]
+const NODE_COLORS: Record<string, string> = {
+  'replica-1': '#1f77b4',
+  'replica-2': '#ff7f0e',
+  primary: '#7f7f7f',
+  failed: '#d62728',
+}
+const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"'
+
+function svgDoc(width: number, height: number, body: string[]): string {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${FONT} font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    ...body,
+    '</svg>',
+    '',
+  ].join('\n')
+}
+
+/** "Nice" ticks for a log axis between lo and hi (1, 2, 5 × 10^k). */
+function logTicks(lo: number, hi: number): number[] {
+  const ticks: number[] = []
+  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+    for (const m of [1, 2, 5]) {
+      const v = m * 10 ** e
+      if (v >= lo * 0.999 && v <= hi * 1.001) ticks.push(v)
+    }
+  }
+  return ticks
+}
+
+function niceMax(value: number): number {
+  if (value <= 0) return 1
+  const e = 10 ** Math.floor(Math.log10(value))
+  for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * e >= value) return m * e
+  return 10 * e
+}
+
+function tickLabel(v: number): string {
+  return v >= 1 ? String(Number(v.toPrecision(3))) : String(Number(v.toPrecision(2)))
+}
+
+/** Latency percentiles (log y) of every contender in one scenario. */
+function latencyChart(scenario: ScenarioResult): string {
+  const width = 720
+  const height = 380
+  const m = { left: 64, right: 190, top: 40, bottom: 48 }
+  const pw = width - m.left - m.right
+  const ph = height - m.top - m.bottom
+  const keys: Array<[keyof LoadRunResult['latencyMs'], string]> = [
+    ['p50', 'p50'],
+    ['p90', 'p90'],
+    ['p99', 'p99'],
+    ['p999', 'p99.9'],
+  ]
+  const values = scenario.runs
+    .flatMap((r) => keys.map(([k]) => r.latencyMs[k]))
+    .filter((v) => v > 0)
+  const lo = 10 ** Math.floor(Math.log10(Math.max(0.01, Math.min(...values))))
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...values)))
+  const y = (v: number) =>
+    m.top +
+    ph -
+    ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * ph
+  const x = (i: number) => m.left + (pw * (i + 0.5)) / keys.length
+  const body: string[] = [
+    `<text x="${m.left}" y="22" font-size="15" font-weight="600">${esc(scenario.title)}: read latency percentiles (ms, log scale)</text>`,
+  ]
+  for (const t of logTicks(lo, hi)) {
+    body.push(
+      `<line x1="${m.left}" x2="${m.left + pw}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" stroke="#e5e5e5"/>`,
+    )
+    body.push(
+      `<text x="${m.left - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" fill="#444">${tickLabel(t)}</text>`,
+    )
+  }
+  body.push(`<line x1="${m.left}" x2="${m.left}" y1="${m.top}" y2="${m.top + ph}" stroke="#999"/>`)
+  body.push(
+    `<line x1="${m.left}" x2="${m.left + pw}" y1="${m.top + ph}" y2="${m.top + ph}" stroke="#999"/>`,
+  )
+  keys.forEach(([, label], i) => {
+    body.push(
+      `<text x="${x(i).toFixed(1)}" y="${m.top + ph + 20}" text-anchor="middle" fill="#444">${label}</text>`,
+    )
+  })
+  body.push(
+    `<text x="${m.left + pw / 2}" y="${height - 8}" text-anchor="middle" fill="#444">percentile</text>`,
+  )
+  scenario.runs.forEach((run, ri) => {
+    const color = PALETTE[ri % PALETTE.length]!
+    const dash =
+      run.label === 'oracle'
+        ? ' stroke-dasharray="5 3"'
+        : run.label === 'kysely-replication'
+          ? ' stroke-dasharray="2 2"'
+          : ''
+    const points = keys.map(([k], i) => `${x(i).toFixed(1)},${y(run.latencyMs[k]).toFixed(1)}`)
+    body.push(
+      `<polyline points="${points.join(' ')}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`,
+    )
+    for (const p of points) {
+      const [px, py] = p.split(',')
+      body.push(`<circle cx="${px}" cy="${py}" r="3" fill="${color}"/>`)
+    }
+    const ly = m.top + 8 + ri * 20
+    body.push(
+      `<line x1="${m.left + pw + 16}" x2="${m.left + pw + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`,
+    )
+    body.push(`<text x="${m.left + pw + 46}" y="${ly + 4}">${esc(run.label)}</text>`)
+  })
+  return svgDoc(width, height, body)
+}
+
+/** Shaded time ranges of a run: spikes (on → off) and a kill (kill → accepting). */
+function eventRanges(
+  run: LoadRunResult,
+  durationS: number,
+): Array<{ from: number; to: number; label: string }> {
+  const ranges: Array<{ from: number; to: number; label: string }> = []
+  let open: { at: number; label: string } | undefined
+  for (const e of run.events) {
+    if (e.label === 'spike on' || e.label === 'kill -9')
+      open = { at: e.atMs / 1000, label: e.label === 'spike on' ? 'spike' : 'killed' }
+    else if ((e.label === 'spike off' || e.label === 'accepting') && open !== undefined) {
+      ranges.push({ from: open.at, to: e.atMs / 1000, label: open.label })
+      open = undefined
+    }
+  }
+  if (open !== undefined) ranges.push({ from: open.at, to: durationS, label: open.label })
+  return ranges
+}
+
+/** Reads per node per second, one small panel per contender. */
+function timelineChart(scenario: ScenarioResult, durationS: number): string {
+  const cols = 2
+  const panelW = 360
+  const panelH = 170
+  const m = { left: 52, right: 14, top: 30, bottom: 30 }
+  const rows = Math.ceil(scenario.runs.length / cols)
+  const width = cols * panelW + 20
+  const legendH = 30
+  const height = 36 + legendH + rows * panelH
+  const nodes = new Set<string>()
+  for (const run of scenario.runs)
+    for (const b of run.timeline) for (const n of Object.keys(b.reads)) nodes.add(n)
+  const series = [...[...nodes].sort(), 'failed']
+  const yMax = niceMax(
+    Math.max(
+      1,
+      ...scenario.runs.flatMap((r) =>
+        r.timeline.flatMap((b) => [...Object.values(b.reads), b.failed]),
+      ),
+    ),
+  )
+  const body: string[] = [
+    `<text x="10" y="22" font-size="15" font-weight="600">${esc(scenario.title)}: reads per second on each node (1 s buckets)</text>`,
+  ]
+  series.forEach((s, i) => {
+    const lx = 14 + i * 130
+    const color = NODE_COLORS[s] ?? PALETTE[(i + 4) % PALETTE.length]!
+    body.push(
+      `<line x1="${lx}" x2="${lx + 22}" y1="48" y2="48" stroke="${color}" stroke-width="2.5"${s === 'failed' ? ' stroke-dasharray="3 2"' : ''}/>`,
+    )
+    body.push(`<text x="${lx + 28}" y="52">${esc(s === 'failed' ? 'failed reads' : s)}</text>`)
+  })
+  body.push(`<rect x="${14 + series.length * 130}" y="42" width="18" height="12" fill="#f3c6c6"/>`)
+  body.push(
+    `<text x="${14 + series.length * 130 + 24}" y="52">${scenario.name === 'kill' ? 'replica-2 down' : 'replica-1 slow'}</text>`,
+  )
+  scenario.runs.forEach((run, i) => {
+    const ox = 10 + (i % cols) * panelW
+    const oy = 36 + legendH + Math.floor(i / cols) * panelH
+    const pw = panelW - m.left - m.right
+    const ph = panelH - m.top - m.bottom
+    const x = (t: number) => ox + m.left + (pw * t) / durationS
+    const y = (v: number) => oy + m.top + ph - (ph * v) / yMax
+    body.push(`<text x="${ox + m.left}" y="${oy + 18}" font-weight="600">${esc(run.label)}</text>`)
+    for (const r of eventRanges(run, durationS)) {
+      body.push(
+        `<rect x="${x(r.from).toFixed(1)}" y="${oy + m.top}" width="${Math.max(1, x(r.to) - x(r.from)).toFixed(1)}" height="${ph}" fill="#f3c6c6" opacity="0.7"/>`,
+      )
+    }
+    for (const t of [0, 0.5, 1]) {
+      const v = yMax * t
+      body.push(
+        `<line x1="${ox + m.left}" x2="${ox + m.left + pw}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e5e5e5"/>`,
+      )
+      body.push(
+        `<text x="${ox + m.left - 5}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" fill="#444" font-size="10">${tickLabel(v)}</text>`,
+      )
+    }
+    for (let s = 0; s <= durationS; s += durationS > 12 ? 5 : 2) {
+      body.push(
+        `<text x="${x(s).toFixed(1)}" y="${oy + m.top + ph + 14}" text-anchor="middle" fill="#444" font-size="10">${s} s</text>`,
+      )
+    }
+    body.push(
+      `<line x1="${ox + m.left}" x2="${ox + m.left + pw}" y1="${oy + m.top + ph}" y2="${oy + m.top + ph}" stroke="#999"/>`,
+    )
+    series.forEach((s, si) => {
+      const color = NODE_COLORS[s] ?? PALETTE[(si + 4) % PALETTE.length]!
+      const pts = run.timeline.map((b) => {
+        const v = s === 'failed' ? b.failed : (b.reads[s] ?? 0)
+        return `${x(b.t + 0.5).toFixed(1)},${y(v).toFixed(1)}`
+      })
+      if (s === 'failed' && run.timeline.every((b) => b.failed === 0)) return
+      if (s === 'primary' && run.timeline.every((b) => (b.reads[s] ?? 0) === 0)) return
+      body.push(
+        `<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"${s === 'failed' ? ' stroke-dasharray="3 2"' : ''}/>`,
+      )
+    })
+  })
+  return svgDoc(width, height, body)
+}
+
+/** Bars of p50 and p99 per contender for every scenario side by side (overview). */
+function p99Overview(scenarios: ScenarioResult[]): string {
+  const labels = [...new Set(scenarios.flatMap((s) => s.runs.map((r) => r.label)))]
+  const width = 760
+  const height = 90 + scenarios.length * (labels.length * 16 + 30)
+  const m = { left: 190, right: 80, top: 50 }
+  const pw = width - m.left - m.right
+  const max = Math.max(...scenarios.flatMap((s) => s.runs.map((r) => r.latencyMs.p99)))
+  const hi = 10 ** Math.ceil(Math.log10(max))
+  const lo =
+    10 **
+    Math.floor(
+      Math.log10(
+        Math.max(0.01, Math.min(...scenarios.flatMap((s) => s.runs.map((r) => r.latencyMs.p50)))),
+      ),
+    )
+  const x = (v: number) =>
+    m.left +
+    ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * pw
+  const body: string[] = [
+    `<text x="10" y="22" font-size="15" font-weight="600">p50 (dark) and p99 (light) read latency per scenario (ms, log scale)</text>`,
+  ]
+  let oy = m.top
+  for (const t of logTicks(lo, hi)) {
+    body.push(
+      `<line x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${m.top - 8}" y2="${height - 20}" stroke="#eee"/>`,
+    )
+    body.push(
+      `<text x="${x(t).toFixed(1)}" y="${m.top - 12}" text-anchor="middle" fill="#444" font-size="10">${tickLabel(t)}</text>`,
+    )
+  }
+  for (const s of scenarios) {
+    body.push(`<text x="10" y="${oy + 14}" font-weight="600">${esc(s.title)}</text>`)
+    oy += 22
+    s.runs.forEach((r, i) => {
+      const color = PALETTE[labels.indexOf(r.label) % PALETTE.length]!
+      body.push(`<text x="${m.left - 8}" y="${oy + 11}" text-anchor="end">${esc(r.label)}</text>`)
+      body.push(
+        `<rect x="${m.left}" y="${oy + 2}" width="${Math.max(1, x(r.latencyMs.p99) - m.left).toFixed(1)}" height="11" fill="${color}" opacity="0.35"/>`,
+      )
+      body.push(
+        `<rect x="${m.left}" y="${oy + 2}" width="${Math.max(1, x(r.latencyMs.p50) - m.left).toFixed(1)}" height="11" fill="${color}"/>`,
+      )
+      body.push(
+        `<text x="${(x(r.latencyMs.p99) + 4).toFixed(1)}" y="${oy + 11}" font-size="10" fill="#444">${ms(r.latencyMs.p99)}</text>`,
+      )
+      oy += 16
+      void i
+    })
+    oy += 8
+  }
+  return svgDoc(width, height, body)
+}
+
+// ---- the document ------------------------------------------------------------------------------
+
+function machineSection(micro: MicroResults | undefined, clusters: ClusterRun[]): string {
+  const rows: string[][] = []
+  const add = (label: string, meta: BenchMeta | undefined, extra?: string) => {
+    if (meta === undefined) return
+    const p = meta.packages
+    rows.push([
+      label,
+      meta.date.slice(0, 16).replace('T', ' '),
+      `${meta.cpuModel} × ${meta.cpus}, ${meta.memoryGiB} GiB`,
+      `${meta.node} (V8 ${meta.v8})`,
+      `kysely ${p.kysely}, mysql2 ${p.mysql2}, kysely-replication ${p['kysely-replication']}`,
+      extra ?? '–',
+      meta.loadAverage === undefined ? '–' : meta.loadAverage.map((x) => x.toFixed(2)).join(' / '),
+      `${meta.commit ?? '?'}${meta.dirty ? ' (+ uncommitted src changes)' : ''}`,
+    ])
+  }
+  add('micro', micro?.meta)
+  for (const { results } of clusters) {
+    add(
+      `cluster (${results.engine.name})`,
+      results.meta,
+      `${results.engine.serverVersion} (${results.engine.driver})`,
+    )
+  }
+  if (rows.length === 0) return '_No results yet._'
+  return table(
+    [
+      'run',
+      'date (UTC)',
+      'CPU',
+      'Node.js',
+      'packages',
+      'server',
+      'load avg at start (1/5/15 min)',
+      'commit',
+    ],
+    rows,
+    ['l', 'l', 'l', 'l', 'l', 'l', 'l', 'l'],
+  )
+}
+
+interface Target {
+  readonly target: string
+  readonly measured: string
+  readonly ok: boolean | undefined
+}
+
+function targets(micro: MicroResults | undefined, clusters: ClusterRun[]): Target[] {
+  const out: Target[] = []
+  const builder = micro?.classification?.filter(
+    (c) => c.name.startsWith('builder:') && c.kind === 'builder',
+  )
+  if (builder !== undefined && builder.length > 0) {
+    const worst = Math.max(...builder.map((c) => c.classifyAndSelect.p50))
+    out.push({
+      target: 'classification + selection ≤ 1 µs median, builder queries',
+      measured: builder
+        .map((c) => `${c.name.replace('builder: ', '')}: ${ns(c.classifyAndSelect.p50)}`)
+        .join('; '),
+      ok: worst <= 1000,
+    })
+  }
+  const raw = micro?.classification?.find((c) => c.kind === 'raw' && c.sqlLength > 900)
+  if (raw !== undefined) {
+    out.push({
+      target: 'classification + selection ≤ 5 µs median, 1 KB raw statement',
+      measured: `${ns(raw.classifyAndSelect.p50)} (${raw.sqlLength} B)`,
+      ok: raw.classifyAndSelect.p50 <= 5000,
+    })
+  }
+  for (const v of micro?.overhead?.variants ?? []) {
+    if (!v.name.startsWith('ReplicatedMysqlDialect')) continue
+    out.push({
+      target: `whole-query overhead over MysqlDialect ≤ 5 %: ${v.name}`,
+      measured: `×${v.medianRatio.toFixed(3)} (+${v.medianAddedUs.toFixed(2)} µs/query)`,
+      ok: v.medianRatio <= 1.05,
+    })
+  }
+  for (const { results: cluster } of clusters) {
+    out.push(...clusterTargets(cluster, clusters.length > 1 ? `${cluster.engine.server}: ` : ''))
+  }
+  return out
+}
+
+function clusterTargets(cluster: ClusterResults, prefix: string): Target[] {
+  const out: Target[] = []
+  for (const name of ['slow', 'spike']) {
+    const s = cluster.scenarios.find((x) => x.name === name)
+    const p2c = s?.runs.find((r) => r.label === 'p2c-ewma')
+    const rr = s?.runs.find((r) => r.label === 'round-robin')
+    const oracle = s?.runs.find((r) => r.label === 'oracle')
+    if (s === undefined || p2c === undefined || rr === undefined) continue
+    out.push({
+      target: `${prefix}${s.title}: p2c-ewma p99 ≤ 0.3 × round-robin's`,
+      measured: `${ms(p2c.latencyMs.p99)} ms vs ${ms(rr.latencyMs.p99)} ms (×${(p2c.latencyMs.p99 / rr.latencyMs.p99).toFixed(2)})`,
+      ok: p2c.latencyMs.p99 <= 0.3 * rr.latencyMs.p99,
+    })
+    out.push({
+      target: `${prefix}${s.title}: p2c-ewma throughput ≥ round-robin's`,
+      measured: `${p2c.throughput} vs ${rr.throughput} reads/s`,
+      ok: p2c.throughput >= rr.throughput,
+    })
+    if (oracle !== undefined) {
+      out.push({
+        target: `${prefix}${s.title}: p2c-ewma mean ≤ 1.2 × oracle's`,
+        measured: `${ms(p2c.latencyMs.mean)} ms vs ${ms(oracle.latencyMs.mean)} ms (×${(p2c.latencyMs.mean / oracle.latencyMs.mean).toFixed(2)})`,
+        ok: p2c.latencyMs.mean <= 1.2 * oracle.latencyMs.mean,
+      })
+    }
+  }
+  const kill = cluster.scenarios.find((x) => x.name === 'kill')
+  if (kill !== undefined) {
+    const healthAware = kill.runs.filter((r) => r.label !== 'kysely-replication')
+    out.push({
+      target: `${prefix}0 failed reads with a killed replica (every selector of this library)`,
+      measured: healthAware.map((r) => `${r.label}: ${r.failed}`).join(', '),
+      ok: healthAware.every((r) => r.failed === 0),
+    })
+  }
+  return out
+}
+
+function microSection(micro: MicroResults | undefined): string {
+  if (micro === undefined) return '_Not run yet: `npm run bench`._'
+  const parts: string[] = [
+    `Library under test: ${String(micro.settings.library ?? 'src')} — not \`src/\` through tsx, whose \`keepNames\` transform wraps every closure created at run time in a \`__name()\` call (Kysely and \`kysely-replication\` ship plain JavaScript and would not pay it). Mitata with manual GC; each time is the best of three measurements of ${(Number(micro.settings.minCpuTimeMs) / 3).toFixed(0)} ms of samples (the one with the lowest median: other work on the machine only ever adds time).`,
+    '',
+  ]
+  if (micro.selectors !== undefined) {
+    const counts = [...new Set(micro.selectors.map((s) => s.replicas))].sort((a, b) => a - b)
+    const names = [...new Set(micro.selectors.map((s) => s.selector))]
+    const rows = names.map((name) => {
+      const cells = counts.map((n) => {
+        const r = micro.selectors!.find((s) => s.selector === name && s.replicas === n)
+        return r === undefined ? '–' : `${ns(r.time.p50)} · ${r.bytesPerPick} B`
+      })
+      const first = micro.selectors!.find((s) => s.selector === name && s.replicas === counts[0])
+      const last = micro.selectors!.find((s) => s.selector === name && s.replicas === counts.at(-1))
+      const growth = first && last ? `×${(last.time.p50 / first.time.p50).toFixed(2)}` : '–'
+      return [name, ...cells, growth]
+    })
+    parts.push(
+      '### Replica selection: time and heap allocated per pick',
+      '',
+      `Median time per pick and median heap growth per pick (GC before each batch of 5 000 picks, empty-loop baseline subtracted). Candidates carry latency history and a few queries in flight. The last column is the growth of the median from ${counts[0]} to ${counts.at(-1)} replicas: a small constant factor (up to about ×2, from the candidates no longer fitting in the CPU caches) means O(1), a factor near 512 would mean O(n). \`least-latency (TTL expired)\` forces its comparison on every pick, which happens once per TTL (1 s) in real use: that is its O(n) part.`,
+      '',
+      table(
+        ['selector', ...counts.map((n) => `${n} replicas`), `${counts[0]} → ${counts.at(-1)}`],
+        rows,
+      ),
+    )
+  }
+  if (micro.classification !== undefined) {
+    const rows = micro.classification.map((c) => [
+      c.name,
+      String(c.sqlLength),
+      c.decision,
+      ns(c.classify.p50),
+      ns(c.classify.p99),
+      ns(c.classifyAndSelect.p50),
+      `${c.bytesPerClassify} B`,
+    ])
+    parts.push(
+      '',
+      '### Classification, and classification + selection',
+      '',
+      `\`classifyNode(compiled.query, compiled.sql, options)\` for builder queries, \`classifyRawSql(sql, options)\` for raw text; "+ selection" adds a ${micro.settings.classifyAndSelectSelector} pick when the statement is a read.`,
+      '',
+      table(
+        [
+          'statement',
+          'SQL bytes',
+          'decision',
+          'classify p50',
+          'classify p99',
+          '+ selection p50',
+          'heap / call',
+        ],
+        rows,
+        ['l', 'r', 'l', 'r', 'r', 'r', 'r'],
+      ),
+    )
+  }
+  const o = micro.overhead
+  if (o !== undefined) {
+    const rows = o.variants.map((v) => [
+      v.name,
+      v.medianUsPerQuery.toFixed(2),
+      `×${v.medianRatio.toFixed(3)}`,
+      `${v.medianAddedUs >= 0 ? '+' : ''}${v.medianAddedUs.toFixed(2)}`,
+      `${Math.min(...v.usPerQuery).toFixed(2)} – ${Math.max(...v.usPerQuery).toFixed(2)}`,
+    ])
+    parts.push(
+      '',
+      '### Whole-query overhead on fake pools',
+      '',
+      `${o.rounds} rounds × ${o.queriesPerRound} queries per dialect, the dialects alternating within each round; ${o.workload}. The fake mysql2 pools (\`bench/fake-pool.ts\`) answer on the next tick, so these are client-side costs only: against a real server, a point select on loopback costs about 70–150 µs more per query. Ratio and added time are medians over rounds of the comparison with the baseline measured in the same round. The replicated dialects run with two replicas and \`health: { probeIntervalMs: 0 }\`.`,
+      '',
+      table(
+        [
+          'dialect',
+          'µs / query (median)',
+          'ratio to baseline',
+          'µs added / query',
+          'range over rounds (µs)',
+        ],
+        rows,
+      ),
+    )
+  }
+  return parts.join('\n')
+}
+
+function scenarioTable(s: ScenarioResult): string {
+  const nodes = [...new Set(s.runs.flatMap((r) => Object.keys(r.readsPerNode)))].sort()
+  const rows = s.runs.map((r) => [
+    r.label,
+    r.throughput.toFixed(0),
+    ms(r.latencyMs.mean),
+    ms(r.latencyMs.p50),
+    ms(r.latencyMs.p90),
+    ms(r.latencyMs.p99),
+    ms(r.latencyMs.p999),
+    String(r.failed),
+    ...nodes.map((n) => pct(r.readsPerNode[n] ?? 0, r.reads)),
+  ])
+  return table(
+    [
+      'selector',
+      'reads/s',
+      'mean',
+      'p50',
+      'p90',
+      'p99',
+      'p99.9',
+      'failed',
+      ...nodes.map((n) => `on ${n}`),
+    ],
+    rows,
+  )
+}
+
+function consistencyTable(rows: ConsistencyRunResult[]): string {
+  return table(
+    [
+      'mode',
+      'replica delay',
+      'pairs',
+      'stale reads',
+      'reads on replicas',
+      'pair p50 (ms)',
+      'pair p99 (ms)',
+      'pair mean (ms)',
+      'causal waits',
+      'failed',
+    ],
+    rows.map((r) => [
+      r.mode,
+      r.replicaDelayMs === 0 ? 'none' : `${r.replicaDelayMs} ms`,
+      String(r.pairs),
+      `${r.stale} (${pct(r.stale, r.pairs)})`,
+      pct(r.readsOnReplicas, r.pairs),
+      ms(r.pairMs.p50),
+      ms(r.pairMs.p99),
+      ms(r.pairMs.mean),
+      r.routing === undefined ? '–' : String(r.routing.causalWaits),
+      String(r.failed),
+    ]),
+    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+  )
+}
+
+function clusterSection(run: ClusterRun, written: string[]): string {
+  const { results: cluster, prefix } = run
+  const mysql = cluster.engine.name === 'mysql'
+  const s = cluster.settings as {
+    durationS: number
+    warmupS: number
+    concurrency: number
+    readQuery: string
+    health: string
+    calibration?: Record<string, number>
+    pairs?: { durationS: number; concurrency: number; replicaDelayMs: number; selector: string }
+    wallClockS?: number
+  }
+  const c = s.calibration ?? {}
+  const parts: string[] = [
+    `${cluster.engine.serverVersion}: a primary and two ${mysql ? 'GTID replicas' : 'streaming hot standbys'} as local processes (\`test/support/cluster.ts\`), each replica behind a latency-injecting TCP proxy (\`bench/latency-proxy.ts\`, in a child process). Every run: a fresh Kysely, ${s.concurrency} closed-loop workers, ${s.warmupS} s warm-up, then ${s.durationS} s measured; \`${s.readQuery}\`; \`consistency: 'eventual'\`; ${s.health}. Reads per node come from the server itself (\`${mysql ? '@@server_id' : 'inet_server_port()'}\` in every read). Latencies in ms, of successful reads. Total wall-clock time of the last run: ${s.wallClockS ?? '?'} s.`,
+    '',
+    `Proxy calibration (median \`select 1\` round trip on one idle connection, before the runs): direct ${c.directP50Ms} ms; through the proxy ${c.replyDelay0msP50Ms} ms with no delay, ${c.replyDelay2msP50Ms} ms with replies held 2 ms, ${c.replyDelay20msP50Ms} ms with replies held 20 ms (Node's millisecond timers make each hold last a little longer than asked).`,
+    '',
+    "The oracle is a selector that is told the injected delays and which replica is down, and picks the least-busy of the truly fastest replicas: the yardstick. `kysely-replication` runs its `RoundRobinReplicaStrategy` over Kysely's own dialect on the same pools and proxies (it has no health checks or retries).",
+  ]
+  if (cluster.scenarios.length > 0) {
+    parts.push('', `![p50 and p99 per scenario](img/${prefix}latency-overview.svg)`)
+  }
+  for (const scenario of cluster.scenarios) {
+    parts.push('', `### ${scenario.title}`, '', scenario.description, '', scenarioTable(scenario))
+    const latency = `${prefix}latency-${scenario.name}.svg`
+    if (written.includes(latency))
+      parts.push('', `![${scenario.title}: latency percentiles](img/${latency})`)
+    const timeline = `${prefix}timeline-${scenario.name}.svg`
+    if (written.includes(timeline))
+      parts.push('', `![${scenario.title}: reads per node over time](img/${timeline})`)
+    const errors = scenario.runs.filter((r) => Object.keys(r.errors).length > 0)
+    if (errors.length > 0) {
+      parts.push('', 'Errors seen by the application:', '')
+      for (const r of errors) {
+        parts.push(
+          `- ${r.label}: ${Object.entries(r.errors)
+            .map(([k, v]) => `${v} × \`${k}\``)
+            .join('; ')}`,
+        )
+      }
+    }
+  }
+  if (cluster.consistency !== undefined && s.pairs !== undefined) {
+    parts.push(
+      '',
+      '### Consistency: write → read-back pairs',
+      '',
+      `${s.pairs.concurrency} workers, ${s.pairs.durationS} s per mode, each pair in its own \`consistencyScope\`: an update of one row (each worker owns its rows), then a select of it; stale = the read did not see the write. Selector ${s.pairs.selector}; "replica delay" is ${mysql ? '`MASTER_DELAY` on both replicas (MariaDB compares whole seconds, so 1 s means an effective delay between 0 and 1 s)' : '`recovery_min_apply_delay` on both standbys'}.`,
+      '',
+      consistencyTable(cluster.consistency),
+    )
+  }
+  return parts.join('\n')
+}
+
+interface ClusterRun {
+  readonly results: ClusterResults
+  /** Chart file name prefix: '' for MariaDB, 'postgres-' for PostgreSQL. */
+  readonly prefix: string
+}
+
+/** Regenerates `docs/benchmarks.md` and `docs/img/*.svg`; returns the files written. */
+export function generateReport(): string[] {
+  const micro = readJson<MicroResults>('micro.json')
+  const clusters: ClusterRun[] = []
+  for (const [file, prefix] of [
+    ['cluster.json', ''],
+    ['cluster-postgres.json', 'postgres-'],
+  ] as const) {
+    const results = readJson<ClusterResults>(file)
+    if (results !== undefined) clusters.push({ results, prefix })
+  }
+  fs.mkdirSync(IMG, { recursive: true })
+  const written: string[] = []
+  const writeSvg = (name: string, svg: string) => {
+    fs.writeFileSync(path.join(IMG, name), svg)
+    written.push(name)
+  }
+  for (const { results, prefix } of clusters) {
+    const durationS = Number((results.settings as { durationS?: number }).durationS ?? 10)
+    if (results.scenarios.length > 0) {
+      writeSvg(`${prefix}latency-overview.svg`, p99Overview(results.scenarios))
+    }
+    for (const scenario of results.scenarios) {
+      writeSvg(`${prefix}latency-${scenario.name}.svg`, latencyChart(scenario))
+      if (scenario.name === 'spike' || scenario.name === 'kill') {
+        writeSvg(`${prefix}timeline-${scenario.name}.svg`, timelineChart(scenario, durationS))
+      }
+    }
+  }
+  const t = targets(micro, clusters)
+  const clusterParts =
+    clusters.length === 0
+      ? [
+          '## Cluster benchmarks (`bench/cluster.ts`)',
+          '',
+          '_Not run yet: `npm run bench:cluster`._',
+          '',
+        ]
+      : clusters.flatMap((run) => [
+          `## Cluster benchmarks: ${run.results.engine.server} (\`bench/cluster.ts --dialect ${run.results.engine.name}\`)`,
+          '',
+          clusterSection(run, written),
+          '',
+        ])
+  const doc = [
+    '# Benchmarks',
+    '',
+    '<!-- Generated by bench/report.ts from bench/results/*.json: edit the generator, not this file. -->',
+    '',
+    'Numbers measured on one machine, to compare alternatives and to see where time goes: nothing in `npm test` asserts a duration. Regenerate with:',
+    '',
+    '```sh',
+    'npm run bench            # micro-benchmarks, no database (about 1 minute)',
+    'npm run bench:cluster    # real MariaDB primary + 2 replicas (about 8 minutes; --duration, --scenario, --selectors, --dialect)',
+    'npm run bench:report     # docs/benchmarks.md and docs/img/*.svg from bench/results/*.json',
+    '```',
+    '',
+    '## Machine and versions',
+    '',
+    machineSection(micro, clusters),
+    '',
+    'A 2-core machine runs the load generator, three database servers and the proxies at once: in the cluster runs every process competes for the same two cores, so absolute latencies are mostly queueing for CPU. The machine is also shared with other work (see the load average when each run started): in the micro-benchmarks, rounds alternate the dialects and the tables show medians over rounds to damp that, but single numbers move by tens of percent between runs. Compare rows within a table rather than across runs or machines.',
+    '',
+    '## Targets',
+    '',
+    t.length > 0
+      ? table(
+          ['target', 'measured', ''],
+          t.map((x) => [x.target, x.measured, mark(x.ok)]),
+          ['l', 'l', 'l'],
+        )
+      : '_No results yet._',
+    '',
+    '## Micro-benchmarks (`bench/micro.ts`)',
+    '',
+    microSection(micro),
+    '',
+    ...clusterParts,
+  ].join('\n')
+  fs.mkdirSync(DOCS, { recursive: true })
+  fs.writeFileSync(path.join(DOCS, 'benchmarks.md'), doc)
+  return ['docs/benchmarks.md', ...written.map((w) => `docs/img/${w}`)]
+}
+
+const isMain =
+  process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href
+if (isMain) {
+  for (const file of generateReport()) process.stderr.write(`wrote ${file}\n`)
+}
