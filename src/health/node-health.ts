@@ -78,9 +78,23 @@ export class NodeHealth {
     return false
   }
 
-  /** A connection-level failure (of a query or a probe). */
+  /**
+   * A connection-level failure (of a query or a probe). Failures that arrive while the node is
+   * already cooling down (queries that were in flight when it died) do not escalate the backoff:
+   * only a failed trial after the wait does. Otherwise a replica killed under load would reach
+   * the longest backoff within milliseconds and stay unused long after it is back.
+   */
   onFailure(nowMs: number, random: () => number): HealthTransition {
+    const wasTrial = this.#trialInFlight
     this.#trialInFlight = false
+    if (
+      !wasTrial &&
+      this.#failures > 0 &&
+      this.#nextAttemptAtMs !== undefined &&
+      nowMs < this.#nextAttemptAtMs
+    ) {
+      return undefined
+    }
     const wasUp = this.#failures === 0
     this.#failures++
     const base = Math.min(

@@ -1,15 +1,9 @@
 import { performance } from 'node:perf_hooks'
-import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely'
+import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
 import { parsePosition, type ReplicationPosition } from '../consistency/position.js'
 import { ConnectionSetup } from '../core/connection-setup.js'
-import type {
-  NodeEndpoint,
-  NodeInfo,
-  NodeQueryOutcome,
-  PhysicalConnection,
-  PoolCounts,
-} from '../core/engine.js'
+import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
 import type {
   LifecycleConnection,
   LifecycleNodePool,

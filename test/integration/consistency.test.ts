@@ -86,7 +86,11 @@ forEachDialect((fx) => {
         // (up to 2,000 pairs) until the failure shows, so the test proves it exists.
         const total: PairStats = { pairs: 0, stale: 0, onReplica: 0, ms: 0 }
         while (total.stale === 0 && total.pairs < 2000) {
-          const s = await writeUpdateReadBack(t, { pairs: 300, scoped: true, idBase: (idBase += 1000) })
+          const s = await writeUpdateReadBack(t, {
+            pairs: 300,
+            scoped: true,
+            idBase: (idBase += 1000),
+          })
           total.pairs += s.pairs
           total.stale += s.stale
           total.onReplica += s.onReplica

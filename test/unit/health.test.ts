@@ -12,20 +12,32 @@ describe('health state machine', () => {
     expect(h.onFailure(0, () => 0)).to.deep.equal({ type: 'down', retryInMs: 500 })
     expect(h.state).to.equal('cooling-down')
     expect(h.usable()).to.equal(false)
-    // Backoff doubles per consecutive failure; jitter keeps it in [half, full].
+    // Backoff doubles per failed trial (a failure after the wait); jitter keeps it in [half, full].
+    let now = 0
     const waits = [1, 2, 3, 4, 5].map(() => {
-      h.onFailure(0, () => 1)
-      return h.nextAttemptAtMs!
+      now = h.nextAttemptAtMs!
+      h.onFailure(now, () => 1)
+      return h.nextAttemptAtMs! - now
     })
     expect(waits.map((w) => Math.round(w))).to.deep.equal([2000, 4000, 8000, 8000, 8000])
   })
 
-  it("reports 'down' after three consecutive failures and 'up' after a success", () => {
+  it('does not escalate the backoff for failures of queries already in flight when the node died', () => {
+    const h = new NodeHealth(settings)
+    h.onFailure(0, () => 1)
+    const next = h.nextAttemptAtMs
+    for (let i = 0; i < 50; i++) expect(h.onFailure(5, () => 1)).to.equal(undefined)
+    expect(h.nextAttemptAtMs).to.equal(next)
+    expect(h.consecutiveFailures).to.equal(1)
+    expect(h.state).to.equal('cooling-down')
+  })
+
+  it("reports 'down' after three consecutive failed attempts and 'up' after a success", () => {
     const h = new NodeHealth(settings)
     h.onFailure(0, Math.random)
-    h.onFailure(0, Math.random)
+    h.onFailure(h.nextAttemptAtMs!, Math.random)
     expect(h.state).to.equal('cooling-down')
-    h.onFailure(0, Math.random)
+    h.onFailure(h.nextAttemptAtMs!, Math.random)
     expect(h.state).to.equal('down')
     expect(h.onSuccess()).to.deep.equal({ type: 'up' })
     expect(h.state).to.equal('healthy')
