@@ -628,10 +628,16 @@ function clusterSection(run: ClusterRun, written: string[]): string {
     calibration?: Record<string, number>
     pairs?: { durationS: number; concurrency: number; replicaDelayMs: number; selector: string }
     wallClockS?: number
+    slices?: number
+    sliceWarmupS?: number
   }
   const c = s.calibration ?? {}
+  const slicing =
+    s.slices !== undefined && s.slices > 1
+      ? ` Scenarios without a time-driven pattern (equal, slow) run as ${s.slices} rounds in which every selector runs ${s.durationS / s.slices} s in turn (after ${s.sliceWarmupS} s of warm-up on a fresh Kysely), so other work on the machine hits all selectors alike; spike and kill run each selector once for the whole ${s.durationS} s.`
+      : ''
   const parts: string[] = [
-    `${cluster.engine.serverVersion}: a primary and two ${mysql ? 'GTID replicas' : 'streaming hot standbys'} as local processes (\`test/support/cluster.ts\`), each replica behind a latency-injecting TCP proxy (\`bench/latency-proxy.ts\`, in a child process). Every run: a fresh Kysely, ${s.concurrency} closed-loop workers, ${s.warmupS} s warm-up, then ${s.durationS} s measured; \`${s.readQuery}\`; \`consistency: 'eventual'\`; ${s.health}. Reads per node come from the server itself (\`${mysql ? '@@server_id' : 'inet_server_port()'}\` in every read). Latencies in ms, of successful reads. Total wall-clock time of the last run: ${s.wallClockS ?? '?'} s.`,
+    `${cluster.engine.serverVersion}: a primary and two ${mysql ? 'GTID replicas' : 'streaming hot standbys'} as local processes (\`test/support/cluster.ts\`), each replica behind a latency-injecting TCP proxy (\`bench/latency-proxy.ts\`, in a child process). Every run: a fresh Kysely, ${s.concurrency} closed-loop workers, ${s.warmupS} s warm-up, then ${s.durationS} s measured; \`${s.readQuery}\`; \`consistency: 'eventual'\`; ${s.health}. Reads per node come from the server itself (\`${mysql ? '@@server_id' : 'inet_server_port()'}\` in every read). Latencies in ms, of successful reads. Total wall-clock time of the last run: ${s.wallClockS ?? '?'} s.${slicing}`,
     '',
     `Proxy calibration (median \`select 1\` round trip on one idle connection, before the runs): direct ${c.directP50Ms} ms; through the proxy ${c.replyDelay0msP50Ms} ms with no delay, ${c.replyDelay2msP50Ms} ms with replies held 2 ms, ${c.replyDelay20msP50Ms} ms with replies held 20 ms (Node's millisecond timers make each hold last a little longer than asked).`,
     '',
