@@ -22,6 +22,8 @@ export interface NodePoolSetup {
   readonly afterConnect: ConnectionHooks['afterConnect']
   /** Called once per pool, on its first new connection, after the hooks (the pool-size check). */
   readonly firstConnection: (connection: PhysicalConnection) => Promise<void>
+  /** Whether write positions are used (causal mode): else the engine neither tracks nor parses them. */
+  readonly trackPositions: boolean
 }
 
 /** A node's config as the engine's pool factory gets it. */
@@ -62,6 +64,7 @@ export abstract class ReplicatedDialectBase {
         afterConnect: config.hooks?.afterConnect,
         firstConnection: (connection: PhysicalConnection) =>
           this.cluster.checkCapacity(node.name, connection),
+        trackPositions: resolved.consistency === 'causal',
       })
     const managed = (source: NodeSource, node: NodeInfo): ManagedPool =>
       new ManagedPool(createPool(source, setupFor(node)), node, {

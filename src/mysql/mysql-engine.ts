@@ -72,7 +72,7 @@ export class MysqlEngine implements Engine {
     }
     this.#kind = /mariadb/i.test(version) ? 'mariadb' : 'mysql'
     if (setup.node.role === 'primary') {
-      await this.#trackGtids(connection, setup.node.name)
+      if (setup.trackPositions) await this.#trackGtids(connection, setup.node.name)
     } else if (setup.replicaSessionReadOnly) {
       await connection.run('set session transaction read only')
     }

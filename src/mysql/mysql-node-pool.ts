@@ -163,7 +163,12 @@ export class MysqlNodePool implements LifecycleNodePool {
   }
 
   async #setUpNew(raw: MysqlPoolConnection): Promise<LifecycleConnection> {
-    const connection = new MysqlPhysicalConnection(raw, this.#setup.node, performance.now())
+    const connection = new MysqlPhysicalConnection(
+      raw,
+      this.#setup.node,
+      performance.now(),
+      this.#setup.trackPositions,
+    )
     await this.#connections.setUp(
       raw,
       connection,
@@ -184,10 +189,18 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   owner: LifecycleOwner | undefined
   #done = false
 
-  constructor(raw: MysqlPoolConnection, node: NodeInfo, createdAtMs: number) {
+  readonly #trackPositions: boolean
+
+  constructor(
+    raw: MysqlPoolConnection,
+    node: NodeInfo,
+    createdAtMs: number,
+    trackPositions = true,
+  ) {
     this.#raw = raw
     this.node = node
     this.createdAtMs = createdAtMs
+    this.#trackPositions = trackPositions
   }
 
   /** Handed out again by the pool. */
@@ -208,7 +221,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
           reject(error)
           return
         }
-        resolve(mapResult<R>(result))
+        resolve(mapResult<R>(result, this.#trackPositions))
       })
     })
   }
@@ -256,12 +269,12 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   }
 }
 
-function mapResult<R>(result: unknown): NodeQueryOutcome<R> {
+function mapResult<R>(result: unknown, trackPositions: boolean): NodeQueryOutcome<R> {
   if (!isResultHeader(result)) {
     return { result: { rows: (Array.isArray(result) ? result : []) as R[] } }
   }
   const { insertId, affectedRows, changedRows } = result
-  const tracked = trackedGtid(result)
+  const tracked = trackPositions ? trackedGtid(result) : undefined
   let position: ReplicationPosition | undefined
   if (tracked !== undefined) {
     try {

@@ -381,12 +381,18 @@ describe('routing (stubbed mysql2 pools)', () => {
       }
     })
 
-    it('makes replica sessions read-only and tracks GTIDs on the primary', async () => {
-      h = harness()
+    it('makes replica sessions read-only and, in causal mode, tracks GTIDs on the primary', async () => {
+      h = harness({ consistency: 'causal' })
       await h.db.selectFrom('person').selectAll().execute()
       await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       expect(h.replicas[0]!.statements[0]!.sql).to.equal('set session transaction read only')
       expect(h.primary.statements[0]!.sql).to.match(/^set session session_track_system_variables/)
+    })
+
+    it('does not track GTIDs when no mode uses them', async () => {
+      h = harness({ consistency: 'eventual' })
+      await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
+      expect(h.primary.statements.some((s) => s.sql.includes('session_track'))).to.equal(false)
     })
 
     it('adds the node name to driver errors and keeps the error object', async () => {
