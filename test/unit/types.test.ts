@@ -1,0 +1,62 @@
+/**
+ * Compile-time checks (run by `npm run typecheck`): real driver pools fit the config types, and
+ * `readOnly(db)` refuses write builders. The runtime part only makes mocha see a test.
+ */
+import { expect } from 'chai'
+import type { Kysely } from 'kysely'
+import { createPool } from 'mysql2'
+import { createPool as createPromisePool } from 'mysql2/promise'
+import pg from 'pg'
+import Cursor from 'pg-cursor'
+import type {
+  ReplicatedMysqlDialectConfig,
+  ReplicatedPostgresDialectConfig,
+} from '../../src/index.js'
+import { readOnly } from '../../src/index.js'
+
+interface DB {
+  person: { id: number; name: string }
+}
+
+// A mysql2 callback pool, a mysql2/promise pool, an async factory and connection options.
+export const mysqlConfig: ReplicatedMysqlDialectConfig = {
+  primary: { pool: createPool({ host: 'primary' }) },
+  replicas: [
+    { name: 'r1', pool: createPromisePool({ host: 'r1' }) },
+    { name: 'r2', pool: async () => createPool({ host: 'r2' }), weight: 2 },
+    { name: 'r3', connection: { host: 'r3', user: 'app' }, poolSize: 5, maxLifetimeMs: 60_000 },
+  ],
+  selector: 'p2c-ewma',
+  consistency: 'causal',
+}
+
+// A pg Pool, an async factory, connection options, and pg-cursor for streaming.
+export const postgresConfig: ReplicatedPostgresDialectConfig = {
+  primary: { pool: new pg.Pool({ host: 'primary' }) },
+  replicas: [
+    { name: 'r1', pool: async () => new pg.Pool({ host: 'r1' }) },
+    { name: 'r2', connection: { host: 'r2' }, idleTimeoutMs: 10_000 },
+  ],
+  cursor: Cursor,
+}
+
+export function readOnlyViewHasNoWriteBuilders(db: Kysely<DB>): void {
+  const ro = readOnly(db)
+  void ro.selectFrom('person').selectAll()
+  // Kysely's ReadonlyKysely answers write builders with a type error: the write does not compile.
+  // @ts-expect-error insert through a read-only view
+  void ro.insertInto('person').values({ id: 1, name: 'x' }).execute()
+  // @ts-expect-error update through a read-only view
+  void ro.updateTable('person').set({ name: 'x' }).execute()
+  // @ts-expect-error delete through a read-only view
+  void ro.deleteFrom('person').execute()
+  // @ts-expect-error schema changes through a read-only view
+  void ro.schema.dropTable('person').execute()
+}
+
+describe('public types', () => {
+  it('accept real mysql2 and pg pools (checked by the type checker)', () => {
+    expect(mysqlConfig.replicas).to.have.length(3)
+    expect(postgresConfig.replicas).to.have.length(2)
+  })
+})
