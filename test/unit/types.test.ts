@@ -19,7 +19,7 @@ interface DB {
 }
 
 // A mysql2 callback pool, a mysql2/promise pool, an async factory and connection options.
-export const mysqlConfig: ReplicatedMysqlDialectConfig = {
+const mysqlConfig: ReplicatedMysqlDialectConfig = {
   primary: { pool: createPool({ host: 'primary' }) },
   replicas: [
     { name: 'r1', pool: createPromisePool({ host: 'r1' }) },
@@ -31,7 +31,7 @@ export const mysqlConfig: ReplicatedMysqlDialectConfig = {
 }
 
 // A pg Pool, an async factory, connection options, and pg-cursor for streaming.
-export const postgresConfig: ReplicatedPostgresDialectConfig = {
+const postgresConfig: ReplicatedPostgresDialectConfig = {
   primary: { pool: new pg.Pool({ host: 'primary' }) },
   replicas: [
     { name: 'r1', pool: async () => new pg.Pool({ host: 'r1' }) },
@@ -40,7 +40,7 @@ export const postgresConfig: ReplicatedPostgresDialectConfig = {
   cursor: Cursor,
 }
 
-export function readOnlyViewHasNoWriteBuilders(db: Kysely<DB>): void {
+function readOnlyViewHasNoWriteBuilders(db: Kysely<DB>): void {
   const ro = readOnly(db)
   void ro.selectFrom('person').selectAll()
   // Kysely's ReadonlyKysely answers write builders with a type error: the write does not compile.
@@ -58,5 +58,6 @@ describe('public types', () => {
   it('accept real mysql2 and pg pools (checked by the type checker)', () => {
     expect(mysqlConfig.replicas).to.have.length(3)
     expect(postgresConfig.replicas).to.have.length(2)
+    expect(readOnlyViewHasNoWriteBuilders).to.be.a('function')
   })
 })
