@@ -26,7 +26,8 @@ const DOWN_AFTER_FAILURES = 3
  * - `cooling-down`: a connection-level failure; not used until `nextAttemptAtMs`, then half-open:
  *   one trial (a probe or a query) decides. Backoff doubles per consecutive failure, with jitter,
  *   from `cooldownMs` up to `maxCooldownMs`.
- * - `down`: the same after {@link DOWN_AFTER_FAILURES} consecutive failures.
+ * - `down`: the same once {@link DOWN_AFTER_FAILURES} attempts in a row failed (the first failure,
+ *   then failed trials; failures of queries already in flight do not count).
  * - `lagging`: reachable, but behind by more than `maxReplicationLagMs` (or replication stopped).
  */
 export class NodeHealth {
