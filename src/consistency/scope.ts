@@ -60,6 +60,9 @@ export class ConsistencyScope {
         writes.unknownWriteAtMs = nowMs
       } else {
         writes.position = mergePositions(writes.position, position)
+        // A position the primary reported after an earlier write of unknown position covers it:
+        // the primary's positions only move forward. Reads no longer need to stay sticky.
+        writes.unknownWriteAtMs = undefined
       }
     }
   }

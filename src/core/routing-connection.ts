@@ -330,17 +330,15 @@ export class RoutingConnection implements DatabaseConnection {
     query: CompiledQuery,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
-    if (!transaction.readOnly) {
-      const classification = this.#classify(query)
-      if (!classification.read && classification.transactionControl === undefined)
-        transaction.wrote = true
-    }
+    const classification = transaction.readOnly ? undefined : this.#classify(query)
     this.#route(
       transaction.node,
       transaction.readOnly ? 'read-only-transaction' : 'transaction',
       query.sql,
     )
     const outcome = await this.#run<R>(transaction.node, transaction.connection, query, signal)
+    if (classification !== undefined && isEffectiveWrite(classification, outcome))
+      transaction.wrote = true
     return outcome.result
   }
 
@@ -425,16 +423,17 @@ export class RoutingConnection implements DatabaseConnection {
     const control = classification.transactionControl
     if (control === 'begin' || control === 'begin-read-only') {
       this.#rawTransaction = { wrote: false }
-    } else if (
-      !classification.read &&
-      this.#rawTransaction !== undefined &&
-      control === undefined
-    ) {
-      this.#rawTransaction.wrote = true
     }
     this.#route(target.node, target.reason, query.sql, target.detail)
     try {
       const outcome = await this.#run<R>(target.node, target.connection, query, signal)
+      if (
+        this.#rawTransaction !== undefined &&
+        control === undefined &&
+        isEffectiveWrite(classification, outcome)
+      ) {
+        this.#rawTransaction.wrote = true
+      }
       if (control === 'end') {
         const raw = this.#rawTransaction
         this.#rawTransaction = undefined
@@ -800,21 +799,33 @@ function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true
 }
 
-/** Whether a primary statement without a reported position must count as a write. */
+/**
+ * Whether a statement that ran on the primary changed data, so that later reads must observe it.
+ * Locking reads, primary-only function calls, session statements and transaction control change
+ * no data (on MariaDB they come back without a GTID, and counting them as writes of unknown
+ * position would make the scope's reads sticky for nothing). Neither does DML that matched or
+ * changed no row. Unclassified statements count as writes: when unsure, it is a write.
+ */
 function isEffectiveWrite(
   classification: Classification,
   outcome: NodeQueryOutcome<unknown>,
 ): boolean {
   if (classification.read) return false
-  const affected = outcome.result.numAffectedRows
+  switch (classification.reason) {
+    case 'locking-read':
+    case 'primary-function':
+    case 'session-state':
+    case 'transaction-control':
+      return false
+  }
   const detail = classification.detail
-  if (
-    affected !== undefined &&
-    affected === 0n &&
-    (detail === 'insert' || detail === 'update' || detail === 'delete' || detail === 'merge')
-  ) {
-    // A DML statement that matched nothing wrote nothing.
-    return false
+  if (detail === 'create temporary table') return false
+  const { numAffectedRows, numChangedRows } = outcome.result
+  if (detail === 'insert' || detail === 'update' || detail === 'delete' || detail === 'merge') {
+    // DML that matched nothing, or an update that changed nothing (MySQL reports found rows as
+    // affected): nothing was written, and the server reports no GTID for it.
+    if (numAffectedRows === 0n) return false
+    if (detail === 'update' && numChangedRows === 0n) return false
   }
   return true
 }

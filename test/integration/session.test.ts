@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import { CompiledQuery, type Kysely, sql } from 'kysely'
 import { type Migration, Migrator } from 'kysely/migration'
+import type { ReplicationEvent } from '../../src/index.js'
 import { forEachDialect, type TestDialect, useDialectCluster } from '../support/dialects.js'
 
 forEachDialect((fx) => {
@@ -74,7 +75,12 @@ forEachDialect((fx) => {
     })
 
     it("runs Kysely's Migrator on the primary", async () => {
-      t = fx.create(cluster(), { consistency: 'causal', health: { probeIntervalMs: 0 } })
+      const events: ReplicationEvent[] = []
+      t = fx.create(cluster(), {
+        consistency: 'causal',
+        health: { probeIntervalMs: 0 },
+        onEvent: (e) => events.push(e),
+      })
       const migrations: Record<string, Migration> = {
         '0001_widget': {
           up: async (db: Kysely<any>) => {
@@ -100,6 +106,11 @@ forEachDialect((fx) => {
       expect(
         t.routes.filter((r) => r.sql.includes('widget')).every((r) => r.node === 'primary'),
       ).to.equal(true)
+      // The Migrator's lock and checks are not writes: plain reads afterwards, in no scope, still
+      // go to a replica (before a fix they stuck to the primary for the life of the process).
+      const { rows } = await fx.whereAmI(cluster()).execute(t.db)
+      expect(fx.nodeOf(cluster(), rows[0]!)).to.match(/^replica-/)
+      expect(events.filter((e) => e.type === 'causal-unsupported')).to.deep.equal([])
     })
 
     it('cancels a long read on the replica that runs it (abort signal, cancel query)', async () => {

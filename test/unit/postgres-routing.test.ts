@@ -474,7 +474,7 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       h.primary.respond = (s) =>
         POSITION.test(s) ? [{ lsn: '0/4000028', block: '8192', segment: '16777216' }] : undefined
       h.replicas[0]!.replayLsn = 0x4000000n
-      await sql`select pg_advisory_lock(1)`.execute(h.db)
+      await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       await h.db.selectFrom('person').selectAll().execute()
       const poll = userStatements(h.replicas[0]!).find((s) => s.sql === POLL)
       expect(poll?.parameters).to.deep.equal(['0/4000000'])

@@ -532,6 +532,47 @@ describe('routing (stubbed mysql2 pools)', () => {
     })
   })
 
+  describe('what counts as a write for read-your-writes', () => {
+    it('locking reads, session statements, lock functions and no-op updates leave later reads on replicas', async () => {
+      const events: string[] = []
+      h = harness({ consistency: 'causal', onEvent: (e) => events.push(e.type) })
+      // Outside any consistencyScope: these would make the process-wide scope sticky if they
+      // counted as writes of unknown position (they come back without a GTID).
+      await h.db.selectFrom('person').selectAll().forUpdate().execute()
+      await h.db.connection().execute(async (conn) => {
+        await sql`set @x = 1`.execute(conn)
+        await sql`select @x`.execute(conn)
+      })
+      await h.db.selectNoFrom(sql<number>`get_lock('job', 1)`.as('l')).execute()
+      h.primary.respond = (s) =>
+        s.startsWith('update')
+          ? { affectedRows: 1, changedRows: 0, insertId: 0, stateChanges: null }
+          : undefined
+      await h.db.updateTable('person').set({ name: 'same' }).where('id', '=', 1).execute()
+      await h.db.selectFrom('person').selectAll().execute()
+      expect(lastRoute(h)).to.include({ role: 'replica', reason: 'read' })
+      expect(events).to.not.include('causal-unsupported')
+    })
+
+    it('a real write without a GTID makes reads sticky until a later write reports one', async () => {
+      const events: string[] = []
+      h = harness({ consistency: 'causal', onEvent: (e) => events.push(e.type) })
+      let withGtid = false
+      h.primary.respond = (s) =>
+        s.startsWith('delete') && !withGtid
+          ? { affectedRows: 1, changedRows: 0, insertId: 0, stateChanges: null }
+          : undefined
+      await h.db.deleteFrom('person').where('id', '=', 1).execute()
+      await h.db.selectFrom('person').selectAll().execute()
+      expect(lastRoute(h)).to.include({ role: 'primary', reason: 'sticky' })
+      expect(events).to.include('causal-unsupported')
+      withGtid = true
+      await h.db.insertInto('person').values({ id: 2, name: 'b' }).execute()
+      await h.db.selectFrom('person').selectAll().execute()
+      expect(lastRoute(h)).to.include({ role: 'replica' })
+    })
+  })
+
   describe('failover of reads', () => {
     it('retries a read on another replica when one refuses connections', async () => {
       h = harness()
