@@ -141,6 +141,57 @@ export interface ResolvedConfig {
 
 const CONSISTENCY_MODES: ReadonlySet<string> = new Set(['eventual', 'sticky', 'causal'])
 
+const CONFIG_KEYS: readonly string[] = [
+  'primary',
+  'replicas',
+  'selector',
+  'latency',
+  'consistency',
+  'stickyWindowMs',
+  'causalWaitTimeoutMs',
+  'onCreateConnection',
+  'replicaSessionReadOnly',
+  'primaryFunctions',
+  'onRoute',
+  'onEvent',
+  'health',
+  'maxReplicationLagMs',
+  'retry',
+  'fallback',
+  'hooks',
+  'queryComments',
+  'tracing',
+]
+
+const NODE_KEYS: readonly string[] = [
+  'name',
+  'pool',
+  'connection',
+  'poolSize',
+  'idleTimeoutMs',
+  'maxLifetimeMs',
+]
+
+const NESTED_KEYS: Readonly<Record<'health' | 'latency' | 'retry' | 'hooks', readonly string[]>> = {
+  health: ['probeIntervalMs', 'probeTimeoutMs', 'probeConcurrency', 'cooldownMs', 'maxCooldownMs'],
+  latency: ['ttlMs', 'sampleSize', 'decayMs'],
+  retry: ['reads'],
+  hooks: ['beforeConnect', 'afterConnect', 'onConnectionFailure'],
+}
+
+function checkKeys(
+  value: object,
+  allowed: readonly string[],
+  where: string,
+  fail: (m: string) => never,
+): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      fail(`unknown option "${key}" in ${where}: the options are ${allowed.join(', ')}`)
+    }
+  }
+}
+
 /**
  * Validates the parts of the config every engine shares and returns them frozen. Throws
  * {@link ReplicatedConfigError} with a message that names the offending setting.
@@ -149,12 +200,31 @@ export function resolveConfig<P, C>(
   config: ReplicatedDialectConfig<P, C>,
   isPool: (value: unknown) => boolean,
   dialectName: string,
+  extraKeys: readonly string[] = [],
 ): ResolvedConfig {
   const fail = (message: string): never => {
     throw new ReplicatedConfigError(`${dialectName}: ${message}`)
   }
   if (config === null || typeof config !== 'object') {
     fail('a config object is required: { primary: { pool }, replicas: [...] }')
+  }
+  // A misspelt option would otherwise be ignored without a word (plain JavaScript callers).
+  checkKeys(config, [...CONFIG_KEYS, ...extraKeys], 'the config', fail)
+  for (const key of ['health', 'latency', 'retry', 'hooks'] as const) {
+    const value = config[key]
+    if (value !== undefined && value !== null && typeof value === 'object') {
+      checkKeys(value, NESTED_KEYS[key], `\`${key}\``, fail)
+    }
+  }
+  if (config.primary !== null && typeof config.primary === 'object') {
+    checkKeys(config.primary, NODE_KEYS, '`primary`', fail)
+  }
+  if (Array.isArray(config.replicas)) {
+    config.replicas.forEach((replica, i) => {
+      if (replica !== null && typeof replica === 'object') {
+        checkKeys(replica, [...NODE_KEYS, 'weight'], `replicas[${i}]`, fail)
+      }
+    })
   }
   if (config.primary === null || typeof config.primary !== 'object') {
     fail('`primary` is missing: pass { primary: { pool }, replicas: [...] }')

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { ConnectionHooks } from './config.js'
 import type { NodeEndpoint, NodeInfo, NodePool, PhysicalConnection, PoolCounts } from './engine.js'
+import { ConnectionSetupError } from './errors.js'
 
 /** Per node, as `getPoolStats()` reports it. */
 export interface PoolStats {
@@ -118,6 +119,11 @@ export class ManagedPool implements NodePool, LifecycleOwner {
     try {
       connection = await this.#inner.acquire(signal)
     } catch (error) {
+      if (error instanceof ConnectionSetupError) {
+        // A connection was opened, its setup failed, and it was closed at once.
+        this.#opened++
+        this.#closed++
+      }
       if (this.#isConnectionError(error)) this.connectionFailed(error)
       throw error
     } finally {

@@ -42,8 +42,9 @@ export abstract class ReplicatedDialectBase {
     dialectName: string,
     isPool: (value: unknown) => boolean,
     createPool: (node: NodeSource, setup: NodePoolSetup) => LifecycleNodePool,
+    extraKeys: readonly string[] = [],
   ) {
-    const resolved = resolveConfig(config, isPool, dialectName)
+    const resolved = resolveConfig(config, isPool, dialectName, extraKeys)
     let selector: ReturnType<typeof createSelector>
     try {
       selector = createSelector(config.selector, {

@@ -4,6 +4,7 @@ import { CompiledQuery as Query } from 'kysely'
 import { parsePosition, type ReplicationPosition } from '../consistency/position.js'
 import { ConnectionSetup } from '../core/connection-setup.js'
 import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
+import { annotateNodeError } from '../core/errors.js'
 import type {
   LifecycleConnection,
   LifecycleNodePool,
@@ -77,10 +78,15 @@ export class MysqlNodePool implements LifecycleNodePool {
 
   async init(): Promise<void> {
     if (this.#pool !== undefined) return
-    const source =
-      typeof this.#source === 'function'
-        ? await (this.#source as () => Promise<unknown>)()
-        : this.#source
+    let source: unknown
+    try {
+      source =
+        typeof this.#source === 'function'
+          ? await (this.#source as () => Promise<unknown>)()
+          : this.#source
+    } catch (error) {
+      throw annotateNodeError(error, this.#setup.node.name)
+    }
     const pool = unwrapMysqlPool(source)
     if (pool === undefined) {
       throw new TypeError(

@@ -3,6 +3,7 @@ import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
 import { ConnectionSetup } from '../core/connection-setup.js'
 import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
+import { annotateNodeError } from '../core/errors.js'
 import type {
   LifecycleConnection,
   LifecycleNodePool,
@@ -83,10 +84,15 @@ export class PostgresNodePool implements LifecycleNodePool {
 
   async init(): Promise<void> {
     if (this.#pool !== undefined) return
-    const source =
-      typeof this.#source === 'function'
-        ? await (this.#source as () => Promise<unknown>)()
-        : this.#source
+    let source: unknown
+    try {
+      source =
+        typeof this.#source === 'function'
+          ? await (this.#source as () => Promise<unknown>)()
+          : this.#source
+    } catch (error) {
+      throw annotateNodeError(error, this.#setup.node.name)
+    }
     if (!isPostgresPool(source)) {
       throw new TypeError(
         `node "${this.#setup.node.name}": the pool factory did not return a pg pool (new Pool() from 'pg')`,

@@ -52,6 +52,7 @@ export class ReplicatedPostgresDialect extends ReplicatedDialectBase implements 
       isPostgresPool,
       (node, setup) =>
         new PostgresNodePool(node.pool ?? (() => createPostgresPool(node)), setup, engine, cursor),
+      ['cursor'],
     )
     engine.attach(this.cluster)
   }

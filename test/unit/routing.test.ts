@@ -457,6 +457,21 @@ describe('routing (stubbed mysql2 pools)', () => {
         { primary: { pool: { query() {} } }, replicas: [] },
         /not a supported pool/,
       ],
+      [
+        'a misspelt option',
+        { primary: { pool: pool() }, replicas: [], consistancy: 'eventual' },
+        /unknown option "consistancy"/,
+      ],
+      [
+        'a misspelt node option',
+        { primary: { pool: pool(), maxLifetime: 5 }, replicas: [] },
+        /unknown option "maxLifetime" in `primary`/,
+      ],
+      [
+        'a misspelt health option',
+        { primary: { pool: pool() }, replicas: [], health: { probeInterval: 5 } },
+        /unknown option "probeInterval" in `health`/,
+      ],
     ]
     for (const [name, config, message] of cases) {
       it(`rejects ${name}`, () => {
