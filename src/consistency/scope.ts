@@ -21,6 +21,7 @@ export class ConsistencyScope {
   readonly parent: ConsistencyScope | undefined
   readonly #clusters = new Map<object, ClusterWrites>()
   readonly #tokenPositions: readonly ReplicationPosition[]
+  readonly #warned = new WeakSet<object>()
 
   constructor(
     parent: ConsistencyScope | undefined,
@@ -91,6 +92,22 @@ export class ConsistencyScope {
       unknownWriteAtMs = maxDefined(unknownWriteAtMs, writes.unknownWriteAtMs)
     }
     return seen ? { position, lastWriteAtMs, unknownWriteAtMs } : NOTHING_WRITTEN
+  }
+
+  /**
+   * The kind of a causal token given to this scope (or an enclosing one) that a cluster of engine
+   * `kind` cannot use, the first time that cluster asks; `undefined` otherwise. A token for
+   * another engine is not an error (a process may use several engines) but it is worth a word.
+   */
+  foreignTokenKind(cluster: object, kind: ReplicationPosition['kind']): string | undefined {
+    for (let scope: ConsistencyScope | undefined = this; scope; scope = scope.parent) {
+      if (scope.#tokenPositions.length === 0) continue
+      if (scope.#tokenPositions.some((p) => p.kind === kind)) return undefined
+      if (scope.#warned.has(cluster)) return undefined
+      scope.#warned.add(cluster)
+      return scope.#tokenPositions[0]!.kind
+    }
+    return undefined
   }
 
   /** Per cluster, the merged position reads in this scope must observe (over enclosing scopes too). */

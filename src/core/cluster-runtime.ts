@@ -270,6 +270,14 @@ export class ClusterRuntime {
     // The scope is looked up only now: eventual mode never needs one.
     const required = source.scope.requirement(this, this.engine.positionKind, nowMs)
     if (required.lastWriteAtMs === undefined) {
+      const foreign = source.scope.foreignTokenKind(this, this.engine.positionKind)
+      if (foreign !== undefined) {
+        this.emitEvent({
+          type: 'causal-token-ignored',
+          node: this.primary.name,
+          message: `the scope's causal token is for a ${foreign} cluster, not this ${this.engine.positionKind} one: it is ignored here`,
+        })
+      }
       return usable.length > 0
         ? { kind: 'replica', candidates: usable, reason: 'read' }
         : this.#noReplica()

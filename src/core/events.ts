@@ -70,5 +70,6 @@ export type ReplicationEvent =
   | { readonly type: 'lag-recovered'; readonly node: string; readonly lagMs: number }
   | { readonly type: 'not-read-only'; readonly node: string }
   | { readonly type: 'causal-unsupported'; readonly node: string; readonly message: string }
+  | { readonly type: 'causal-token-ignored'; readonly node: string; readonly message: string }
   | { readonly type: 'probe-failed'; readonly node: string; readonly error: unknown }
   | { readonly type: 'pool-oversized'; readonly node: string; readonly message: string }

@@ -88,4 +88,27 @@ describe('consistency scopes', () => {
     expect(wait?.parameters[0]).to.equal('0-1-1')
     await db.destroy()
   })
+
+  it('reports a causal token for another engine once, instead of ignoring it silently', async () => {
+    const primary = fakeMysqlNode('primary')
+    const replica = fakeMysqlNode('replica-1')
+    const events: string[] = []
+    const db = new Kysely<any>({
+      dialect: new ReplicatedMysqlDialect({
+        primary: { pool: primary.pool },
+        replicas: [{ name: 'replica-1', pool: replica.pool }],
+        health: { probeIntervalMs: 0 },
+        onEvent: (e) => events.push(e.type),
+      }),
+    })
+    await consistencyScope(
+      async () => {
+        await db.selectFrom('t').selectAll().execute()
+        await db.selectFrom('t').selectAll().execute()
+      },
+      { causalToken: 'kr1.p.16-B374D848' },
+    )
+    expect(events.filter((e) => e === 'causal-token-ignored')).to.have.length(1)
+    await db.destroy()
+  })
 })
