@@ -120,6 +120,8 @@ forEachDialect((fx) => {
       const probeIntervalMs = 300
       const t = fx.create(cluster(), {
         consistency: 'eventual',
+        // Round-robin, so that "serves reads again" does not depend on latency estimates.
+        selector: 'round-robin',
         health: { probeIntervalMs },
         maxReplicationLagMs: 2000,
         onEvent: (e) => events.push(e),
