@@ -1,6 +1,6 @@
 import type { OperationNode } from 'kysely'
 import { type Classification, type ClassifyOptions, READ } from './classification.js'
-import { SESSION_PINNING_FUNCTIONS } from './primary-functions.js'
+import { normalizeFunctionName, SESSION_PINNING_FUNCTIONS } from './primary-functions.js'
 import { classifyRawFragment, classifyRawSql } from './raw-sql.js'
 
 /** Data-modifying statement kinds (at the root or nested in a select). */
@@ -128,7 +128,7 @@ function scanTree(root: OperationNode, options: ClassifyOptions): Classification
           break
         }
         case 'FunctionNode': {
-          const name = normalizeFunctionName(node.func)
+          const name = typeof node.func === 'string' ? normalizeFunctionName(node.func) : undefined
           if (name !== undefined && options.primaryFunctions.has(name)) {
             hit = {
               read: false,
@@ -197,21 +197,4 @@ function lockDetail(modifier: string): string {
     default:
       return 'for key share'
   }
-}
-
-/** `public.NextVal` -> `nextval`; quoted names lose their quotes. */
-export function normalizeFunctionName(func: unknown): string | undefined {
-  if (typeof func !== 'string') {
-    return undefined
-  }
-  let name = func
-  const dot = name.lastIndexOf('.')
-  if (dot >= 0) {
-    name = name.slice(dot + 1)
-  }
-  const first = name.charCodeAt(0)
-  if (first === 34 /* " */ || first === 96 /* ` */) {
-    name = name.slice(1, -1)
-  }
-  return name.toLowerCase()
 }

@@ -1,5 +1,45 @@
 import type { SqlFlavor } from './classification.js'
 
+// Groups shared by the engine lists and the session-pinning list below.
+
+/** MySQL/MariaDB named (user-level) locks: they live on the session that took them. */
+const NAMED_LOCKS = ['get_lock', 'release_lock', 'release_all_locks']
+
+/** Results of the session's previous statement. */
+const PREVIOUS_STATEMENT_RESULTS = ['row_count', 'found_rows']
+
+/** PostgreSQL advisory locks, session- and transaction-level. */
+const ADVISORY_LOCKS = [
+  'pg_advisory_lock',
+  'pg_advisory_lock_shared',
+  'pg_try_advisory_lock',
+  'pg_try_advisory_lock_shared',
+  'pg_advisory_xact_lock',
+  'pg_advisory_xact_lock_shared',
+  'pg_try_advisory_xact_lock',
+  'pg_try_advisory_xact_lock_shared',
+  'pg_advisory_unlock',
+  'pg_advisory_unlock_shared',
+  'pg_advisory_unlock_all',
+]
+
+/** PostgreSQL large-object access through a descriptor, which belongs to the session's transaction. */
+const LARGE_OBJECT_DESCRIPTOR_FUNCTIONS = [
+  'lo_open',
+  'lo_close',
+  'loread',
+  'lowrite',
+  'lo_lseek',
+  'lo_lseek64',
+  'lo_tell',
+  'lo_tell64',
+  'lo_truncate',
+  'lo_truncate64',
+]
+
+/** PostgreSQL session-level backup control. */
+const BACKUP_FUNCTIONS = ['pg_backup_start', 'pg_backup_stop', 'pg_start_backup', 'pg_stop_backup']
+
 /**
  * Functions that make a MySQL/MariaDB statement run on the primary. Matched case-insensitively,
  * on the last part of a qualified name, and only when the name is followed by `(`.
@@ -11,9 +51,7 @@ import type { SqlFlavor } from './classification.js'
  */
 export const MYSQL_PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
   // Named (user-level) locks live on the server they were taken on and belong to the session.
-  'get_lock',
-  'release_lock',
-  'release_all_locks',
+  ...NAMED_LOCKS,
   // Read the named-lock table, which is only meaningful where the locks are taken.
   'is_used_lock',
   'is_free_lock',
@@ -24,8 +62,7 @@ export const MYSQL_PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
   'setval',
   'lastval',
   // Outcome of the session's previous statement.
-  'row_count',
-  'found_rows',
+  ...PREVIOUS_STATEMENT_RESULTS,
 ])
 
 /**
@@ -45,17 +82,7 @@ export const POSTGRES_PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
   'currval',
   'lastval',
   // Advisory locks, session- and transaction-level; unlocking must reach the session holding them.
-  'pg_advisory_lock',
-  'pg_advisory_lock_shared',
-  'pg_try_advisory_lock',
-  'pg_try_advisory_lock_shared',
-  'pg_advisory_xact_lock',
-  'pg_advisory_xact_lock_shared',
-  'pg_try_advisory_xact_lock',
-  'pg_try_advisory_xact_lock_shared',
-  'pg_advisory_unlock',
-  'pg_advisory_unlock_shared',
-  'pg_advisory_unlock_all',
+  ...ADVISORY_LOCKS,
   // Assign a transaction id (an error on a standby) or read the current transaction's one.
   'txid_current',
   'txid_current_if_assigned',
@@ -74,16 +101,7 @@ export const POSTGRES_PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
   'lo_unlink',
   'lo_put',
   'lo_from_bytea',
-  'lo_open',
-  'lo_close',
-  'loread',
-  'lowrite',
-  'lo_lseek',
-  'lo_lseek64',
-  'lo_tell',
-  'lo_tell64',
-  'lo_truncate',
-  'lo_truncate64',
+  ...LARGE_OBJECT_DESCRIPTOR_FUNCTIONS,
   // WAL and backup control, only possible on the primary (errors during recovery).
   'pg_create_restore_point',
   'pg_switch_wal',
@@ -91,10 +109,7 @@ export const POSTGRES_PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
   'pg_current_wal_insert_lsn',
   'pg_current_wal_flush_lsn',
   'pg_logical_emit_message',
-  'pg_backup_start',
-  'pg_backup_stop',
-  'pg_start_backup',
-  'pg_stop_backup',
+  ...BACKUP_FUNCTIONS,
 ])
 
 /**
@@ -104,42 +119,17 @@ export const POSTGRES_PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
  * session-level backup functions. Functions added by the user never pin.
  */
 export const SESSION_PINNING_FUNCTIONS: ReadonlySet<string> = new Set([
-  'get_lock',
-  'release_lock',
-  'release_all_locks',
+  ...NAMED_LOCKS,
   'last_insert_id',
-  'row_count',
-  'found_rows',
+  ...PREVIOUS_STATEMENT_RESULTS,
   'nextval',
   'setval',
   'currval',
   'lastval',
-  'pg_advisory_lock',
-  'pg_advisory_lock_shared',
-  'pg_try_advisory_lock',
-  'pg_try_advisory_lock_shared',
-  'pg_advisory_xact_lock',
-  'pg_advisory_xact_lock_shared',
-  'pg_try_advisory_xact_lock',
-  'pg_try_advisory_xact_lock_shared',
-  'pg_advisory_unlock',
-  'pg_advisory_unlock_shared',
-  'pg_advisory_unlock_all',
+  ...ADVISORY_LOCKS,
   'set_config',
-  'lo_open',
-  'lo_close',
-  'loread',
-  'lowrite',
-  'lo_lseek',
-  'lo_lseek64',
-  'lo_tell',
-  'lo_tell64',
-  'lo_truncate',
-  'lo_truncate64',
-  'pg_backup_start',
-  'pg_backup_stop',
-  'pg_start_backup',
-  'pg_stop_backup',
+  ...LARGE_OBJECT_DESCRIPTOR_FUNCTIONS,
+  ...BACKUP_FUNCTIONS,
 ])
 
 /**
@@ -155,14 +145,23 @@ export function primaryFunctionSet(
   if (extra === undefined || extra.length === 0) return defaults
   const set = new Set(defaults)
   for (const raw of extra) {
-    let name = raw.trim().toLowerCase()
-    const dot = name.lastIndexOf('.')
-    if (dot >= 0) name = name.slice(dot + 1)
-    const q = name.charCodeAt(0)
-    if (name.length >= 2 && (q === 34 || q === 96) && name.charCodeAt(name.length - 1) === q) {
-      name = name.slice(1, -1)
-    }
+    const name = normalizeFunctionName(raw)
     if (name.length > 0) set.add(name)
   }
   return set
+}
+
+/**
+ * A function name as the routing lists hold it: trimmed, lower-case, the last part of a
+ * qualified name (`audit.Write_Log` -> `write_log`), without matching quotes (`"nextval"`).
+ */
+export function normalizeFunctionName(text: string): string {
+  let name = text.trim().toLowerCase()
+  const dot = name.lastIndexOf('.')
+  if (dot >= 0) name = name.slice(dot + 1)
+  const q = name.charCodeAt(0)
+  if (name.length >= 2 && (q === 34 || q === 96) && name.charCodeAt(name.length - 1) === q) {
+    name = name.slice(1, -1)
+  }
+  return name
 }
