@@ -1,5 +1,5 @@
 import { asDatabaseConnection } from './engine.js'
-import { ConnectionSetupError } from './errors.js'
+import { annotateNodeError, ConnectionSetupError } from './errors.js'
 import type { LifecycleConnection } from './managed-pool.js'
 import type { NodePoolSetup } from './replicated-dialect-base.js'
 
@@ -12,8 +12,8 @@ import type { NodePoolSetup } from './replicated-dialect-base.js'
 export class ConnectionSetup {
   readonly #setup: NodePoolSetup
   readonly #isConnectionError: (error: unknown) => boolean
-  /** When each physical connection was first handed out (clock reading), keyed by the driver's object. */
-  readonly #createdAt = new WeakMap<object, number>()
+  /** The connection object of each physical connection set up so far, keyed by the driver's object. */
+  readonly #known = new WeakMap<object, LifecycleConnection>()
   #firstSeen = false
 
   constructor(setup: NodePoolSetup, isConnectionError: (error: unknown) => boolean) {
@@ -21,9 +21,9 @@ export class ConnectionSetup {
     this.#isConnectionError = isConnectionError
   }
 
-  /** When `raw` was set up, or `undefined` for a connection this pool has not handed out yet. */
-  createdAt(raw: object): number | undefined {
-    return this.#createdAt.get(raw)
+  /** The connection object made when `raw` was set up, or `undefined` for a new physical connection. */
+  known(raw: object): LifecycleConnection | undefined {
+    return this.#known.get(raw)
   }
 
   /**
@@ -52,10 +52,23 @@ export class ConnectionSetup {
         { cause: error },
       )
     }
-    this.#createdAt.set(raw, connection.createdAtMs)
+    this.#known.set(raw, connection)
     if (!this.#firstSeen) {
       this.#firstSeen = true
       await this.#setup.firstConnection(connection)
     }
+  }
+}
+
+/**
+ * A node's configured pool: the value itself, or what its async factory returns. A factory's
+ * error carries the node's name.
+ */
+export async function resolvePoolSource(source: unknown, node: string): Promise<unknown> {
+  if (typeof source !== 'function') return source
+  try {
+    return await (source as () => Promise<unknown>)()
+  } catch (error) {
+    throw annotateNodeError(error, node)
   }
 }

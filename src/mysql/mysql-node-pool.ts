@@ -2,9 +2,8 @@ import { performance } from 'node:perf_hooks'
 import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
 import { parsePosition, type ReplicationPosition } from '../consistency/position.js'
-import { ConnectionSetup } from '../core/connection-setup.js'
+import { ConnectionSetup, resolvePoolSource } from '../core/connection-setup.js'
 import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
-import { annotateNodeError } from '../core/errors.js'
 import type {
   LifecycleConnection,
   LifecycleNodePool,
@@ -66,7 +65,6 @@ export class MysqlNodePool implements LifecycleNodePool {
   readonly #engine: MysqlEngine
   /** When each physical connection was first handed out. */
   readonly #connections: ConnectionSetup
-  readonly #objects = new WeakMap<object, MysqlPhysicalConnection>()
   #pool: MysqlPool | undefined
 
   constructor(source: unknown, setup: NodePoolSetup, engine: MysqlEngine) {
@@ -78,15 +76,7 @@ export class MysqlNodePool implements LifecycleNodePool {
 
   async init(): Promise<void> {
     if (this.#pool !== undefined) return
-    let source: unknown
-    try {
-      source =
-        typeof this.#source === 'function'
-          ? await (this.#source as () => Promise<unknown>)()
-          : this.#source
-    } catch (error) {
-      throw annotateNodeError(error, this.#setup.node.name)
-    }
+    const source = await resolvePoolSource(this.#source, this.#setup.node.name)
     const pool = unwrapMysqlPool(source)
     if (pool === undefined) {
       throw new TypeError(
@@ -160,7 +150,7 @@ export class MysqlNodePool implements LifecycleNodePool {
 
   #prepare(raw: MysqlPoolConnection): LifecycleConnection | Promise<LifecycleConnection> {
     // One connection object per physical connection, reused for every checkout (hot path).
-    const known = this.#objects.get(raw)
+    const known = this.#connections.known(raw) as MysqlPhysicalConnection | undefined
     if (known !== undefined) {
       known.checkedOut()
       return known
@@ -181,7 +171,6 @@ export class MysqlNodePool implements LifecycleNodePool {
       () => this.#engine.setUpConnection(connection, raw, this.#setup),
       () => raw.destroy(),
     )
-    this.#objects.set(raw, connection)
     return connection
   }
 }

@@ -1,9 +1,8 @@
 import { performance } from 'node:perf_hooks'
 import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
-import { ConnectionSetup } from '../core/connection-setup.js'
+import { ConnectionSetup, resolvePoolSource } from '../core/connection-setup.js'
 import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
-import { annotateNodeError } from '../core/errors.js'
 import type {
   LifecycleConnection,
   LifecycleNodePool,
@@ -84,15 +83,7 @@ export class PostgresNodePool implements LifecycleNodePool {
 
   async init(): Promise<void> {
     if (this.#pool !== undefined) return
-    let source: unknown
-    try {
-      source =
-        typeof this.#source === 'function'
-          ? await (this.#source as () => Promise<unknown>)()
-          : this.#source
-    } catch (error) {
-      throw annotateNodeError(error, this.#setup.node.name)
-    }
+    const source = await resolvePoolSource(this.#source, this.#setup.node.name)
     if (!isPostgresPool(source)) {
       throw new TypeError(
         `node "${this.#setup.node.name}": the pool factory did not return a pg pool (new Pool() from 'pg')`,
@@ -184,7 +175,7 @@ export class PostgresNodePool implements LifecycleNodePool {
 
   async #prepare(client: PostgresPoolClient): Promise<LifecycleConnection> {
     const node = this.#setup.node
-    const createdAt = this.#connections.createdAt(client)
+    const createdAt = this.#connections.known(client)?.createdAtMs
     if (createdAt !== undefined) {
       return new PostgresPhysicalConnection(client, node, this.#cursor, createdAt, false)
     }
