@@ -6,7 +6,7 @@ import {
 } from '../consistency/position.js'
 import type { ConsistencyScope } from '../consistency/scope.js'
 import type { HealthTransition } from '../health/node-health.js'
-import { Prober } from '../health/prober.js'
+import { Prober, ProbeTimeoutError } from '../health/prober.js'
 import { Tracing } from '../observability/tracing.js'
 import type { ClassifyOptions } from '../routing/classification.js'
 import { primaryFunctionSet } from '../routing/primary-functions.js'
@@ -521,7 +521,7 @@ export class ClusterRuntime {
 
   probeFailed(node: NodeRuntime, error: unknown, nowMs: number): void {
     node.lastProbeAtMs = nowMs
-    if (this.engine.isConnectionError(error) || isTimeout(error)) {
+    if (this.engine.isConnectionError(error) || error instanceof ProbeTimeoutError) {
       this.#transition(node, node.health.onFailure(nowMs, Math.random), error)
     } else {
       this.emitEvent({ type: 'probe-failed', node: node.name, error })
@@ -589,10 +589,6 @@ function sameCandidates(a: readonly ReplicaCandidate[], b: readonly ReplicaCandi
     if (a[i] !== b[i]) return false
   }
   return true
-}
-
-function isTimeout(error: unknown): boolean {
-  return error instanceof Error && error.name === 'ProbeTimeoutError'
 }
 
 import { formatPosition } from '../consistency/position.js'
