@@ -4,7 +4,7 @@
  * dialects). Tests prove where a statement ran from the database itself (`whereAmI`), never from
  * the library's own report alone.
  */
-import { Kysely, type RawBuilder, sql } from 'kysely'
+import { type Dialect, Kysely, type RawBuilder, sql } from 'kysely'
 import { createPool } from 'mysql2'
 import pg from 'pg'
 import Cursor from 'pg-cursor'
@@ -14,7 +14,12 @@ import {
   ReplicatedPostgresDialect,
   type RouteEvent,
 } from '../../src/index.js'
-import type { ClusterAvailability, ClusterNode, ReplicatedTestCluster } from './cluster.js'
+import type {
+  ClusterAvailability,
+  ClusterNode,
+  NodeConnectionOptions,
+  ReplicatedTestCluster,
+} from './cluster.js'
 import {
   mariadbAvailability,
   postgresAvailability,
@@ -92,6 +97,41 @@ function nodeByServerId(cluster: ReplicatedTestCluster, id: number): ClusterNode
   return node
 }
 
+/**
+ * What both fixtures' `create` share: the nodes' pools (or connection options), the choice of
+ * replicas and primary, and the route log in front of the test's own `onRoute`.
+ */
+function createTestDialect(
+  cluster: TestCluster,
+  overrides: TestDialectOverrides,
+  newPool: (
+    options: NodeConnectionOptions,
+    poolOptions: Record<string, unknown> | undefined,
+  ) => unknown,
+  newDialect: (config: any) => TestDialect['dialect'] & Dialect,
+): TestDialect {
+  const { poolOptions, replicaNames, primaryNode, nodeOptions, ...config } = overrides
+  const { fromConnection, ...lifecycle } = nodeOptions ?? {}
+  const node = (n: ClusterNode) =>
+    fromConnection
+      ? { connection: cluster.connectionOptions(n), ...lifecycle }
+      : { pool: newPool(cluster.connectionOptions(n), poolOptions), ...lifecycle }
+  const routes: RouteEvent[] = []
+  const userOnRoute = config.onRoute
+  const dialect = newDialect({
+    primary: node(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!),
+    replicas: cluster.replicas
+      .filter((r) => replicaNames === undefined || replicaNames.includes(r.name))
+      .map((r) => ({ name: r.name, ...node(r) })),
+    ...config,
+    onRoute: (e: RouteEvent) => {
+      routes.push(e)
+      userOnRoute?.(e)
+    },
+  })
+  return { db: new Kysely<any>({ dialect }), dialect, routes }
+}
+
 export const mysqlFixture: DialectFixture = {
   name: 'mysql',
   available: mariadbAvailability,
@@ -103,34 +143,12 @@ export const mysqlFixture: DialectFixture = {
     }) as unknown as TestCluster
   },
   create(cluster, overrides = {}) {
-    const { poolOptions, replicaNames, primaryNode, nodeOptions, ...config } = overrides
-    const routes: RouteEvent[] = []
-    const pool = (node: ClusterNode) => {
-      const { fromConnection, ...lifecycle } = nodeOptions ?? {}
-      if (fromConnection) return { connection: cluster.connectionOptions(node), ...lifecycle }
-      return {
-        pool: createPool({
-          ...cluster.connectionOptions(node),
-          connectionLimit: 20,
-          ...poolOptions,
-        }),
-        ...lifecycle,
-      }
-    }
-    const replicas = cluster.replicas.filter(
-      (r) => replicaNames === undefined || replicaNames.includes(r.name),
+    return createTestDialect(
+      cluster,
+      overrides,
+      (options, poolOptions) => createPool({ ...options, connectionLimit: 20, ...poolOptions }),
+      (config) => new ReplicatedMysqlDialect(config),
     )
-    const userOnRoute = config.onRoute
-    const dialect = new ReplicatedMysqlDialect({
-      primary: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!),
-      replicas: replicas.map((r) => ({ name: r.name, ...pool(r) })),
-      ...config,
-      onRoute: (e) => {
-        routes.push(e)
-        userOnRoute?.(e)
-      },
-    })
-    return { db: new Kysely<any>({ dialect }), dialect, routes }
   },
   whereAmI() {
     return sql<{ node: string }>`select @@server_id as server_id`
@@ -217,31 +235,17 @@ export const postgresFixture: DialectFixture = {
     }) as unknown as TestCluster
   },
   create(cluster, overrides = {}) {
-    const { poolOptions, replicaNames, primaryNode, nodeOptions, ...config } = overrides
-    const routes: RouteEvent[] = []
-    const pool = (node: ClusterNode) => {
-      const { fromConnection, ...lifecycle } = nodeOptions ?? {}
-      if (fromConnection) return { connection: cluster.connectionOptions(node), ...lifecycle }
-      const p = new pg.Pool({ ...cluster.connectionOptions(node), max: 20, ...poolOptions })
-      // Idle clients of a killed node emit 'error' on the pool: without a listener the test process dies.
-      p.on('error', () => {})
-      return { pool: p, ...lifecycle }
-    }
-    const replicas = cluster.replicas.filter(
-      (r) => replicaNames === undefined || replicaNames.includes(r.name),
-    )
-    const userOnRoute = config.onRoute
-    const dialect = new ReplicatedPostgresDialect({
-      primary: pool(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!),
-      replicas: replicas.map((r) => ({ name: r.name, ...pool(r) })),
-      cursor: Cursor,
-      ...config,
-      onRoute: (e) => {
-        routes.push(e)
-        userOnRoute?.(e)
+    return createTestDialect(
+      cluster,
+      overrides,
+      (options, poolOptions) => {
+        const p = new pg.Pool({ ...options, max: 20, ...poolOptions })
+        // Idle clients of a killed node emit 'error' on the pool: without a listener the test process dies.
+        p.on('error', () => {})
+        return p
       },
-    })
-    return { db: new Kysely<any>({ dialect }), dialect, routes }
+      (config) => new ReplicatedPostgresDialect({ cursor: Cursor, ...config }),
+    )
   },
   whereAmI() {
     return sql<{ node: string }>`select inet_server_port() as port`
