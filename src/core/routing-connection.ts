@@ -62,7 +62,6 @@ export class RoutingConnection implements DatabaseConnection {
   /** This connection's scope, created on first use (eventual mode never needs one). */
   #scope: ConsistencyScope | undefined
   #primary: PhysicalConnection | undefined
-  #primaryKilled = false
   #pinned = false
   #rawTransaction: { wrote: boolean } | undefined
   #transaction: OpenTransaction | undefined
@@ -206,7 +205,6 @@ export class RoutingConnection implements DatabaseConnection {
     const running = this.#running
     if (running === undefined || running.connection.sessionId === undefined) return
     if (kind === 'session') {
-      if (running.connection === this.#primary) this.#primaryKilled = true
       ;(running.connection as { killed?: boolean }).killed = true
     }
     // A control connection from the same node's pool: the statement may run on a replica, and a
@@ -781,17 +779,12 @@ export class RoutingConnection implements DatabaseConnection {
     this.#pinned = false
     this.#rawTransaction = undefined
     if (primary !== undefined) {
-      if (
-        this.#primaryKilled ||
-        transaction !== undefined ||
-        (primary as { killed?: boolean }).killed
-      ) {
+      if (transaction !== undefined || (primary as { killed?: boolean }).killed) {
         primary.destroy()
       } else {
         primary.release()
       }
     }
-    this.#primaryKilled = false
   }
 }
 
