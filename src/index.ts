@@ -1,6 +1,5 @@
 export type { ConsistencyScopeOptions } from './consistency/scope.js'
 export { consistencyScope, getCausalToken } from './consistency/scope.js'
-export type { ReplicaInfo, RoutingStats } from './core/cluster-runtime.js'
 export type {
   ConnectionHooks,
   ConsistencyMode,
@@ -8,7 +7,7 @@ export type {
   ReplicaConfig,
   ReplicatedDialectConfig,
 } from './core/config.js'
-export type { NodeInfo } from './core/engine.js'
+export type { NodeInfo } from './core/contracts/engine.js'
 export {
   ConnectionSetupError,
   InvalidCausalTokenError,
@@ -16,9 +15,14 @@ export {
   NoReplicaAvailableError,
   ReadOnlyViolationError,
   ReplicatedConfigError,
-} from './core/errors.js'
-export type { NodeState, ReplicationEvent, RouteEvent, RouteReason } from './core/events.js'
-export type { PoolStats } from './core/managed-pool.js'
+} from './core/contracts/errors.js'
+export type {
+  NodeState,
+  ReplicationEvent,
+  RouteEvent,
+  RouteReason,
+} from './core/contracts/events.js'
+export type { PoolStats, ReplicaInfo, RoutingStats } from './core/contracts/stats.js'
 export type { RouteHint } from './core/route-hints.js'
 export { onPrimary, onReplica, RouteHintPlugin, readOnly } from './core/route-hints.js'
 export type { MysqlPool, MysqlPoolConnection, MysqlPromisePool } from './mysql/mysql-pool-types.js'

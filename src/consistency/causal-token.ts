@@ -28,7 +28,7 @@
  */
 
 import { createHash } from 'node:crypto'
-import { InvalidCausalTokenError } from '../core/errors.js'
+import { InvalidCausalTokenError } from '../core/contracts/errors.js'
 import { MARIADB_MAX_ID, MARIADB_MAX_SEQ, type MariadbGtid } from './mariadb-gtid.js'
 import { MYSQL_MAX_GNO, type MysqlGnoInterval, unionMysqlGtidSets } from './mysql-gtid.js'
 import { PG_MAX_LSN } from './pg-lsn.js'

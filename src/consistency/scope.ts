@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { InvalidCausalTokenError } from '../core/errors.js'
+import { InvalidCausalTokenError } from '../core/contracts/errors.js'
 import { decodeCausalToken, encodeCausalToken } from './causal-token.js'
 import { mergePositions, type ReplicationPosition } from './position.js'
 

@@ -1,9 +1,9 @@
 import type { DatabaseConnection } from 'kysely'
 import type { TracingOptions } from '../observability/tracing.js'
 import type { BuiltInSelectorName, ReplicaSelector } from '../selection/replica-selector.js'
-import type { NodeInfo } from './engine.js'
-import { ReplicatedConfigError } from './errors.js'
-import type { ReplicationEvent, RouteEvent } from './events.js'
+import type { NodeInfo } from './contracts/engine.js'
+import { ReplicatedConfigError } from './contracts/errors.js'
+import type { ReplicationEvent, RouteEvent } from './contracts/events.js'
 
 /** Read-your-writes guarantee. See docs/consistency.md. */
 export type ConsistencyMode = 'eventual' | 'sticky' | 'causal'

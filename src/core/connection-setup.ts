@@ -1,24 +1,23 @@
-import { asDatabaseConnection } from './engine.js'
-import { annotateNodeError, ConnectionSetupError } from './errors.js'
-import type { LifecycleConnection } from './managed-pool.js'
-import type { NodePoolSetup } from './replicated-dialect-base.js'
+import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely'
+import type { PhysicalConnection } from './contracts/engine.js'
+import { annotateNodeError, ConnectionSetupError } from './contracts/errors.js'
+import type { LifecycleConnection } from './contracts/lifecycle.js'
+import type { NodePoolSetup } from './contracts/node-setup.js'
 
 /**
  * The part of an engine pool that is the same for every engine: recognising the physical
  * connections it has not seen before, setting them up once (engine settings, then the user's
- * `onCreateConnection` and `hooks.afterConnect`), and never letting a half-set-up connection
+ * `onCreateConnection`), and never letting a half-set-up connection
  * back into the pool.
  */
 export class ConnectionSetup {
   readonly #setup: NodePoolSetup
-  readonly #isConnectionError: (error: unknown) => boolean
   /** The connection object of each physical connection set up so far, keyed by the driver's object. */
   readonly #known = new WeakMap<object, LifecycleConnection>()
   #firstSeen = false
 
-  constructor(setup: NodePoolSetup, isConnectionError: (error: unknown) => boolean) {
+  constructor(setup: NodePoolSetup) {
     this.#setup = setup
-    this.#isConnectionError = isConnectionError
   }
 
   /** The connection object made when `raw` was set up, or `undefined` for a new physical connection. */
@@ -37,15 +36,14 @@ export class ConnectionSetup {
     engineSetUp: () => Promise<void>,
     discard: () => void,
   ): Promise<void> {
-    const { node, onCreateConnection, afterConnect } = this.#setup
+    const { node, onCreateConnection, isConnectionError } = this.#setup
     try {
       await engineSetUp()
       if (onCreateConnection !== undefined)
         await onCreateConnection(asDatabaseConnection(connection), node)
-      if (afterConnect !== undefined) await afterConnect(asDatabaseConnection(connection), node)
     } catch (error) {
       discard()
-      if (this.#isConnectionError(error)) throw error
+      if (isConnectionError(error)) throw error
       throw new ConnectionSetupError(
         `setting up a new connection on node "${node.name}" failed: ${error instanceof Error ? error.message : String(error)}`,
         node.name,
@@ -57,6 +55,18 @@ export class ConnectionSetup {
       this.#firstSeen = true
       await this.#setup.firstConnection(connection)
     }
+  }
+}
+
+/** Wraps a physical connection as the `DatabaseConnection` Kysely's hooks expect. */
+function asDatabaseConnection(connection: PhysicalConnection): DatabaseConnection {
+  return {
+    async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+      return (await connection.execute<R>(query)).result
+    },
+    streamQuery<R>(query: CompiledQuery, chunkSize = 1): AsyncIterableIterator<QueryResult<R>> {
+      return connection.stream<R>(query, chunkSize)
+    },
   }
 }
 

@@ -1,59 +1,19 @@
 import { performance } from 'node:perf_hooks'
 import type { ConnectionHooks } from './config.js'
-import type { NodeEndpoint, NodeInfo, NodePool, PhysicalConnection, PoolCounts } from './engine.js'
-import { ConnectionSetupError } from './errors.js'
-
-/** Per node, as `getPoolStats()` reports it. */
-export interface PoolStats {
-  readonly node: string
-  readonly role: 'primary' | 'replica'
-  /** Physical connections the pool holds, idle ones included (from the pool, when it tells). */
-  readonly total: number | undefined
-  readonly idle: number | undefined
-  /** Connections checked out through this library right now. */
-  readonly inUse: number
-  /** Callers waiting for a connection of this node right now. */
-  readonly waiting: number
-  /** The pool's size limit, when known. */
-  readonly limit: number | undefined
-  /** Physical connections opened and closed since the dialect started. */
-  readonly opened: number
-  readonly closed: number
-  /** Connections closed on release because they outlived `maxLifetimeMs`. */
-  readonly retiredByLifetime: number
-  /** Time spent waiting for a connection (acquisitions that succeeded). */
-  readonly acquireWaitMeanMs: number
-  readonly acquireWaitMaxMs: number
-  readonly acquisitions: number
-}
-
-/** What an engine pool adds to each physical connection for the lifecycle layer. */
-export interface LifecycleConnection extends PhysicalConnection {
-  /** Clock reading (`performance.now()`) when the physical connection was first handed out. */
-  readonly createdAtMs: number
-  /** `true` the first time this physical connection is handed out. */
-  readonly isNew: boolean
-  /**
-   * Told when the connection is released or destroyed. `release()` asks `retire()` first and
-   * closes the connection instead of pooling it when the answer is `true`.
-   */
-  owner: LifecycleOwner | undefined
-}
-
-/** The lifecycle layer, as a physical connection calls back into it. */
-export interface LifecycleOwner {
-  /** The connection is being released: `true` means close it instead (it outlived its lifetime). */
-  retire(connection: LifecycleConnection): boolean
-  /** The connection is being closed. */
-  destroyed(connection: LifecycleConnection): void
-}
-
-/** An engine pool that can tell when the next acquisition will open a new physical connection. */
-export interface LifecycleNodePool extends NodePool {
-  acquire(signal?: AbortSignal): Promise<LifecycleConnection>
-  /** Whether an acquisition now would make the pool open a connection (best effort, from its internals). */
-  willOpen?(): boolean
-}
+import type {
+  NodeEndpoint,
+  NodeInfo,
+  NodePool,
+  PhysicalConnection,
+  PoolCounts,
+} from './contracts/engine.js'
+import { ConnectionSetupError } from './contracts/errors.js'
+import type {
+  LifecycleConnection,
+  LifecycleNodePool,
+  LifecycleOwner,
+} from './contracts/lifecycle.js'
+import type { PoolStats } from './contracts/stats.js'
 
 /**
  * Wraps a node's pool with what the operators of a replicated database need: pool statistics,
@@ -76,17 +36,15 @@ export class ManagedPool implements NodePool, LifecycleOwner {
   #waitMaxMs = 0
   readonly #reported = new WeakSet<object>()
 
-  constructor(
-    inner: LifecycleNodePool,
-    node: NodeInfo,
-    options: {
-      maxLifetimeMs: number | undefined
-      hooks: ConnectionHooks | undefined
-      isConnectionError: (error: unknown) => boolean
-    },
-  ) {
-    this.#inner = inner
-    this.#node = node
+  constructor(options: {
+    readonly inner: LifecycleNodePool
+    readonly node: NodeInfo
+    readonly maxLifetimeMs: number | undefined
+    readonly hooks: ConnectionHooks | undefined
+    readonly isConnectionError: (error: unknown) => boolean
+  }) {
+    this.#inner = options.inner
+    this.#node = options.node
     this.#maxLifetimeMs = options.maxLifetimeMs
     this.#hooks = options.hooks
     this.#isConnectionError = options.isConnectionError

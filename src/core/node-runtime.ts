@@ -2,15 +2,16 @@ import type { ReplicationPosition } from '../consistency/position.js'
 import { type HealthSettings, NodeHealth } from '../health/node-health.js'
 import { NodeLoad } from '../health/node-load.js'
 import type { ReplicaCandidate } from '../selection/replica-selector.js'
-import type { NodeInfo, NodePool } from './engine.js'
+import type { NodeInfo } from './contracts/engine.js'
+import type { ManagedPool } from './managed-pool.js'
 
-/** Everything the library tracks about one node. Mutable, owned by the cluster runtime. */
+/** Everything the library tracks about one node. Mutable, owned by the node registry. */
 export class NodeRuntime {
   readonly info: NodeInfo
-  readonly pool: NodePool
+  readonly pool: ManagedPool
   readonly load: NodeLoad
   readonly health: NodeHealth
-  /** The view selectors get (replicas only). */
+  /** The view selectors get (replicas only). Identity-stable: selectors may key caches on it. */
   readonly candidate: ReplicaCandidate
   /** Latest known applied replication position (replicas), from probes and successful waits. */
   position: ReplicationPosition | undefined
@@ -23,19 +24,26 @@ export class NodeRuntime {
   /** Clock reading of the last probe (successful or not). */
   lastProbeAtMs: number | undefined
 
-  constructor(
-    info: NodeInfo,
-    pool: NodePool,
-    weight: number,
-    index: number,
-    healthSettings: HealthSettings,
-    decayMs: number | undefined,
-  ) {
-    this.info = info
-    this.pool = pool
-    this.load = new NodeLoad({ decayMs })
-    this.health = new NodeHealth(healthSettings)
-    this.candidate = Object.freeze({ name: info.name, weight, index, stats: this.load })
+  constructor(options: {
+    readonly info: NodeInfo
+    readonly pool: ManagedPool
+    /** Relative share of reads for weight-aware selectors. */
+    readonly weight: number
+    /** Position in the replica list (`-1` for the primary). */
+    readonly index: number
+    readonly health: HealthSettings
+    readonly decayMs: number | undefined
+  }) {
+    this.info = options.info
+    this.pool = options.pool
+    this.load = new NodeLoad({ decayMs: options.decayMs })
+    this.health = new NodeHealth(options.health)
+    this.candidate = Object.freeze({
+      name: options.info.name,
+      weight: options.weight,
+      index: options.index,
+      stats: this.load,
+    })
   }
 
   get name(): string {

@@ -1,50 +1,40 @@
-import type { Driver } from 'kysely'
-import { encodeCausalToken } from '../consistency/causal-token.js'
-import { currentScope } from '../consistency/scope.js'
+import type { DatabaseConnection, Driver } from 'kysely'
 import { createSelector } from '../selection/create-selector.js'
-import { ClusterRuntime, type ReplicaInfo, type RoutingStats } from './cluster-runtime.js'
-import {
-  type ConnectionHooks,
-  type NodeConfig,
-  type ReplicatedDialectConfig,
-  resolveConfig,
-} from './config.js'
-import type { Engine, NodeInfo, PhysicalConnection } from './engine.js'
-import { ReplicatedConfigError } from './errors.js'
-import { type LifecycleNodePool, ManagedPool, type PoolStats } from './managed-pool.js'
+import { Cluster } from './cluster.js'
+import { type ReplicatedDialectConfig, resolveConfig } from './config.js'
+import type { Engine, EngineContext, NodeInfo, PhysicalConnection } from './contracts/engine.js'
+import { ReplicatedConfigError } from './contracts/errors.js'
+import type { LifecycleNodePool } from './contracts/lifecycle.js'
+import type { NodePoolSetup, NodeSource } from './contracts/node-setup.js'
+import type { PoolStats, ReplicaInfo, RoutingStats } from './contracts/stats.js'
+import { ManagedPool } from './managed-pool.js'
 import { ReplicatedDriver } from './replicated-driver.js'
 
-/** Per-node settings handed to an engine's pool factory. */
-export interface NodePoolSetup {
-  readonly node: NodeInfo
-  readonly replicaSessionReadOnly: boolean
-  readonly onCreateConnection: ReplicatedDialectConfig<unknown>['onCreateConnection']
-  readonly afterConnect: ConnectionHooks['afterConnect']
-  /** Called once per pool, on its first new connection, after the hooks (the pool-size check). */
-  readonly firstConnection: (connection: PhysicalConnection) => Promise<void>
-  /** Whether write positions are used (causal mode): else the engine neither tracks nor parses them. */
-  readonly trackPositions: boolean
+/** What an engine's dialect gives the shared base. */
+export interface ReplicatedDialectParts<E extends Engine> {
+  readonly config: ReplicatedDialectConfig<any, any>
+  /** The dialect's class name, for error messages. */
+  readonly dialectName: string
+  /** Whether a value is a pool of this engine's driver. */
+  readonly isPool: (value: unknown) => boolean
+  /** Config keys of the engine's own (besides the shared ones). */
+  readonly extraKeys?: readonly string[]
+  readonly createEngine: (context: EngineContext) => E
+  /** One node's pool: from the configured pool (or factory) or from `connection` options. */
+  readonly createPool: (source: NodeSource, setup: NodePoolSetup, engine: E) => LifecycleNodePool
 }
 
-/** A node's config as the engine's pool factory gets it. */
-export type NodeSource = NodeConfig<unknown, unknown>
-
 /**
- * What every replicated dialect shares: config validation, the cluster runtime, the driver, and
- * the public inspection methods. Engines add their adapter, compiler, introspector and pools.
+ * What every replicated dialect shares: config validation, the cluster, the driver, and the
+ * public inspection methods. Engines add their adapter, compiler, introspector and pools.
  */
-export abstract class ReplicatedDialectBase {
+export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
   /** @internal */
-  protected readonly cluster: ClusterRuntime
-  protected constructor(
-    config: ReplicatedDialectConfig<any, any>,
-    engine: Engine,
-    dialectName: string,
-    isPool: (value: unknown) => boolean,
-    createPool: (node: NodeSource, setup: NodePoolSetup) => LifecycleNodePool,
-    extraKeys: readonly string[] = [],
-  ) {
-    const resolved = resolveConfig(config, isPool, dialectName, extraKeys)
+  protected readonly cluster: Cluster
+
+  protected constructor(parts: ReplicatedDialectParts<E>) {
+    const { config, dialectName } = parts
+    const resolved = resolveConfig(config, parts.isPool, dialectName, parts.extraKeys ?? [])
     let selector: ReturnType<typeof createSelector>
     try {
       selector = createSelector(config.selector, {
@@ -57,27 +47,35 @@ export abstract class ReplicatedDialectBase {
       }
       throw error
     }
-    const setupFor = (node: NodeInfo): NodePoolSetup =>
-      Object.freeze({
-        node,
-        replicaSessionReadOnly: resolved.replicaSessionReadOnly,
-        onCreateConnection: config.onCreateConnection,
-        afterConnect: config.hooks?.afterConnect,
-        firstConnection: (connection: PhysicalConnection) =>
-          this.cluster.checkCapacity(node.name, connection),
-        trackPositions: resolved.consistency === 'causal',
-      })
+    const engine = parts.createEngine({
+      causalUnsupported: (node, message) => this.cluster.planner.causalUnsupported(node, message),
+    })
+    const onCreateConnection = combineHooks(config.onCreateConnection, config.hooks?.afterConnect)
     const managed = (source: NodeSource, node: NodeInfo): ManagedPool =>
-      new ManagedPool(createPool(source, setupFor(node)), node, {
+      new ManagedPool({
+        inner: parts.createPool(
+          source,
+          Object.freeze({
+            node,
+            replicaSessionReadOnly: resolved.replicaSessionReadOnly,
+            onCreateConnection,
+            firstConnection: (connection: PhysicalConnection) =>
+              this.cluster.checkCapacity(node.name, connection),
+            trackPositions: resolved.consistency === 'causal',
+            isConnectionError: (error: unknown) => engine.isConnectionError(error),
+          }),
+          engine,
+        ),
+        node,
         maxLifetimeMs: source.maxLifetimeMs,
         hooks: config.hooks,
         isConnectionError: (error) => engine.isConnectionError(error),
       })
     const primaryName = config.primary.name ?? 'primary'
-    this.cluster = new ClusterRuntime(
+    this.cluster = new Cluster({
       engine,
-      resolved,
-      {
+      config: resolved,
+      nodes: {
         primary: {
           name: primaryName,
           pool: managed(config.primary, { name: primaryName, role: 'primary' }),
@@ -89,13 +87,11 @@ export abstract class ReplicatedDialectBase {
         })),
       },
       selector,
-      { onRoute: config.onRoute, onEvent: config.onEvent },
-      config.latency?.decayMs,
-      {
-        firstPassSample:
-          config.selector === 'least-latency' ? config.latency?.sampleSize : undefined,
-      },
-    )
+      onRoute: config.onRoute,
+      onEvent: config.onEvent,
+      decayMs: config.latency?.decayMs,
+      firstPassSample: config.selector === 'least-latency' ? config.latency?.sampleSize : undefined,
+    })
   }
 
   /** @internal Creates the routing driver. Drivers of one dialect share its pools and state. */
@@ -122,9 +118,7 @@ export abstract class ReplicatedDialectBase {
    * with a known position.
    */
   getCausalToken(): string | undefined {
-    const cluster = this.cluster
-    const required = currentScope().requirement(cluster, cluster.engine.positionKind, cluster.now())
-    return required.position === undefined ? undefined : encodeCausalToken(required.position)
+    return this.cluster.causalToken()
   }
 
   /**
@@ -140,5 +134,19 @@ export abstract class ReplicatedDialectBase {
     // The pools start lazily with Kysely's first query; a probe before that starts them.
     await this.cluster.init()
     await this.cluster.probeNow()
+  }
+}
+
+type ConnectionHook = (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
+
+/** `onCreateConnection` then `hooks.afterConnect`, as one hook. */
+function combineHooks(
+  first: ConnectionHook | undefined,
+  second: ConnectionHook | undefined,
+): ConnectionHook | undefined {
+  if (first === undefined || second === undefined) return first ?? second
+  return async (connection, node) => {
+    await first(connection, node)
+    await second(connection, node)
   }
 }

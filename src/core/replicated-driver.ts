@@ -1,7 +1,7 @@
 import type { DatabaseConnection, Driver, QueryCompiler, TransactionSettings } from 'kysely'
 import { createQueryId, IdentifierNode, RawNode } from 'kysely'
 import { explicitScope } from '../consistency/scope.js'
-import type { ClusterRuntime } from './cluster-runtime.js'
+import type { Cluster } from './cluster.js'
 import { RoutingConnection } from './routing-connection.js'
 
 /** Released routing connections kept for reuse (they hold nothing but their settings). */
@@ -17,10 +17,10 @@ interface AbortOptions {
  * Works with Kysely 0.28 (no options) and 0.29 (`{ signal }` options).
  */
 export class ReplicatedDriver implements Driver {
-  readonly #cluster: ClusterRuntime
+  readonly #cluster: Cluster
   readonly #free: RoutingConnection[] = []
 
-  constructor(cluster: ClusterRuntime) {
+  constructor(cluster: Cluster) {
     this.#cluster = cluster
   }
 
@@ -38,7 +38,7 @@ export class ReplicatedDriver implements Driver {
       reused.reset(explicit)
       return reused
     }
-    return new RoutingConnection(this.#cluster, explicit)
+    return new RoutingConnection(this.#cluster.routing, explicit)
   }
 
   async beginTransaction(

@@ -1,4 +1,4 @@
-import type { NodeState } from '../core/events.js'
+import type { NodeState } from '../core/contracts/events.js'
 
 /** Settings of the health state machine (milliseconds). */
 export interface HealthSettings {

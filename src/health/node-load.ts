@@ -77,6 +77,14 @@ export class NodeLoad implements ReplicaLoadView {
     }
   }
 
+  /**
+   * Reaching the node failed before a statement started (no connection, a failed causal wait):
+   * counted as an error, without touching the in-flight count or the estimate.
+   */
+  unreachable(): void {
+    this.#errors += 1
+  }
+
   /** A successful health probe took `rttMs`: remembered as `lastProbeRttMs` and fed to the EWMA. */
   recordProbe(rttMs: number, nowMs: number): void {
     if (!Number.isFinite(rttMs)) return

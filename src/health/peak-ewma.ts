@@ -1,4 +1,4 @@
-import { ReplicatedConfigError } from '../core/errors.js'
+import { ReplicatedConfigError } from '../core/contracts/errors.js'
 
 /** Default time constant of {@link PeakEwma}, in milliseconds (Finagle's default: 10 s). */
 export const DEFAULT_DECAY_MS = 10_000

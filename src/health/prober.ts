@@ -1,7 +1,19 @@
 import pLimit from 'p-limit'
-import type { ClusterRuntime } from '../core/cluster-runtime.js'
-import type { PhysicalConnection } from '../core/engine.js'
+import type { PhysicalConnection, ProbeResult } from '../core/contracts/engine.js'
 import type { NodeRuntime } from '../core/node-runtime.js'
+
+/** What the prober needs from the cluster: the replicas, the settings, the probe, and where results go. */
+export interface ProberPort {
+  readonly replicas: readonly NodeRuntime[]
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly concurrency: number
+  now(): number
+  /** The engine's probe on a connection of the node. */
+  probe(connection: PhysicalConnection): Promise<ProbeResult>
+  succeeded(node: NodeRuntime, rttMs: number, nowMs: number, result: ProbeResult): void
+  failed(node: NodeRuntime, error: unknown, nowMs: number): void
+}
 
 /** A probe did not answer within `health.probeTimeoutMs`. */
 export class ProbeTimeoutError extends Error {
@@ -18,7 +30,7 @@ export class ProbeTimeoutError extends Error {
  * Its timer never keeps the process alive.
  */
 export class Prober {
-  readonly #cluster: ClusterRuntime
+  readonly #port: ProberPort
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   #stopped = false
@@ -27,14 +39,17 @@ export class Prober {
   readonly #firstPassSample: number | undefined
   #rounds = 0
 
-  constructor(cluster: ClusterRuntime, options: { firstPassSample?: number | undefined } = {}) {
-    this.#cluster = cluster
+  constructor(options: {
+    readonly port: ProberPort
+    readonly firstPassSample?: number | undefined
+  }) {
+    this.#port = options.port
     this.#firstPassSample = options.firstPassSample
   }
 
   start(): void {
-    const interval = this.#cluster.config.probeIntervalMs
-    if (interval === 0 || this.#cluster.replicas.length === 0 || this.#timer || this.#stopped) {
+    const interval = this.#port.intervalMs
+    if (interval === 0 || this.#port.replicas.length === 0 || this.#timer || this.#stopped) {
       return
     }
     void this.runOnce()
@@ -56,10 +71,10 @@ export class Prober {
   /** One round over every replica that is due. */
   runOnce(): Promise<void> {
     if (this.#running) return this.#running
-    const cluster = this.#cluster
-    const limit = pLimit(cluster.config.probeConcurrency)
-    const now = cluster.now()
-    const due = cluster.replicas.filter(
+    const port = this.#port
+    const limit = pLimit(port.concurrency)
+    const now = port.now()
+    const due = port.replicas.filter(
       (node) => node.health.consecutiveFailures === 0 || node.health.claimTrial(now),
     )
     const sample = this.#firstPassSample
@@ -82,8 +97,8 @@ export class Prober {
 
   async #probe(node: NodeRuntime): Promise<void> {
     if (this.#stopped) return
-    const cluster = this.#cluster
-    const timeoutMs = cluster.config.probeTimeoutMs
+    const port = this.#port
+    const timeoutMs = port.timeoutMs
     let timedOut = false
     let timer: NodeJS.Timeout | undefined
     const controller = new AbortController()
@@ -91,9 +106,9 @@ export class Prober {
       const connection: PhysicalConnection = await node.pool.acquire(controller.signal)
       try {
         if (timedOut) throw new ProbeTimeoutError(node.name, timeoutMs)
-        const t0 = cluster.now()
-        const result = await cluster.engine.probe(connection)
-        const rtt = cluster.now() - t0
+        const t0 = port.now()
+        const result = await port.probe(connection)
+        const rtt = port.now() - t0
         if (timedOut) throw new ProbeTimeoutError(node.name, timeoutMs)
         connection.release()
         return { result, rtt }
@@ -114,9 +129,9 @@ export class Prober {
     work.catch(() => {})
     try {
       const { result, rtt } = await Promise.race([work, timeout])
-      cluster.probeSucceeded(node, rtt, cluster.now(), result)
+      port.succeeded(node, rtt, port.now(), result)
     } catch (error) {
-      cluster.probeFailed(node, error, cluster.now())
+      port.failed(node, error, port.now())
     } finally {
       clearTimeout(timer)
     }

@@ -1,10 +1,15 @@
 import type { TransactionSettings } from 'kysely'
 import { CompiledQuery } from 'kysely'
 import { formatPosition, parsePosition, type ReplicationPosition } from '../consistency/position.js'
-import type { ClusterRuntime } from '../core/cluster-runtime.js'
-import type { Engine, NodeQueryOutcome, PhysicalConnection, ProbeResult } from '../core/engine.js'
-import { ConnectionSetupError } from '../core/errors.js'
-import type { NodePoolSetup } from '../core/replicated-dialect-base.js'
+import type {
+  Engine,
+  EngineContext,
+  NodeQueryOutcome,
+  PhysicalConnection,
+  ProbeResult,
+} from '../core/contracts/engine.js'
+import { ConnectionSetupError } from '../core/contracts/errors.js'
+import type { NodePoolSetup } from '../core/contracts/node-setup.js'
 import type { MysqlPhysicalConnection } from './mysql-node-pool.js'
 import type { MysqlPoolConnection } from './mysql-pool-types.js'
 
@@ -43,7 +48,7 @@ export class MysqlEngine implements Engine {
   readonly flavor = 'mysql' as const
   readonly positionsFromResults = true
   #kind: 'mariadb' | 'mysql' = 'mariadb'
-  #cluster: ClusterRuntime | undefined
+  readonly #context: EngineContext
 
   /** Known after the first connection: MariaDB (`domain-server-seq` GTIDs) or MySQL (GTID sets). */
   get positionKind(): 'mariadb' | 'mysql' {
@@ -54,8 +59,8 @@ export class MysqlEngine implements Engine {
     return this.#kind
   }
 
-  attach(cluster: ClusterRuntime): void {
-    this.#cluster = cluster
+  constructor(context: EngineContext) {
+    this.#context = context
   }
 
   /** Prepares a new physical connection (called once per connection by the node pool). */
@@ -94,7 +99,7 @@ export class MysqlEngine implements Engine {
       }
     } catch (error) {
       if (this.isConnectionError(error)) throw error
-      this.#cluster?.causalUnsupported(
+      this.#context.causalUnsupported(
         node,
         `the server does not report GTIDs of writes (${error instanceof Error ? error.message : String(error)}); causal consistency falls back to 'sticky'`,
       )

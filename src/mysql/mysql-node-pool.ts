@@ -3,14 +3,18 @@ import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
 import { parsePosition, type ReplicationPosition } from '../consistency/position.js'
 import { ConnectionSetup, resolvePoolSource } from '../core/connection-setup.js'
-import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
+import type {
+  NodeEndpoint,
+  NodeInfo,
+  NodeQueryOutcome,
+  PoolCounts,
+} from '../core/contracts/engine.js'
 import type {
   LifecycleConnection,
   LifecycleNodePool,
   LifecycleOwner,
-} from '../core/managed-pool.js'
-import type { NodePoolSetup, NodeSource } from '../core/replicated-dialect-base.js'
-import type { MysqlEngine } from './mysql-engine.js'
+} from '../core/contracts/lifecycle.js'
+import type { NodePoolSetup, NodeSource } from '../core/contracts/node-setup.js'
 import {
   isResultHeader,
   type MysqlPool,
@@ -62,16 +66,28 @@ export async function createMysqlPool(node: NodeSource): Promise<MysqlPool> {
 export class MysqlNodePool implements LifecycleNodePool {
   readonly #source: unknown
   readonly #setup: NodePoolSetup
-  readonly #engine: MysqlEngine
+  readonly #setUpSession: (
+    connection: MysqlPhysicalConnection,
+    raw: MysqlPoolConnection,
+  ) => Promise<void>
   /** When each physical connection was first handed out. */
   readonly #connections: ConnectionSetup
   #pool: MysqlPool | undefined
 
-  constructor(source: unknown, setup: NodePoolSetup, engine: MysqlEngine) {
-    this.#source = source
-    this.#setup = setup
-    this.#connections = new ConnectionSetup(setup, (error) => engine.isConnectionError(error))
-    this.#engine = engine
+  constructor(options: {
+    /** The configured pool, or a factory of one. */
+    readonly source: unknown
+    readonly setup: NodePoolSetup
+    /** The engine's own set-up of a new session (before the user's hook). */
+    readonly setUpSession: (
+      connection: MysqlPhysicalConnection,
+      raw: MysqlPoolConnection,
+    ) => Promise<void>
+  }) {
+    this.#source = options.source
+    this.#setup = options.setup
+    this.#connections = new ConnectionSetup(options.setup)
+    this.#setUpSession = options.setUpSession
   }
 
   async init(): Promise<void> {
@@ -168,7 +184,7 @@ export class MysqlNodePool implements LifecycleNodePool {
     await this.#connections.setUp(
       raw,
       connection,
-      () => this.#engine.setUpConnection(connection, raw, this.#setup),
+      () => this.#setUpSession(connection, raw),
       () => raw.destroy(),
     )
     return connection
@@ -182,6 +198,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   readonly createdAtMs: number
   isNew = true
   owner: LifecycleOwner | undefined
+  killed = false
   #done = false
 
   readonly #trackPositions: boolean
@@ -202,7 +219,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   checkedOut(): void {
     this.#done = false
     this.isNew = false
-    ;(this as { killed?: boolean }).killed = undefined
+    this.killed = false
   }
 
   get sessionId(): number | undefined {

@@ -37,17 +37,20 @@ import type { ReplicatedMysqlDialectConfig } from './replicated-mysql-dialect-co
  * })
  * ```
  */
-export class ReplicatedMysqlDialect extends ReplicatedDialectBase implements Dialect {
+export class ReplicatedMysqlDialect extends ReplicatedDialectBase<MysqlEngine> implements Dialect {
   constructor(config: ReplicatedMysqlDialectConfig) {
-    const engine = new MysqlEngine()
-    super(
+    super({
       config,
-      engine,
-      'ReplicatedMysqlDialect',
-      (value) => isMysqlPool(value) || unwrapMysqlPool(value) !== undefined,
-      (node, setup) => new MysqlNodePool(node.pool ?? (() => createMysqlPool(node)), setup, engine),
-    )
-    engine.attach(this.cluster)
+      dialectName: 'ReplicatedMysqlDialect',
+      isPool: (value) => isMysqlPool(value) || unwrapMysqlPool(value) !== undefined,
+      createEngine: (context) => new MysqlEngine(context),
+      createPool: (node, setup, engine) =>
+        new MysqlNodePool({
+          source: node.pool ?? (() => createMysqlPool(node)),
+          setup,
+          setUpSession: (connection, raw) => engine.setUpConnection(connection, raw, setup),
+        }),
+    })
   }
 
   createAdapter(): DialectAdapter {

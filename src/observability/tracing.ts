@@ -1,4 +1,4 @@
-import { ReplicatedConfigError } from '../core/errors.js'
+import { ReplicatedConfigError } from '../core/contracts/errors.js'
 
 /** OpenTelemetry integration settings. */
 export interface TracingOptions {
@@ -18,6 +18,7 @@ interface OtelApi {
   trace: {
     getTracer(name: string, version?: string): OtelTracer
     getActiveSpan(): OtelSpan | undefined
+    setSpan(ctx: unknown, span: OtelSpan): unknown
   }
   context: { active(): unknown; with<T>(ctx: unknown, fn: () => T): T }
   SpanKind: { CLIENT: number }
@@ -102,33 +103,43 @@ export class Tracing {
     return attributes
   }
 
-  /** Runs `fn` inside a span (or annotates the active span) for one statement. */
-  async trace<T>(s: StatementAttributes, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Starts the telemetry of one statement: a span (made active around the work given to
+   * {@link StatementSpan.run}, so the driver's own spans nest under it), or attributes on the
+   * active span in `'attributes'` mode (then `undefined`: nothing to end).
+   */
+  start(s: StatementAttributes): StatementSpan | undefined {
     const attributes = this.attributes(s)
+    const api = this.#api
     if (this.#mode === 'attributes') {
-      this.#api.trace.getActiveSpan()?.setAttributes(attributes)
-      return fn()
+      api.trace.getActiveSpan()?.setAttributes(attributes)
+      return undefined
     }
     const name =
       [attributes['db.operation.name'], s.namespace].filter((x) => x !== undefined).join(' ') ||
       s.system
-    const span = this.#tracer.startSpan(
-      name,
-      { kind: this.#api.SpanKind.CLIENT, attributes },
-      this.#api.context.active(),
-    )
-    try {
-      return await fn()
-    } catch (error) {
-      if (error instanceof Error) {
-        span.recordException(error)
-        span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: error.message })
-      }
-      throw error
-    } finally {
-      span.end()
+    const parent = api.context.active()
+    const span = this.#tracer.startSpan(name, { kind: api.SpanKind.CLIENT, attributes }, parent)
+    const active = api.trace.setSpan(parent, span)
+    return {
+      run: (fn) => api.context.with(active, fn),
+      end: (error) => {
+        if (error instanceof Error) {
+          span.recordException(error)
+          span.setStatus({ code: api.SpanStatusCode.ERROR, message: error.message })
+        }
+        span.end()
+      },
     }
   }
+}
+
+/** The span of one statement in progress. */
+export interface StatementSpan {
+  /** Runs `fn` with the span active. */
+  run<T>(fn: () => T): T
+  /** Ends the span, recording `error` when the statement failed. */
+  end(error?: unknown): void
 }
 
 /** The statement's first keyword, upper-case (`SELECT`, `INSERT`, ...), skipping comments and parentheses. */

@@ -2,10 +2,15 @@ import * as kysely from 'kysely'
 import { CompiledQuery, type TransactionSettings } from 'kysely'
 import { formatLsn, parseLsn } from '../consistency/pg-lsn.js'
 import type { ReplicationPosition } from '../consistency/position.js'
-import type { ClusterRuntime } from '../core/cluster-runtime.js'
-import type { Engine, NodeQueryOutcome, PhysicalConnection, ProbeResult } from '../core/engine.js'
-import { ConnectionSetupError } from '../core/errors.js'
-import type { NodePoolSetup } from '../core/replicated-dialect-base.js'
+import type {
+  Engine,
+  EngineContext,
+  NodeQueryOutcome,
+  PhysicalConnection,
+  ProbeResult,
+} from '../core/contracts/engine.js'
+import { ConnectionSetupError } from '../core/contracts/errors.js'
+import type { NodePoolSetup } from '../core/contracts/node-setup.js'
 import type { PostgresPhysicalConnection } from './postgres-node-pool.js'
 
 /** Node.js socket and DNS error codes: the connection or the server is gone. */
@@ -87,10 +92,10 @@ export class PostgresEngine implements Engine {
   readonly positionsFromResults = false
   /** Per node: whether the server has `WAIT FOR LSN` (PostgreSQL 19+), learned on first wait. */
   readonly #waitFor = new Map<string, boolean>()
-  #cluster: ClusterRuntime | undefined
+  readonly #context: EngineContext
 
-  attach(cluster: ClusterRuntime): void {
-    this.#cluster = cluster
+  constructor(context: EngineContext) {
+    this.#context = context
   }
 
   /** Prepares a new physical connection (called once per connection by the node pool). */
@@ -161,7 +166,7 @@ export class PostgresEngine implements Engine {
     } catch (error) {
       const code = sqlState(error)
       if (code !== undefined && UNSUPPORTED_SQLSTATES.has(code)) {
-        this.#cluster?.causalUnsupported(
+        this.#context.causalUnsupported(
           connection.node.name,
           `the server cannot report its WAL position (${error instanceof Error ? error.message : String(error)}); causal consistency falls back to 'sticky'`,
         )

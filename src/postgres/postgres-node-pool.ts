@@ -2,14 +2,18 @@ import { performance } from 'node:perf_hooks'
 import type { CompiledQuery, QueryResult } from 'kysely'
 import { CompiledQuery as Query } from 'kysely'
 import { ConnectionSetup, resolvePoolSource } from '../core/connection-setup.js'
-import type { NodeEndpoint, NodeInfo, NodeQueryOutcome, PoolCounts } from '../core/engine.js'
+import type {
+  NodeEndpoint,
+  NodeInfo,
+  NodeQueryOutcome,
+  PoolCounts,
+} from '../core/contracts/engine.js'
 import type {
   LifecycleConnection,
   LifecycleNodePool,
   LifecycleOwner,
-} from '../core/managed-pool.js'
-import type { NodePoolSetup, NodeSource } from '../core/replicated-dialect-base.js'
-import type { PostgresEngine } from './postgres-engine.js'
+} from '../core/contracts/lifecycle.js'
+import type { NodePoolSetup, NodeSource } from '../core/contracts/node-setup.js'
 import {
   isPostgresPool,
   type PostgresCursorConstructor,
@@ -62,23 +66,26 @@ export async function createPostgresPool(node: NodeSource): Promise<PostgresPool
 export class PostgresNodePool implements LifecycleNodePool {
   readonly #source: unknown
   readonly #setup: NodePoolSetup
-  readonly #engine: PostgresEngine
+  readonly #setUpSession: (connection: PostgresPhysicalConnection) => Promise<void>
   readonly #cursor: PostgresCursorConstructor | undefined
   /** When each physical client was first handed out (set up once per client). */
   readonly #connections: ConnectionSetup
   #pool: PostgresPool | undefined
 
-  constructor(
-    source: unknown,
-    setup: NodePoolSetup,
-    engine: PostgresEngine,
-    cursor: PostgresCursorConstructor | undefined,
-  ) {
-    this.#source = source
-    this.#setup = setup
-    this.#connections = new ConnectionSetup(setup, (error) => engine.isConnectionError(error))
-    this.#engine = engine
-    this.#cursor = cursor
+  constructor(options: {
+    /** The configured pool, or a factory of one. */
+    readonly source: unknown
+    readonly setup: NodePoolSetup
+    /** The engine's own set-up of a new session (before the user's hook). */
+    readonly setUpSession: (connection: PostgresPhysicalConnection) => Promise<void>
+    /** `pg-cursor`, for streams, when installed. */
+    readonly cursor: PostgresCursorConstructor | undefined
+  }) {
+    this.#source = options.source
+    this.#setup = options.setup
+    this.#connections = new ConnectionSetup(options.setup)
+    this.#setUpSession = options.setUpSession
+    this.#cursor = options.cursor
   }
 
   async init(): Promise<void> {
@@ -189,7 +196,7 @@ export class PostgresNodePool implements LifecycleNodePool {
     await this.#connections.setUp(
       client,
       connection,
-      () => this.#engine.setUpConnection(connection, this.#setup),
+      () => this.#setUpSession(connection),
       () => connection.destroy(),
     )
     return connection
@@ -204,6 +211,7 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
   readonly createdAtMs: number
   readonly isNew: boolean
   owner: LifecycleOwner | undefined
+  killed = false
   readonly #onError: (error: Error) => void
   #done = false
   #discard = false

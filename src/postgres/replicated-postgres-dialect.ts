@@ -9,7 +9,7 @@ import {
   PostgresQueryCompiler,
   type QueryCompiler,
 } from 'kysely'
-import { ReplicatedConfigError } from '../core/errors.js'
+import { ReplicatedConfigError } from '../core/contracts/errors.js'
 import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { PostgresEngine } from './postgres-engine.js'
 import { createPostgresPool, PostgresNodePool } from './postgres-node-pool.js'
@@ -41,20 +41,26 @@ import type { ReplicatedPostgresDialectConfig } from './replicated-postgres-dial
  * })
  * ```
  */
-export class ReplicatedPostgresDialect extends ReplicatedDialectBase implements Dialect {
+export class ReplicatedPostgresDialect
+  extends ReplicatedDialectBase<PostgresEngine>
+  implements Dialect
+{
   constructor(config: ReplicatedPostgresDialectConfig) {
     const cursor = checkCursor(config)
-    const engine = new PostgresEngine()
-    super(
+    super({
       config,
-      engine,
-      'ReplicatedPostgresDialect',
-      isPostgresPool,
-      (node, setup) =>
-        new PostgresNodePool(node.pool ?? (() => createPostgresPool(node)), setup, engine, cursor),
-      ['cursor'],
-    )
-    engine.attach(this.cluster)
+      dialectName: 'ReplicatedPostgresDialect',
+      isPool: isPostgresPool,
+      extraKeys: ['cursor'],
+      createEngine: (context) => new PostgresEngine(context),
+      createPool: (node, setup, engine) =>
+        new PostgresNodePool({
+          source: node.pool ?? (() => createPostgresPool(node)),
+          setup,
+          setUpSession: (connection) => engine.setUpConnection(connection, setup),
+          cursor,
+        }),
+    })
   }
 
   createAdapter(): DialectAdapter {

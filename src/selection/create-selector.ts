@@ -1,4 +1,4 @@
-import { ReplicatedConfigError } from '../core/errors.js'
+import { ReplicatedConfigError } from '../core/contracts/errors.js'
 import { LeastLatencySelector } from './least-latency.js'
 import { P2cEwmaSelector } from './p2c-ewma.js'
 import { RandomSelector } from './random.js'

@@ -1,4 +1,4 @@
-import { ReplicatedConfigError } from '../core/errors.js'
+import { ReplicatedConfigError } from '../core/contracts/errors.js'
 import { randomIndex } from './random.js'
 import type { ReplicaCandidate, ReplicaSelector, SelectionContext } from './replica-selector.js'
 

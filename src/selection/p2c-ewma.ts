@@ -1,4 +1,4 @@
-import { ReplicatedConfigError } from '../core/errors.js'
+import { ReplicatedConfigError } from '../core/contracts/errors.js'
 import { DEFAULT_DECAY_MS } from '../health/peak-ewma.js'
 import { randomIndex } from './random.js'
 import type { ReplicaCandidate, ReplicaSelector, SelectionContext } from './replica-selector.js'

@@ -17,7 +17,7 @@ import {
   positionsEqual,
   type ReplicationPosition,
 } from '../../src/consistency/position.js'
-import { InvalidCausalTokenError } from '../../src/core/errors.js'
+import { InvalidCausalTokenError } from '../../src/core/contracts/errors.js'
 
 const U1 = '3e11fa47-71ca-11e1-9e33-c80aa9429562'
 const U2 = '4e11fa47-71ca-11e1-9e33-c80aa9429562'

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { ReplicatedConfigError } from '../../src/core/errors.js'
+import { ReplicatedConfigError } from '../../src/core/contracts/errors.js'
 import { NodeLoad } from '../../src/health/node-load.js'
 import { DEFAULT_DECAY_MS, PeakEwma } from '../../src/health/peak-ewma.js'
 

@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import * as kyselyModule from 'kysely'
 import { CompiledQuery, Kysely, sql } from 'kysely'
 import { formatLsn } from '../../src/consistency/pg-lsn.js'
-import type { PhysicalConnection } from '../../src/core/engine.js'
+import type { PhysicalConnection } from '../../src/core/contracts/engine.js'
 import {
   ConnectionSetupError,
   consistencyScope,
@@ -743,7 +743,7 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
     })
 
     it('exposes the backend pid as the session id and cancels with pg_cancel_backend / pg_terminate_backend', async () => {
-      const engine = new PostgresEngine()
+      const engine = new PostgresEngine({ causalUnsupported: () => {} })
       const ran: Array<[string, readonly unknown[]]> = []
       const control = {
         node: { name: 'primary', role: 'primary' },
@@ -793,7 +793,7 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
   })
 
   describe('connection-level errors', () => {
-    const engine = new PostgresEngine()
+    const engine = new PostgresEngine({ causalUnsupported: () => {} })
     const sqlError = (code: string) =>
       Object.assign(new Error(`sqlstate ${code}`), { code, severity: 'ERROR' })
     for (const [what, error] of [

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { ReplicatedConfigError } from '../../src/core/errors.js'
+import { ReplicatedConfigError } from '../../src/core/contracts/errors.js'
 import { BUILT_IN_SELECTOR_NAMES, createSelector } from '../../src/selection/create-selector.js'
 import { LeastLatencySelector } from '../../src/selection/least-latency.js'
 import { NO_HISTORY_PENALTY_MS, P2cEwmaSelector } from '../../src/selection/p2c-ewma.js'

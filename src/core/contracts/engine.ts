@@ -1,6 +1,6 @@
-import type { CompiledQuery, DatabaseConnection, QueryResult, TransactionSettings } from 'kysely'
-import type { ReplicationPosition } from '../consistency/position.js'
-import type { SqlFlavor } from '../routing/classification.js'
+import type { CompiledQuery, QueryResult, TransactionSettings } from 'kysely'
+import type { ReplicationPosition } from '../../consistency/position.js'
+import type { SqlFlavor } from '../../routing/classification.js'
 
 /** A node as hooks and events see it. */
 export interface NodeInfo {
@@ -23,6 +23,12 @@ export interface PhysicalConnection {
   readonly node: NodeInfo
   /** Server-side connection id (MySQL thread id, PostgreSQL backend pid), when known. */
   readonly sessionId: number | undefined
+  /**
+   * Set when this library killed the session on request (Kysely's `'kill session'`): its failure
+   * says nothing about the node's health, and the connection is never reused. Cleared when the
+   * pool hands the physical connection out again.
+   */
+  killed: boolean
   execute<R>(query: CompiledQuery, signal?: AbortSignal): Promise<NodeQueryOutcome<R>>
   stream<R>(
     query: CompiledQuery,
@@ -74,6 +80,12 @@ export interface ProbeResult {
   readonly readOnly?: boolean | undefined
 }
 
+/** What an engine reports back to the cluster it serves, given to it at construction. */
+export interface EngineContext {
+  /** The server does not report write positions: causal mode behaves as sticky (said once). */
+  causalUnsupported(node: string, message: string): void
+}
+
 /** Everything engine-specific the core needs. One implementation per engine. */
 export interface Engine {
   readonly flavor: SqlFlavor
@@ -106,16 +118,4 @@ export interface Engine {
   isConnectionError(error: unknown): boolean
   /** The server's connection limit and connections in use, for the pool-size warning. */
   serverCapacity?(connection: PhysicalConnection): Promise<{ max: number; used: number }>
-}
-
-/** Wraps a physical connection as the `DatabaseConnection` Kysely's hooks expect. */
-export function asDatabaseConnection(connection: PhysicalConnection): DatabaseConnection {
-  return {
-    async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-      return (await connection.execute<R>(query)).result
-    },
-    streamQuery<R>(query: CompiledQuery, chunkSize = 1): AsyncIterableIterator<QueryResult<R>> {
-      return connection.stream<R>(query, chunkSize)
-    },
-  }
 }

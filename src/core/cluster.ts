@@ -1,0 +1,220 @@
+import { performance } from 'node:perf_hooks'
+import { encodeCausalToken } from '../consistency/causal-token.js'
+import { currentScope } from '../consistency/scope.js'
+import { HealthMonitor } from '../health/health-monitor.js'
+import { Tracing } from '../observability/tracing.js'
+import { primaryFunctionSet } from '../routing/primary-functions.js'
+import type { ReplicaSelector } from '../selection/replica-selector.js'
+import type { ResolvedConfig } from './config.js'
+import type { Engine, PhysicalConnection } from './contracts/engine.js'
+import type { ReplicationEvent, RouteEvent } from './contracts/events.js'
+import type { PoolStats, ReplicaInfo, RoutingStats } from './contracts/stats.js'
+import { Executor } from './executor.js'
+import type { ManagedPool } from './managed-pool.js'
+import { NodeRegistry } from './node-registry.js'
+import { NodeRuntime } from './node-runtime.js'
+import { ReadPlanner } from './read-planner.js'
+import { Router } from './router.js'
+import type { RoutingContext } from './routing-connection.js'
+import { RoutingStatistics } from './routing-statistics.js'
+
+/** The nodes of a cluster as the dialect built them. */
+export interface ClusterNodes {
+  readonly primary: { readonly name: string; readonly pool: ManagedPool }
+  readonly replicas: ReadonlyArray<{
+    readonly name: string
+    readonly pool: ManagedPool
+    readonly weight: number
+  }>
+}
+
+/**
+ * The composition root of one replicated dialect: builds the node registry, the health monitor,
+ * the read planner, the routing statistics, the router and the executor, and wires them through
+ * narrow ports. Owns the start (pools, tracing, prober) and the end of the cluster's life.
+ */
+export class Cluster {
+  readonly engine: Engine
+  readonly config: ResolvedConfig
+  readonly registry: NodeRegistry
+  readonly statistics: RoutingStatistics
+  readonly planner: ReadPlanner
+  readonly monitor: HealthMonitor
+  /** What every routing connection of this cluster shares. */
+  readonly routing: RoutingContext
+  #tracing: Tracing | undefined
+  #initPromise: Promise<void> | undefined
+
+  constructor(options: {
+    readonly engine: Engine
+    readonly config: ResolvedConfig
+    readonly nodes: ClusterNodes
+    readonly selector: ReplicaSelector
+    readonly onRoute?: ((event: RouteEvent) => void) | undefined
+    readonly onEvent?: ((event: ReplicationEvent) => void) | undefined
+    /** Decay of the nodes' latency estimates (`latency.decayMs`). */
+    readonly decayMs: number | undefined
+    /** `'least-latency'`'s `sampleSize`: replicas the first probe round measures at most. */
+    readonly firstPassSample?: number | undefined
+  }) {
+    const { engine, config, nodes, selector } = options
+    this.engine = engine
+    this.config = config
+    const now = () => performance.now()
+    const health = {
+      cooldownMs: config.cooldownMs,
+      maxCooldownMs: config.maxCooldownMs,
+      maxReplicationLagMs: config.maxReplicationLagMs,
+    }
+    const primary = new NodeRuntime({
+      info: { name: nodes.primary.name, role: 'primary' },
+      pool: nodes.primary.pool,
+      weight: 1,
+      index: -1,
+      health,
+      decayMs: options.decayMs,
+    })
+    const replicas = nodes.replicas.map(
+      (r, index) =>
+        new NodeRuntime({
+          info: { name: r.name, role: 'replica' },
+          pool: r.pool,
+          weight: r.weight,
+          index,
+          health,
+          decayMs: options.decayMs,
+        }),
+    )
+    this.registry = new NodeRegistry({
+      primary,
+      replicas,
+      trialsByQuery: config.probeIntervalMs === 0,
+    })
+    this.statistics = new RoutingStatistics({ onRoute: options.onRoute, onEvent: options.onEvent })
+    const emit = (event: ReplicationEvent) => this.statistics.emit(event)
+    this.planner = new ReadPlanner({
+      registry: this.registry,
+      settings: config,
+      positionKind: () => engine.positionKind,
+      emit,
+    })
+    this.monitor = new HealthMonitor({
+      registry: this.registry,
+      engine,
+      emit,
+      onResult:
+        selector.onResult === undefined
+          ? undefined
+          : (node, latencyMs, ok) => selector.onResult?.(node.candidate, latencyMs, ok),
+      now,
+      probeIntervalMs: config.probeIntervalMs,
+      probeTimeoutMs: config.probeTimeoutMs,
+      probeConcurrency: config.probeConcurrency,
+      firstPassSample: options.firstPassSample,
+    })
+    const router = new Router({ registry: this.registry, planner: this.planner })
+    const executor = new Executor({
+      engine,
+      config,
+      registry: this.registry,
+      planner: this.planner,
+      monitor: this.monitor,
+      statistics: this.statistics,
+      router,
+      selector,
+      now,
+      tracing: () => this.#tracing,
+    })
+    this.routing = Object.freeze({
+      engine,
+      consistency: config.consistency,
+      classifyOptions: Object.freeze({
+        flavor: engine.flavor,
+        primaryFunctions: primaryFunctionSet(engine.flavor, config.primaryFunctions),
+      }),
+      primary,
+      router,
+      executor,
+      planner: this.planner,
+      statistics: this.statistics,
+      now,
+    })
+  }
+
+  now(): number {
+    return performance.now()
+  }
+
+  /** Loads tracing, initialises every pool (in parallel) and starts the prober. Idempotent. */
+  init(signal?: AbortSignal): Promise<void> {
+    this.#initPromise ??= (async () => {
+      if (this.config.tracing !== undefined && this.#tracing === undefined) {
+        this.#tracing = await Tracing.load(this.config.tracing)
+      }
+      await Promise.all(this.registry.all.map((n) => n.pool.init(signal)))
+      this.monitor.start()
+    })().catch((error: unknown) => {
+      // Let a later call try again.
+      this.#initPromise = undefined
+      throw error
+    })
+    return this.#initPromise
+  }
+
+  /** Stops the prober and ends every pool. */
+  async destroy(): Promise<void> {
+    await this.monitor.stop()
+    const results = await Promise.allSettled(this.registry.all.map((n) => n.pool.end()))
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) throw failed.reason
+  }
+
+  /**
+   * Once per node, on its first physical connection (during its setup, so no extra connection):
+   * compares the pool's size with what the server has room for (`max_connections` minus the
+   * connections others use) and warns through a `pool-oversized` event. Never fails the setup.
+   */
+  async checkCapacity(nodeName: string, connection: PhysicalConnection): Promise<void> {
+    const node = this.registry.node(nodeName)
+    if (node === undefined || this.engine.serverCapacity === undefined) return
+    const limit = node.pool.counts()?.limit
+    if (limit === undefined) return
+    try {
+      const capacity = await this.engine.serverCapacity(connection)
+      const ours = node.pool.counts()?.total ?? 1
+      const others = Math.max(0, capacity.used - ours)
+      if (limit > capacity.max - others) {
+        this.statistics.emit({
+          type: 'pool-oversized',
+          node: node.name,
+          message: `the pool of node "${node.name}" may open ${limit} connections, but the server allows ${capacity.max} and others use ${others}: lower the pool size or raise max_connections`,
+        })
+      }
+    } catch {
+      // Advice only: a failure here says nothing about the node.
+    }
+  }
+
+  getReplicaInfo(): ReplicaInfo[] {
+    return this.registry.info(this.now())
+  }
+
+  getRoutingStats(): RoutingStats {
+    return this.statistics.snapshot()
+  }
+
+  getPoolStats(): PoolStats[] {
+    return this.registry.all.map((n) => n.pool.stats())
+  }
+
+  /** A causal token for the current scope's writes on this cluster, if it wrote any. */
+  causalToken(): string | undefined {
+    const required = this.planner.requirement(currentScope(), this.now())
+    return required.position === undefined ? undefined : encodeCausalToken(required.position)
+  }
+
+  /** Runs the prober once now (tests and `dialect.probeNow()`). */
+  probeNow(): Promise<void> {
+    return this.monitor.probeNow()
+  }
+}

@@ -1,0 +1,29 @@
+import type { NodePool, PhysicalConnection } from './engine.js'
+
+/** What an engine pool adds to each physical connection for the lifecycle layer. */
+export interface LifecycleConnection extends PhysicalConnection {
+  /** Clock reading (`performance.now()`) when the physical connection was first handed out. */
+  readonly createdAtMs: number
+  /** `true` the first time this physical connection is handed out. */
+  readonly isNew: boolean
+  /**
+   * Told when the connection is released or destroyed. `release()` asks `retire()` first and
+   * closes the connection instead of pooling it when the answer is `true`.
+   */
+  owner: LifecycleOwner | undefined
+}
+
+/** The lifecycle layer, as a physical connection calls back into it. */
+export interface LifecycleOwner {
+  /** The connection is being released: `true` means close it instead (it outlived its lifetime). */
+  retire(connection: LifecycleConnection): boolean
+  /** The connection is being closed. */
+  destroyed(connection: LifecycleConnection): void
+}
+
+/** An engine pool that can tell when the next acquisition will open a new physical connection. */
+export interface LifecycleNodePool extends NodePool {
+  acquire(signal?: AbortSignal): Promise<LifecycleConnection>
+  /** Whether an acquisition now would make the pool open a connection (best effort, from its internals). */
+  willOpen?(): boolean
+}

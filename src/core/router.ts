@@ -1,0 +1,178 @@
+import type { ReplicationPosition } from '../consistency/position.js'
+import type { ConsistencyScope } from '../consistency/scope.js'
+import type { Classification } from '../routing/classification.js'
+import type { ReplicaCandidate } from '../selection/replica-selector.js'
+import { ReadOnlyViolationError, ReplicatedConfigError } from './contracts/errors.js'
+import type { RouteReason } from './contracts/events.js'
+import type { NodeRegistry } from './node-registry.js'
+import type { NodeRuntime } from './node-runtime.js'
+import type { ReadPlan, ReadPlanner } from './read-planner.js'
+import type { RouteHint } from './route-hints.js'
+
+/** One statement as the router sees it: what it needs, and the caller's hint. */
+export interface Statement {
+  readonly classification: Classification
+  readonly hint: RouteHint | undefined
+  readonly sql: string
+}
+
+/** The state of the routing connection (the Kysely connection) a statement arrives on. */
+export interface SessionView {
+  /** The connection's read-your-writes scope (looked up lazily: eventual mode never asks). */
+  readonly scope: ConsistencyScope
+  /** An earlier statement created session state: everything runs on the held primary session. */
+  readonly pinned: boolean
+  /** The connection holds a primary session (it wrote, or fell back to the primary). */
+  readonly holdsPrimary: boolean
+  /** The open builder transaction, if any. */
+  readonly transaction: { readonly readOnly: boolean } | undefined
+}
+
+/**
+ * Where a statement runs, decided before any I/O:
+ * - `transaction`: on the open transaction's connection;
+ * - `primary`: on the connection's primary session (`fallback` when it reads on behalf of
+ *   replicas, which counts against `fallback.maxPrimaryReads`);
+ * - `replica`: on one of `candidates`, picked by the selector;
+ * - `wait`: on one of `candidates` after it has applied `position` (causal reads).
+ */
+export type Route =
+  | { readonly kind: 'transaction'; readonly reason: 'transaction' | 'read-only-transaction' }
+  | {
+      readonly kind: 'primary'
+      readonly reason: RouteReason
+      readonly detail?: string | undefined
+      readonly fallback: boolean
+    }
+  | {
+      readonly kind: 'replica'
+      readonly candidates: readonly ReplicaCandidate[]
+      readonly reason: RouteReason
+    }
+  | {
+      readonly kind: 'wait'
+      readonly candidates: readonly ReplicaCandidate[]
+      readonly position: ReplicationPosition
+    }
+
+const IN_TRANSACTION: Route = Object.freeze({ kind: 'transaction', reason: 'transaction' })
+const IN_READ_ONLY_TRANSACTION: Route = Object.freeze({
+  kind: 'transaction',
+  reason: 'read-only-transaction',
+})
+
+/**
+ * The routing policy in one place, as a pure function of the statement, the session and the
+ * cluster's state: classification, hints, session pinning, the open transaction and the read
+ * plan. No I/O; the executor carries the route out.
+ */
+export class Router {
+  readonly #registry: NodeRegistry
+  readonly #planner: ReadPlanner
+
+  constructor(options: { readonly registry: NodeRegistry; readonly planner: ReadPlanner }) {
+    this.#registry = options.registry
+    this.#planner = options.planner
+  }
+
+  /**
+   * Plans `statement`. `tried` lists replicas this statement already failed on: the plan is made
+   * again without them (reason `'retry'`), ending on the primary. `readReason` names a plain
+   * replica read (`'read-only-transaction'` for the `begin` of one).
+   */
+  plan(
+    statement: Statement,
+    session: SessionView,
+    nowMs: number,
+    tried?: readonly NodeRuntime[],
+    readReason: RouteReason = 'read',
+  ): Route {
+    const transaction = session.transaction
+    if (transaction !== undefined) {
+      return transaction.readOnly ? IN_READ_ONLY_TRANSACTION : IN_TRANSACTION
+    }
+    const c = statement.classification
+    const hint = statement.hint
+    if (!c.read || session.pinned || hint?.target === 'primary') {
+      checkHintAllowsWrite(hint, c, statement.sql)
+      let reason: RouteReason
+      if (session.pinned && c.read) reason = 'session-pinned'
+      else if (hint?.target === 'primary' && c.read) reason = 'hint'
+      else reason = c.reason === 'read' ? 'session-pinned' : c.reason
+      return { kind: 'primary', reason, detail: c.detail, fallback: false }
+    }
+    return this.planRead(session, hint, nowMs, tried, readReason)
+  }
+
+  /** Plans a read (a replica, a causal wait, or the primary when no replica will do). */
+  planRead(
+    session: SessionView,
+    hint: RouteHint | undefined,
+    nowMs: number,
+    tried: readonly NodeRuntime[] | undefined,
+    readReason: RouteReason,
+  ): Route {
+    const plan =
+      hint?.target === 'replica'
+        ? this.#hintPlan(hint.name, nowMs)
+        : this.#planner.planRead(session, nowMs)
+    if (plan.kind === 'primary') return primaryRead(tried !== undefined ? 'retry' : plan.reason)
+    let candidates = plan.candidates
+    if (tried !== undefined) {
+      candidates = candidates.filter((c) => !tried.includes(this.#registry.replicaByIndex(c.index)))
+      if (candidates.length === 0) return primaryRead('retry')
+    }
+    if (plan.kind === 'wait') {
+      return candidates === plan.candidates ? plan : { ...plan, candidates }
+    }
+    const reason =
+      tried !== undefined
+        ? 'retry'
+        : hint?.target === 'replica'
+          ? 'hint'
+          : plan.reason === 'read'
+            ? readReason
+            : plan.reason
+    return candidates === plan.candidates && reason === plan.reason
+      ? plan
+      : { kind: 'replica', candidates, reason }
+  }
+
+  #hintPlan(name: string | undefined, nowMs: number): ReadPlan {
+    const registry = this.#registry
+    if (name === undefined) {
+      const usable = registry.usableReplicas(nowMs)
+      return usable.length > 0
+        ? { kind: 'replica', candidates: usable, reason: 'hint' }
+        : { kind: 'primary', reason: 'no-replica' }
+    }
+    const node = registry.node(name)
+    if (node === undefined || node.info.role !== 'replica') {
+      throw new ReplicatedConfigError(
+        `onReplica(db, "${name}"): no replica of that name (replicas: ${registry.replicas.map((r) => r.name).join(', ') || 'none'})`,
+      )
+    }
+    return { kind: 'replica', candidates: [node.candidate], reason: 'hint' }
+  }
+}
+
+/** A read the primary runs: on behalf of replicas (`no-replica`, `retry`) or for consistency. */
+function primaryRead(reason: RouteReason): Route {
+  return { kind: 'primary', reason, fallback: reason === 'no-replica' || reason === 'retry' }
+}
+
+/** A statement that needs the primary was sent through `readOnly(db)` or `onReplica(db)`. */
+function checkHintAllowsWrite(
+  hint: RouteHint | undefined,
+  classification: Classification,
+  sqlText: string,
+): void {
+  if (hint === undefined || classification.read) return
+  if (hint.target === 'read-only' || hint.target === 'replica') {
+    const via = hint.target === 'read-only' ? 'readOnly(db)' : 'onReplica(db)'
+    throw new ReadOnlyViolationError(
+      `a statement that must run on the primary (${classification.reason}${classification.detail ? `: ${classification.detail}` : ''}) was sent through ${via}; use the primary Kysely instance for it`,
+      sqlText,
+    )
+  }
+}

@@ -1,0 +1,66 @@
+import type { ReplicationEvent, RouteEvent, RouteReason } from './contracts/events.js'
+import type { RoutingStats } from './contracts/stats.js'
+import type { NodeRuntime } from './node-runtime.js'
+
+/**
+ * Where routing decisions and notable events go: the counters behind `getRoutingStats()`, the
+ * user's `onRoute` and `onEvent` listeners. A listener's error never reaches a statement.
+ */
+export class RoutingStatistics {
+  readonly #onRoute: ((event: RouteEvent) => void) | undefined
+  readonly #onEvent: ((event: ReplicationEvent) => void) | undefined
+  readonly #byReason: Record<string, number> = Object.create(null)
+  readonly #byNode: Record<string, number> = Object.create(null)
+  #causalWaits = 0
+  #causalWaitMs = 0
+
+  constructor(listeners: {
+    readonly onRoute?: ((event: RouteEvent) => void) | undefined
+    readonly onEvent?: ((event: ReplicationEvent) => void) | undefined
+  }) {
+    this.#onRoute = listeners.onRoute
+    this.#onEvent = listeners.onEvent
+  }
+
+  /** Counts a routing decision and reports it to `onRoute`. */
+  route(
+    node: NodeRuntime,
+    reason: RouteReason,
+    sql: string,
+    detail: string | undefined,
+    waitedMs: number | undefined,
+  ): void {
+    this.#byReason[reason] = (this.#byReason[reason] ?? 0) + 1
+    this.#byNode[node.name] = (this.#byNode[node.name] ?? 0) + 1
+    if (this.#onRoute !== undefined) {
+      try {
+        this.#onRoute({ node: node.name, role: node.info.role, reason, sql, detail, waitedMs })
+      } catch {
+        // A listener's error must not fail the statement or leak the connection it was routed to.
+      }
+    }
+  }
+
+  /** Reports a notable event to `onEvent`. */
+  emit(event: ReplicationEvent): void {
+    try {
+      this.#onEvent?.(event)
+    } catch {
+      // A listener's error must not break routing.
+    }
+  }
+
+  recordCausalWait(ms: number): void {
+    this.#causalWaits++
+    this.#causalWaitMs += ms
+  }
+
+  snapshot(): RoutingStats {
+    return {
+      byReason: { ...this.#byReason },
+      byNode: { ...this.#byNode },
+      causalWaits: this.#causalWaits,
+      causalWaitMs: this.#causalWaitMs,
+    }
+  }
+}

@@ -1,0 +1,100 @@
+import { ConsistencyScope, processWideScope } from '../consistency/scope.js'
+import type { PhysicalConnection } from './contracts/engine.js'
+import { annotateNodeError } from './contracts/errors.js'
+import type { RouteReason } from './contracts/events.js'
+import type { NodeRuntime } from './node-runtime.js'
+import type { SessionView } from './router.js'
+
+/** An open builder transaction: the node and the connection it runs on. */
+export interface OpenTransaction {
+  readonly node: NodeRuntime
+  readonly connection: PhysicalConnection
+  readonly readOnly: boolean
+  /** A statement in it changed data (for read-your-writes at commit). */
+  wrote: boolean
+}
+
+/** The statement running now, for `cancelQuery` / `killSession`. */
+export interface RunningStatement {
+  readonly node: NodeRuntime
+  readonly connection: PhysicalConnection
+}
+
+/**
+ * The state of one routing connection (one Kysely connection: a single query, a
+ * `db.connection()` scope, a transaction): its scope, the primary session it holds, whether that
+ * session is pinned, the open transaction, the statement running. The router reads it; the
+ * executor and the routing connection change it. Reused across acquisitions ({@link reset}).
+ */
+export class Session implements SessionView {
+  readonly #primaryNode: NodeRuntime
+  /** The innermost explicit `consistencyScope` when acquired, if any. */
+  #explicit: ConsistencyScope | undefined
+  /** This connection's scope, created on first use (eventual mode never needs one). */
+  #scope: ConsistencyScope | undefined
+  /** The primary session, held from first use until the connection is released. */
+  primary: PhysicalConnection | undefined
+  pinned = false
+  /** A raw `BEGIN` ran on the primary session; `wrote` as for {@link OpenTransaction}. */
+  rawTransaction: { wrote: boolean } | undefined
+  transaction: OpenTransaction | undefined
+  running: RunningStatement | undefined
+  /** The last routing decision, for the query comment and the trace of the statement it routed. */
+  reason: RouteReason = 'read'
+  waitedMs: number | undefined
+
+  constructor(primaryNode: NodeRuntime, explicit: ConsistencyScope | undefined) {
+    this.#primaryNode = primaryNode
+    this.#explicit = explicit
+  }
+
+  /** Makes a released session ready for its next acquisition. */
+  reset(explicit: ConsistencyScope | undefined): void {
+    this.#explicit = explicit
+    this.#scope = undefined
+  }
+
+  /**
+   * The scope this connection's reads and writes count in: the explicit `consistencyScope` it was
+   * acquired in, else a scope of its own nested in the process-wide one, so its writes count for
+   * later code in no scope.
+   */
+  get scope(): ConsistencyScope {
+    this.#scope ??= this.#explicit ?? new ConsistencyScope(processWideScope())
+    return this.#scope
+  }
+
+  get holdsPrimary(): boolean {
+    return this.primary !== undefined
+  }
+
+  /** The held primary session, checked out on first use. */
+  async primaryConnection(signal: AbortSignal | undefined): Promise<PhysicalConnection> {
+    if (this.primary === undefined) {
+      try {
+        this.primary = await this.#primaryNode.pool.acquire(signal)
+      } catch (error) {
+        throw annotateNodeError(error, this.#primaryNode.name)
+      }
+    }
+    return this.primary
+  }
+
+  /** Returns everything held to the pools (the driver's `releaseConnection`). */
+  release(): void {
+    const transaction = this.transaction
+    this.transaction = undefined
+    if (transaction !== undefined && transaction.connection !== this.primary) {
+      // Kysely always ends its transactions; a connection released mid-transaction is not reused.
+      transaction.connection.destroy()
+    }
+    const primary = this.primary
+    this.primary = undefined
+    this.pinned = false
+    this.rawTransaction = undefined
+    if (primary !== undefined) {
+      if (transaction !== undefined || primary.killed) primary.destroy()
+      else primary.release()
+    }
+  }
+}
