@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import type { Kysely } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import { type ConsistencyMode, consistencyScope, InvalidCausalTokenError } from '../../src/index.js'
 import { forEachDialect, type TestDialect, useDialectCluster } from '../support/dialects.js'
 
@@ -133,6 +133,31 @@ forEachDialect((fx) => {
         report('sticky', s)
         expect(s.stale).to.equal(0)
         expect(s.onReplica).to.equal(0)
+      })
+
+      it('a raw no-op UPDATE or DELETE outside any scope leaves later reads on the replicas, like the builder form', async () => {
+        const replicaNames = cluster().replicas.map((r) => r.name)
+        const readsFrom = async (t: TestDialect) =>
+          fx.nodeOf(cluster(), (await fx.whereAmI(cluster()).execute(t.db)).rows[0]!)
+        for (const form of ['builder', 'raw'] as const) {
+          const t = create('causal')
+          if (form === 'builder') {
+            await t.db.updateTable('ryw').set({ v: 'x' }).where('id', '=', -1).execute()
+            await t.db.deleteFrom('ryw').where('id', '=', -1).execute()
+          } else {
+            await sql`update ryw set v = 'x' where id = -1`.execute(t.db)
+            await sql`delete from ryw where id = -1`.execute(t.db)
+          }
+          expect(replicaNames, form).to.include(await readsFrom(t))
+          expect(t.routes.at(-1)?.reason, form).to.equal('read')
+        }
+        // The failure this prevents: a raw write that changes a row does make the reads that
+        // follow in 'sticky' mode run on the primary, as the no-op would have if counted.
+        const t = create('sticky')
+        const id = (idBase += 1000)
+        await t.db.insertInto('ryw').values({ id, v: 'x' }).execute()
+        await sql`update ryw set v = 'y' where id = ${id}`.execute(t.db)
+        expect(await readsFrom(t)).to.equal('primary')
       })
 
       it('writes in one scope do not send reads of another scope to the primary', async () => {

@@ -35,6 +35,14 @@ export interface FakeMysqlNode {
   appliedGtid: string
   /** What `master_gtid_wait` answers: 0 (reached) or -1 (timeout). */
   waitResult: number
+  /**
+   * Statements matching this never answer until their connection is killed (`KILL <id>` from
+   * another connection of the node, or `lose()`): then they fail as MariaDB reports a killed
+   * session (`ER_CONNECTION_KILLED`, fatal).
+   */
+  hang: RegExp | undefined
+  /** Kills every hung statement's connection as the server would on a lost session. */
+  lose(): void
 }
 
 const ROWS_SELECT = /^\s*(\(|select|show|with|explain|describe|desc)\b/i
@@ -51,6 +59,8 @@ export function fakeMysqlNode(
   let nextId = 1
   const free: FakeConnection[] = []
   const all: FakeConnection[] = []
+  /** Kill switches of hung statements, by connection id. */
+  const hung = new Map<number, () => void>()
   const node: FakeMysqlNode = {
     name,
     statements: [],
@@ -62,6 +72,10 @@ export function fakeMysqlNode(
     gtidSeq: 0,
     appliedGtid: '',
     waitResult: 0,
+    hang: undefined,
+    lose: () => {
+      for (const kill of hung.values()) kill()
+    },
     pool: {
       getConnection: sinon.spy((cb: (err: unknown, conn?: FakeConnection) => void) => {
         setImmediate(() => {
@@ -75,7 +89,7 @@ export function fakeMysqlNode(
           }
           let conn = free.pop()
           if (conn === undefined) {
-            conn = new FakeConnection(node, nextId++, free, all)
+            conn = new FakeConnection(node, nextId++, free, all, hung)
             all.push(conn)
           }
           if (options.maxConnections !== undefined && nextId - 1 > options.maxConnections) {
@@ -101,13 +115,37 @@ class FakeConnection {
   readonly #node: FakeMysqlNode
   readonly #free: FakeConnection[]
   readonly #all: FakeConnection[]
+  readonly #hung: Map<number, () => void>
   destroyed = false
 
-  constructor(node: FakeMysqlNode, id: number, free: FakeConnection[], all: FakeConnection[]) {
+  constructor(
+    node: FakeMysqlNode,
+    id: number,
+    free: FakeConnection[],
+    all: FakeConnection[],
+    hung: Map<number, () => void>,
+  ) {
     this.#node = node
     this.threadId = id
     this.#free = free
     this.#all = all
+    this.#hung = hung
+  }
+
+  /** A promise that settles when this connection's hung statement is killed. */
+  #hangUntilKilled(): Promise<Error> {
+    return new Promise((resolve) => {
+      this.#hung.set(this.threadId, () => {
+        this.#hung.delete(this.threadId)
+        resolve(
+          Object.assign(new Error('Connection was killed'), {
+            code: 'ER_CONNECTION_KILLED',
+            errno: 1927,
+            fatal: true,
+          }),
+        )
+      })
+    })
   }
 
   query(
@@ -123,6 +161,21 @@ class FakeConnection {
       parameters: parameters ?? [],
     })
     const answer = () => answerFor(node, sql, parameters ?? [])
+    const kill = /^\s*kill\s+(?:connection\s+)?(\d+)/i.exec(sql)
+    if (kill) this.#hung.get(Number(kill[1]))?.()
+    if (node.hang?.test(sql)) {
+      const killed = this.#hangUntilKilled()
+      if (cb) void killed.then((error) => cb(error))
+      return {
+        stream: () => ({
+          [Symbol.asyncIterator]: () => ({
+            next: async (): Promise<IteratorResult<unknown>> => {
+              throw await killed
+            },
+          }),
+        }),
+      }
+    }
     if (cb) {
       setImmediate(() => {
         try {
