@@ -40,7 +40,9 @@ export type {
 } from './postgres/postgres-pool-types.js'
 export { ReplicatedPostgresDialect } from './postgres/replicated-postgres-dialect.js'
 export type { ReplicatedPostgresDialectConfig } from './postgres/replicated-postgres-dialect-config.js'
-export type { Classification, ClassificationReason, SqlFlavor } from './routing/classification.js'
+export { LeastLatencySelector } from './selection/least-latency.js'
+export { P2cEwmaSelector } from './selection/p2c-ewma.js'
+export { RandomSelector } from './selection/random.js'
 export type {
   BuiltInSelectorName,
   ReplicaCandidate,
@@ -48,3 +50,5 @@ export type {
   ReplicaSelector,
   SelectionContext,
 } from './selection/replica-selector.js'
+export { RoundRobinSelector } from './selection/round-robin.js'
+export { WeightedSelector } from './selection/weighted.js'

@@ -30,8 +30,20 @@ export interface Target {
   /** A replica connection checked out for this statement alone (released right after it). */
   readonly transient: boolean
   readonly reason: RouteReason
+  /** Time spent waiting for the replica to catch up (causal reads). */
+  readonly waitedMs: number | undefined
   /** Releases a primary fallback-read slot, when one was taken. */
   readonly leaveFallback: (() => void) | undefined
+}
+
+/** One attempt of a statement, started on its target. */
+interface Attempt {
+  readonly target: Target
+  /** The statement as sent (with its query comment). */
+  readonly sent: CompiledQuery
+  readonly span: StatementSpan | undefined
+  /** Clock reading at the start, for the latency sample. */
+  readonly started: number
 }
 
 /** What the executor needs besides the router: the cluster's parts, by narrow reference. */
@@ -63,42 +75,26 @@ export class Executor {
     this.#o = options
   }
 
-  /** Runs a statement (one result) along `route`, retrying reads on other nodes by the policy. */
+  /** Runs a statement (one result) along the session's route, retrying reads on other nodes by the policy. */
   async execute<R>(
     session: Session,
     statement: Statement,
-    route: Route,
-    query: CompiledQuery,
     signal: AbortSignal | undefined,
   ): Promise<NodeQueryOutcome<R>> {
-    let tried: NodeRuntime[] | undefined
     for (;;) {
-      const reached = await this.#reach(session, statement, route, signal, tried)
-      if (reached instanceof NodeRuntime) {
-        tried = tried === undefined ? [reached] : [...tried, reached]
-        route = this.#replan(statement, session, tried)
-        continue
-      }
-      const target = reached
-      const sent = this.#decorate(query, target)
-      const span = this.#span(target, sent, session.waitedMs)
-      const started = this.#o.monitor.started(target.node)
-      session.running = target
+      const attempt = await this.#begin(session, statement, signal)
+      const { target, span } = attempt
       try {
         const outcome =
           span === undefined
-            ? await target.connection.execute<R>(sent, signal)
-            : await span.run(() => target.connection.execute<R>(sent, signal))
+            ? await target.connection.execute<R>(attempt.sent, signal)
+            : await span.run(() => target.connection.execute<R>(attempt.sent, signal))
         span?.end()
-        this.#succeeded(target, started)
+        this.#succeeded(target, attempt.started)
         return outcome
       } catch (error) {
         span?.end(error)
-        if (!this.#failed(target, error, started, false, statement, signal)) {
-          throw annotateNodeError(error, target.node.name)
-        }
-        tried = tried === undefined ? [target.node] : [...tried, target.node]
-        route = this.#replan(statement, session, tried)
+        this.#failed(session, target, error, attempt.started, false, statement, signal)
       } finally {
         session.running = undefined
       }
@@ -106,32 +102,19 @@ export class Executor {
   }
 
   /**
-   * Streams a statement along `route`. Retried elsewhere like {@link execute} while no row has
+   * Streams a statement along the session's route. Retried elsewhere like {@link execute} while no row has
    * reached the caller; after that a failure ends the stream with the node's name on the error.
    */
   async *stream<R>(
     session: Session,
     statement: Statement,
-    route: Route,
-    query: CompiledQuery,
     chunkSize: number,
     signal: AbortSignal | undefined,
   ): AsyncIterableIterator<QueryResult<R>> {
-    let tried: NodeRuntime[] | undefined
     for (;;) {
-      const reached = await this.#reach(session, statement, route, signal, tried)
-      if (reached instanceof NodeRuntime) {
-        tried = tried === undefined ? [reached] : [...tried, reached]
-        route = this.#replan(statement, session, tried)
-        continue
-      }
-      const target = reached
-      const sent = this.#decorate(query, target)
-      const span = this.#span(target, sent, session.waitedMs)
-      const started = this.#o.monitor.started(target.node)
-      session.running = target
+      const { target, sent, span, started } = await this.#begin(session, statement, signal)
       let delivered = false
-      let settled = false
+      let failed = false
       const iterator = target.connection.stream<R>(sent, chunkSize, signal)
       try {
         for (;;) {
@@ -142,17 +125,13 @@ export class Executor {
           yield next.value
         }
       } catch (error) {
-        settled = true
+        failed = true
         span?.end(error)
-        if (!this.#failed(target, error, started, delivered, statement, signal)) {
-          throw annotateNodeError(error, target.node.name)
-        }
-        tried = tried === undefined ? [target.node] : [...tried, target.node]
-        route = this.#replan(statement, session, tried)
+        this.#failed(session, target, error, started, delivered, statement, signal)
         continue
       } finally {
         session.running = undefined
-        if (!settled) {
+        if (!failed) {
           // Read to the end, or the caller stopped early: close the driver's stream.
           await iterator.return?.()
           span?.end()
@@ -164,25 +143,17 @@ export class Executor {
   }
 
   /**
-   * Runs `operation` (the `begin` of a read-only transaction) along a read `route` and keeps the
+   * Runs `operation` (the `begin` of a read-only transaction) along the session's (read) route and keeps the
    * connection it ran on: the target is returned, for the transaction to hold.
    */
   async hold(
     session: Session,
     statement: Statement,
-    route: Route,
     operation: (connection: PhysicalConnection) => Promise<unknown>,
     signal: AbortSignal | undefined,
   ): Promise<Target> {
-    let tried: NodeRuntime[] | undefined
     for (;;) {
-      const reached = await this.#reach(session, statement, route, signal, tried)
-      if (reached instanceof NodeRuntime) {
-        tried = tried === undefined ? [reached] : [...tried, reached]
-        route = this.#replan(statement, session, tried, 'read-only-transaction')
-        continue
-      }
-      const target = reached
+      const target = await this.#next(session, statement, signal)
       const started = this.#o.monitor.started(target.node)
       try {
         await operation(target.connection)
@@ -190,22 +161,45 @@ export class Executor {
         target.leaveFallback?.()
         return target
       } catch (error) {
-        if (!this.#failed(target, error, started, false, statement, signal)) {
-          throw annotateNodeError(error, target.node.name)
-        }
-        tried = tried === undefined ? [target.node] : [...tried, target.node]
-        route = this.#replan(statement, session, tried, 'read-only-transaction')
+        this.#failed(session, target, error, started, false, statement, signal)
       }
     }
   }
 
-  #replan(
-    statement: Statement,
+  /**
+   * The next target of the statement planned in `session.route`: reached, or after re-planning
+   * without each replica that could not be reached (the retry policy's call).
+   */
+  async #next(
     session: Session,
-    tried: readonly NodeRuntime[],
-    readReason?: RouteReason,
-  ): Route {
-    return this.#o.router.plan(statement, session, this.#o.now(), tried, readReason)
+    statement: Statement,
+    signal: AbortSignal | undefined,
+  ): Promise<Target> {
+    for (;;) {
+      const reached = await this.#reach(session, statement, session.route!, signal, session.tried)
+      if (!(reached instanceof NodeRuntime)) return reached
+      this.#retryWithout(session, reached, statement)
+    }
+  }
+
+  /** Plans the statement again without `node`, which failed it (the retry policy said so). */
+  #retryWithout(session: Session, node: NodeRuntime, statement: Statement): void {
+    const tried = session.tried === undefined ? [node] : [...session.tried, node]
+    session.tried = tried
+    session.route = this.#o.router.plan(statement, session, this.#o.now(), tried)
+  }
+
+  /** Reaches the next target and starts the statement there: comment, span, accounting. */
+  async #begin(
+    session: Session,
+    statement: Statement,
+    signal: AbortSignal | undefined,
+  ): Promise<Attempt> {
+    const target = await this.#next(session, statement, signal)
+    const sent = this.#decorate(statement.query, target)
+    const span = this.#span(target, sent)
+    session.running = target
+    return { target, sent, span, started: this.#o.monitor.started(target.node) }
   }
 
   /**
@@ -220,26 +214,20 @@ export class Executor {
     tried: readonly NodeRuntime[] | undefined,
   ): Promise<Target | NodeRuntime> {
     const o = this.#o
-    switch (route.kind) {
-      case 'transaction': {
-        const transaction = session.transaction!
-        return this.#report(session, statement, {
-          node: transaction.node,
-          connection: transaction.connection,
-          transient: false,
-          reason: route.reason,
-          leaveFallback: undefined,
-        })
-      }
-      case 'primary':
-        return this.#report(
-          session,
-          statement,
-          await this.#primary(session, route.reason, route.fallback, signal),
-          route.detail,
-        )
-      default:
-        break
+    if (route.kind === 'transaction') {
+      const transaction = session.transaction!
+      return this.#report(session, statement, {
+        node: transaction.node,
+        connection: transaction.connection,
+        transient: false,
+        reason: route.reason,
+        waitedMs: undefined,
+        leaveFallback: undefined,
+      })
+    }
+    if (route.kind === 'primary') {
+      const target = await this.#primary(session, route.reason, route.fallback, signal)
+      return this.#report(session, statement, target, route.detail)
     }
     const node = this.#select(route.candidates)
     if (node === undefined) {
@@ -253,49 +241,44 @@ export class Executor {
       if (this.#unreachable(node, error, statement, signal)) return node
       throw annotateNodeError(error, node.name)
     }
-    if (route.kind === 'replica') {
-      return this.#report(session, statement, {
-        node,
-        connection,
-        transient: true,
-        reason: route.reason,
-        leaveFallback: undefined,
-      })
+    const reason =
+      route.kind === 'replica' ? route.reason : tried === undefined ? 'causal-waited' : 'retry'
+    let waitedMs: number | undefined
+    if (route.kind === 'wait') {
+      // A causal read: wait for the replica to apply the scope's writes, at most causalWaitTimeoutMs.
+      const started = o.now()
+      let caughtUp: boolean
+      try {
+        caughtUp = await o.engine.waitForPosition(
+          connection,
+          route.position,
+          o.config.causalWaitTimeoutMs,
+          signal,
+        )
+      } catch (error) {
+        if (o.engine.isConnectionError(error)) connection.destroy()
+        else connection.release()
+        if (this.#unreachable(node, error, statement, signal)) return node
+        throw annotateNodeError(error, node.name)
+      }
+      waitedMs = o.now() - started
+      o.statistics.recordCausalWait(waitedMs)
+      if (!caughtUp) {
+        o.planner.waitTimedOut(node, route.position, o.now())
+        connection.release()
+        const fallback = await this.#primary(session, 'causal-timeout', false, signal, waitedMs)
+        return this.#report(session, statement, fallback)
+      }
+      o.planner.learnPosition(node, route.position)
     }
-    // A causal read: wait for the replica to apply the scope's writes, at most causalWaitTimeoutMs.
-    const started = o.now()
-    let caughtUp: boolean
-    try {
-      caughtUp = await o.engine.waitForPosition(
-        connection,
-        route.position,
-        o.config.causalWaitTimeoutMs,
-        signal,
-      )
-    } catch (error) {
-      const connectionLevel = o.engine.isConnectionError(error)
-      if (connectionLevel) connection.destroy()
-      else connection.release()
-      if (this.#unreachable(node, error, statement, signal)) return node
-      throw annotateNodeError(error, node.name)
-    }
-    const waitedMs = o.now() - started
-    o.statistics.recordCausalWait(waitedMs)
-    if (!caughtUp) {
-      o.planner.waitTimedOut(node, route.position, o.now())
-      connection.release()
-      const fallback = await this.#primary(session, 'causal-timeout', false, signal)
-      return this.#report(session, statement, fallback, undefined, waitedMs)
-    }
-    o.planner.learnPosition(node, route.position)
-    const reason = tried === undefined ? 'causal-waited' : 'retry'
-    return this.#report(
-      session,
-      statement,
-      { node, connection, transient: true, reason, leaveFallback: undefined },
-      undefined,
+    return this.#report(session, statement, {
+      node,
+      connection,
+      transient: true,
+      reason,
       waitedMs,
-    )
+      leaveFallback: undefined,
+    })
   }
 
   /** The held primary session as a target; `fallback` takes a slot of `maxPrimaryReads`. */
@@ -304,6 +287,7 @@ export class Executor {
     reason: RouteReason,
     fallback: boolean,
     signal: AbortSignal | undefined,
+    waitedMs?: number,
   ): Promise<Target> {
     const o = this.#o
     const node = o.registry.primary
@@ -311,7 +295,14 @@ export class Executor {
       fallback && o.registry.replicas.length > 0 ? o.planner.enterFallbackRead() : undefined
     try {
       const connection = await session.primaryConnection(signal)
-      return { node, connection, transient: false, reason, leaveFallback }
+      return {
+        node,
+        connection,
+        transient: false,
+        reason,
+        waitedMs,
+        leaveFallback,
+      }
     } catch (error) {
       leaveFallback?.()
       o.monitor.failed(node, error, undefined, o.engine.isConnectionError(error))
@@ -328,16 +319,10 @@ export class Executor {
   }
 
   /** Counts the decision, tells `onRoute`, and remembers it for the comment and the trace. */
-  #report(
-    session: Session,
-    statement: Statement,
-    target: Target,
-    detail?: string,
-    waitedMs?: number,
-  ): Target {
+  #report(session: Session, statement: Statement, target: Target, detail?: string): Target {
     session.reason = target.reason
-    session.waitedMs = waitedMs
-    this.#o.statistics.route(target.node, target.reason, statement.sql, detail, waitedMs)
+    session.waitedMs = target.waitedMs
+    this.#o.statistics.route(target, statement.query.sql, detail)
     return target
   }
 
@@ -349,17 +334,19 @@ export class Executor {
 
   /**
    * Accounts a failed statement and ends its connection's use: the one place for the rule that a
-   * session this library killed on request says nothing about the node's health. Returns whether
-   * the retry policy re-runs the statement elsewhere.
+   * session this library killed on request says nothing about the node's health. Then either
+   * re-plans the statement without the node (the retry policy allows it) or throws the error
+   * with the node's name.
    */
   #failed(
+    session: Session,
     target: Target,
     error: unknown,
     started: number,
     rowsDelivered: boolean,
     statement: Statement,
     signal: AbortSignal | undefined,
-  ): boolean {
+  ): void {
     const o = this.#o
     const killed = target.connection.killed
     const connectionLevel = !killed && o.engine.isConnectionError(error)
@@ -369,10 +356,12 @@ export class Executor {
       if (connectionLevel || killed) target.connection.destroy()
       else target.connection.release()
     }
-    return canRetry(
+    const retry = canRetry(
       { connectionLevel, replicaRead: target.transient, rowsDelivered },
       { retryReads: o.config.retryReads, hint: statement.hint, signal },
     )
+    if (!retry) throw annotateNodeError(error, target.node.name)
+    this.#retryWithout(session, target.node, statement)
   }
 
   /** Reaching a replica failed (checkout, causal wait): accounted; `true` when to re-plan. */
@@ -408,11 +397,7 @@ export class Executor {
   }
 
   /** The statement's span, when tracing is on. */
-  #span(
-    target: Target,
-    query: CompiledQuery,
-    waitedMs: number | undefined,
-  ): StatementSpan | undefined {
+  #span(target: Target, query: CompiledQuery): StatementSpan | undefined {
     const tracing = this.#o.tracing()
     if (tracing === undefined) return undefined
     const endpoint = target.node.pool.endpoint()
@@ -424,7 +409,7 @@ export class Executor {
       node: target.node.name,
       role: target.node.info.role,
       reason: target.reason,
-      causalWaitMs: waitedMs,
+      causalWaitMs: target.waitedMs,
       sql: query.sql,
     })
   }

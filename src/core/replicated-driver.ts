@@ -61,10 +61,7 @@ export class ReplicatedDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler['compileQuery'],
   ): Promise<void> {
-    await routing(connection).runSavepointCommand(
-      (compile) => compile(savepointNode('savepoint', savepointName), createQueryId()),
-      compileQuery,
-    )
+    await runSavepointCommand(connection, 'savepoint', savepointName, compileQuery)
   }
 
   async rollbackToSavepoint(
@@ -72,10 +69,7 @@ export class ReplicatedDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler['compileQuery'],
   ): Promise<void> {
-    await routing(connection).runSavepointCommand(
-      (compile) => compile(savepointNode('rollback to', savepointName), createQueryId()),
-      compileQuery,
-    )
+    await runSavepointCommand(connection, 'rollback to', savepointName, compileQuery)
   }
 
   async releaseSavepoint(
@@ -83,10 +77,7 @@ export class ReplicatedDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler['compileQuery'],
   ): Promise<void> {
-    await routing(connection).runSavepointCommand(
-      (compile) => compile(savepointNode('release savepoint', savepointName), createQueryId()),
-      compileQuery,
-    )
+    await runSavepointCommand(connection, 'release savepoint', savepointName, compileQuery)
   }
 
   async releaseConnection(connection: DatabaseConnection, _options?: AbortOptions): Promise<void> {
@@ -107,10 +98,19 @@ function routing(connection: DatabaseConnection): RoutingConnection {
   return connection
 }
 
-/** `savepoint "name"` as Kysely's own drivers build it (identifier quoted by the dialect's compiler). */
-function savepointNode(command: string, savepointName: string): RawNode {
-  return RawNode.createWithChildren([
+/**
+ * `savepoint "name"` (or `rollback to` / `release savepoint`) as Kysely's own drivers build it,
+ * with the identifier quoted by the dialect's compiler, run in the connection's transaction.
+ */
+function runSavepointCommand(
+  connection: DatabaseConnection,
+  command: string,
+  savepointName: string,
+  compileQuery: QueryCompiler['compileQuery'],
+): Promise<void> {
+  const node = RawNode.createWithChildren([
     RawNode.createWithSql(`${command} `),
     IdentifierNode.create(savepointName),
   ])
+  return routing(connection).runSavepointCommand(compileQuery(node, createQueryId()))
 }

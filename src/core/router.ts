@@ -1,7 +1,6 @@
-import type { ReplicationPosition } from '../consistency/position.js'
+import type { CompiledQuery } from 'kysely'
 import type { ConsistencyScope } from '../consistency/scope.js'
 import type { Classification } from '../routing/classification.js'
-import type { ReplicaCandidate } from '../selection/replica-selector.js'
 import { ReadOnlyViolationError, ReplicatedConfigError } from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
 import type { NodeRegistry } from './node-registry.js'
@@ -11,9 +10,12 @@ import type { RouteHint } from './route-hints.js'
 
 /** One statement as the router sees it: what it needs, and the caller's hint. */
 export interface Statement {
+  /** The statement as Kysely compiled it. */
+  readonly query: CompiledQuery
   readonly classification: Classification
   readonly hint: RouteHint | undefined
-  readonly sql: string
+  /** The reason of a plain replica read of it: `'read'`, or `'read-only-transaction'` for the `begin` of one. */
+  readonly readReason?: RouteReason
 }
 
 /** The state of the routing connection (the Kysely connection) a statement arrives on. */
@@ -44,16 +46,7 @@ export type Route =
       readonly detail?: string | undefined
       readonly fallback: boolean
     }
-  | {
-      readonly kind: 'replica'
-      readonly candidates: readonly ReplicaCandidate[]
-      readonly reason: RouteReason
-    }
-  | {
-      readonly kind: 'wait'
-      readonly candidates: readonly ReplicaCandidate[]
-      readonly position: ReplicationPosition
-    }
+  | Exclude<ReadPlan, { readonly kind: 'primary' }>
 
 const IN_TRANSACTION: Route = Object.freeze({ kind: 'transaction', reason: 'transaction' })
 const IN_READ_ONLY_TRANSACTION: Route = Object.freeze({
@@ -77,15 +70,13 @@ export class Router {
 
   /**
    * Plans `statement`. `tried` lists replicas this statement already failed on: the plan is made
-   * again without them (reason `'retry'`), ending on the primary. `readReason` names a plain
-   * replica read (`'read-only-transaction'` for the `begin` of one).
+   * again without them (reason `'retry'`), ending on the primary.
    */
   plan(
     statement: Statement,
     session: SessionView,
     nowMs: number,
     tried?: readonly NodeRuntime[],
-    readReason: RouteReason = 'read',
   ): Route {
     const transaction = session.transaction
     if (transaction !== undefined) {
@@ -94,24 +85,14 @@ export class Router {
     const c = statement.classification
     const hint = statement.hint
     if (!c.read || session.pinned || hint?.target === 'primary') {
-      checkHintAllowsWrite(hint, c, statement.sql)
+      checkHintAllowsWrite(hint, c, statement.query.sql)
       let reason: RouteReason
       if (session.pinned && c.read) reason = 'session-pinned'
       else if (hint?.target === 'primary' && c.read) reason = 'hint'
       else reason = c.reason === 'read' ? 'session-pinned' : c.reason
       return { kind: 'primary', reason, detail: c.detail, fallback: false }
     }
-    return this.planRead(session, hint, nowMs, tried, readReason)
-  }
-
-  /** Plans a read (a replica, a causal wait, or the primary when no replica will do). */
-  planRead(
-    session: SessionView,
-    hint: RouteHint | undefined,
-    nowMs: number,
-    tried: readonly NodeRuntime[] | undefined,
-    readReason: RouteReason,
-  ): Route {
+    // A read: a replica, a causal wait, or the primary when no replica will do.
     const plan =
       hint?.target === 'replica'
         ? this.#hintPlan(hint.name, nowMs)
@@ -131,7 +112,7 @@ export class Router {
         : hint?.target === 'replica'
           ? 'hint'
           : plan.reason === 'read'
-            ? readReason
+            ? (statement.readReason ?? 'read')
             : plan.reason
     return candidates === plan.candidates && reason === plan.reason
       ? plan

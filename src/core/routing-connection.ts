@@ -1,10 +1,9 @@
-import type {
+import {
   CompiledQuery,
-  ControlConnectionProvider,
-  DatabaseConnection,
-  QueryCompiler,
-  QueryResult,
-  TransactionSettings,
+  type ControlConnectionProvider,
+  type DatabaseConnection,
+  type QueryResult,
+  type TransactionSettings,
 } from 'kysely'
 import type { ConsistencyScope } from '../consistency/scope.js'
 import type { Classification, ClassifyOptions } from '../routing/classification.js'
@@ -40,9 +39,10 @@ export interface RoutingContext {
 
 /** The `begin` of a read-only transaction, as the router sees it: a read. */
 const READ_ONLY_BEGIN: Statement = Object.freeze({
+  query: CompiledQuery.raw('begin'),
   classification: READ,
   hint: undefined,
-  sql: 'begin',
+  readReason: 'read-only-transaction',
 })
 
 /**
@@ -76,15 +76,15 @@ export class RoutingConnection implements DatabaseConnection {
     const c = this.#c
     const session = this.#session
     const statement = this.#statement(query)
-    const route = c.router.plan(statement, session, c.now())
+    const route = session.plan(c.router.plan(statement, session, c.now()))
     const signal = options?.signal
     switch (route.kind) {
       case 'replica':
       case 'wait':
-        return (await c.executor.execute<R>(session, statement, route, query, signal)).result
+        return (await c.executor.execute<R>(session, statement, signal)).result
       case 'transaction': {
         const transaction = session.transaction!
-        const outcome = await c.executor.execute<R>(session, statement, route, query, signal)
+        const outcome = await c.executor.execute<R>(session, statement, signal)
         if (!transaction.readOnly && changesData(statement.classification, outcome)) {
           transaction.wrote = true
         }
@@ -92,7 +92,7 @@ export class RoutingConnection implements DatabaseConnection {
       }
       case 'primary': {
         this.#beforePrimary(statement.classification)
-        const outcome = await c.executor.execute<R>(session, statement, route, query, signal)
+        const outcome = await c.executor.execute<R>(session, statement, signal)
         await this.#afterPrimary(statement.classification, outcome)
         return outcome.result
       }
@@ -107,9 +107,9 @@ export class RoutingConnection implements DatabaseConnection {
     const c = this.#c
     const session = this.#session
     const statement = this.#statement(query)
-    const route = c.router.plan(statement, session, c.now())
+    const route = session.plan(c.router.plan(statement, session, c.now()))
     if (route.kind === 'primary') this.#beforePrimary(statement.classification)
-    yield* c.executor.stream<R>(session, statement, route, query, chunkSize, options?.signal)
+    yield* c.executor.stream<R>(session, statement, chunkSize, options?.signal)
   }
 
   /** Cancels the running statement on the node that runs it (Kysely 0.29 `'cancel query'`). */
@@ -142,17 +142,10 @@ export class RoutingConnection implements DatabaseConnection {
     const c = this.#c
     const session = this.#session
     if (settings.accessMode === 'read only' && !session.pinned) {
-      const route = c.router.planRead(
-        session,
-        undefined,
-        c.now(),
-        undefined,
-        'read-only-transaction',
-      )
+      session.plan(c.router.plan(READ_ONLY_BEGIN, session, c.now()))
       const target = await c.executor.hold(
         session,
         READ_ONLY_BEGIN,
-        route,
         (connection) => c.engine.beginTransaction(connection, settings),
         signal,
       )
@@ -170,7 +163,7 @@ export class RoutingConnection implements DatabaseConnection {
     } catch (error) {
       throw annotateNodeError(error, c.primary.name)
     }
-    c.statistics.route(c.primary, 'transaction', 'begin', undefined, undefined)
+    c.statistics.route({ node: c.primary, reason: 'transaction', waitedMs: undefined }, 'begin')
     session.transaction = { node: c.primary, connection, readOnly: false, wrote: false }
   }
 
@@ -199,12 +192,10 @@ export class RoutingConnection implements DatabaseConnection {
     }
   }
 
-  async runSavepointCommand(
-    compile: (queryCompiler: QueryCompiler['compileQuery']) => CompiledQuery,
-    compileQuery: QueryCompiler['compileQuery'],
-  ): Promise<void> {
+  /** Runs a compiled `savepoint` / `rollback to` / `release savepoint` in the open transaction. */
+  async runSavepointCommand(query: CompiledQuery): Promise<void> {
     if (this.#session.transaction === undefined) this.#missingTransaction('savepoint')
-    await this.executeQuery(compile(compileQuery))
+    await this.executeQuery(query)
   }
 
   #endTransaction(what: string): OpenTransaction {
@@ -229,7 +220,7 @@ export class RoutingConnection implements DatabaseConnection {
       this.#session.transaction?.readOnly === true
         ? READ
         : classifyNode(query.query, query.sql, this.#c.classifyOptions)
-    return { classification, hint: routeHintOf(query.queryId), sql: query.sql }
+    return { query, classification, hint: routeHintOf(query.queryId) }
   }
 
   /** Before a statement on the primary session: pinning and the start of a raw transaction. */

@@ -2,6 +2,14 @@ import type { ReplicationEvent, RouteEvent, RouteReason } from './contracts/even
 import type { RoutingStats } from './contracts/stats.js'
 import type { NodeRuntime } from './node-runtime.js'
 
+/** Where a statement was sent and why, as the executor reached it. */
+export interface RouteDecision {
+  readonly node: NodeRuntime
+  readonly reason: RouteReason
+  /** Time spent waiting for the replica to catch up (causal reads). */
+  readonly waitedMs: number | undefined
+}
+
 /**
  * Where routing decisions and notable events go: the counters behind `getRoutingStats()`, the
  * user's `onRoute` and `onEvent` listeners. A listener's error never reaches a statement.
@@ -22,14 +30,9 @@ export class RoutingStatistics {
     this.#onEvent = listeners.onEvent
   }
 
-  /** Counts a routing decision and reports it to `onRoute`. */
-  route(
-    node: NodeRuntime,
-    reason: RouteReason,
-    sql: string,
-    detail: string | undefined,
-    waitedMs: number | undefined,
-  ): void {
+  /** Counts a routing decision (of `sql`) and reports it to `onRoute`. */
+  route(decision: RouteDecision, sql: string, detail?: string): void {
+    const { node, reason, waitedMs } = decision
     this.#byReason[reason] = (this.#byReason[reason] ?? 0) + 1
     this.#byNode[node.name] = (this.#byNode[node.name] ?? 0) + 1
     if (this.#onRoute !== undefined) {

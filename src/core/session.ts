@@ -3,7 +3,7 @@ import type { PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
 import type { NodeRuntime } from './node-runtime.js'
-import type { SessionView } from './router.js'
+import type { Route, SessionView } from './router.js'
 
 /** An open builder transaction: the node and the connection it runs on. */
 export interface OpenTransaction {
@@ -39,6 +39,10 @@ export class Session implements SessionView {
   rawTransaction: { wrote: boolean } | undefined
   transaction: OpenTransaction | undefined
   running: RunningStatement | undefined
+  /** The current statement's route, re-planned by the executor on a retry. */
+  route: Route | undefined
+  /** Replicas the current statement failed on (allocated only when one did). */
+  tried: NodeRuntime[] | undefined
   /** The last routing decision, for the query comment and the trace of the statement it routed. */
   reason: RouteReason = 'read'
   waitedMs: number | undefined
@@ -46,6 +50,13 @@ export class Session implements SessionView {
   constructor(primaryNode: NodeRuntime, explicit: ConsistencyScope | undefined) {
     this.#primaryNode = primaryNode
     this.#explicit = explicit
+  }
+
+  /** The current statement is planned along `route` (its retries start from none tried). */
+  plan(route: Route): Route {
+    this.route = route
+    this.tried = undefined
+    return route
   }
 
   /** Makes a released session ready for its next acquisition. */
