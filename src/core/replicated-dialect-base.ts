@@ -10,7 +10,6 @@ import {
   resolveConfig,
 } from './config.js'
 import type { Engine, NodeInfo, PhysicalConnection } from './engine.js'
-import { ReplicatedConfigError } from './errors.js'
 import { type LifecycleNodePool, ManagedPool, type PoolStats } from './managed-pool.js'
 import { ReplicatedDriver } from './replicated-driver.js'
 
@@ -44,19 +43,8 @@ export abstract class ReplicatedDialectBase {
     createPool: (node: NodeSource, setup: NodePoolSetup) => LifecycleNodePool,
     extraKeys: readonly string[] = [],
   ) {
-    const resolved = resolveConfig(config, isPool, dialectName, extraKeys)
-    let selector: ReturnType<typeof createSelector>
-    try {
-      selector = createSelector(config.selector, {
-        latency: config.latency,
-        decayMs: config.latency?.decayMs,
-      })
-    } catch (error) {
-      if (error instanceof ReplicatedConfigError) {
-        throw new ReplicatedConfigError(`${dialectName}: ${error.message}`)
-      }
-      throw error
-    }
+    const resolved = resolveConfig({ config, isPool, dialectName, extraKeys })
+    const selector = createSelector(resolved.selector, { latency: resolved.latency })
     const setupFor = (node: NodeInfo): NodePoolSetup =>
       Object.freeze({
         node,

@@ -1,4 +1,4 @@
-import type { ReplicatedDialectConfig } from '../core/config.js'
+import type { EngineConfigKeys, ReplicatedDialectConfig } from '../core/config.js'
 import type { MysqlPool, MysqlPromisePool } from './mysql-pool-types.js'
 
 /**
@@ -18,6 +18,16 @@ export type ReplicatedMysqlDialectConfig = ReplicatedDialectConfig<
   MysqlPool | MysqlPromisePool,
   MysqlConnectionOptions
 >
+
+/**
+ * The settings only {@link ReplicatedMysqlDialectConfig} has (none yet), for the unknown-option
+ * check; the compiler keeps the list in step with the type.
+ *
+ * @internal
+ */
+export const MYSQL_CONFIG_KEYS = Object.freeze(
+  {} as const satisfies EngineConfigKeys<ReplicatedMysqlDialectConfig>,
+)
 
 /** mysql2 connection options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
 export type MysqlConnectionOptions = object

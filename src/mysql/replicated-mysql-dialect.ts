@@ -13,7 +13,10 @@ import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { MysqlEngine } from './mysql-engine.js'
 import { createMysqlPool, MysqlNodePool } from './mysql-node-pool.js'
 import { isMysqlPool, unwrapMysqlPool } from './mysql-pool-types.js'
-import type { ReplicatedMysqlDialectConfig } from './replicated-mysql-dialect-config.js'
+import {
+  MYSQL_CONFIG_KEYS,
+  type ReplicatedMysqlDialectConfig,
+} from './replicated-mysql-dialect-config.js'
 
 /**
  * A Kysely dialect for a MySQL or MariaDB primary with read replicas: writes go to the primary,
@@ -46,6 +49,7 @@ export class ReplicatedMysqlDialect extends ReplicatedDialectBase implements Dia
       'ReplicatedMysqlDialect',
       (value) => isMysqlPool(value) || unwrapMysqlPool(value) !== undefined,
       (node, setup) => new MysqlNodePool(node.pool ?? (() => createMysqlPool(node)), setup, engine),
+      Object.keys(MYSQL_CONFIG_KEYS),
     )
     engine.attach(this.cluster)
   }

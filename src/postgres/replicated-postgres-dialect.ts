@@ -9,12 +9,16 @@ import {
   PostgresQueryCompiler,
   type QueryCompiler,
 } from 'kysely'
+import { describeValue } from '../core/config.js'
 import { ReplicatedConfigError } from '../core/errors.js'
 import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { PostgresEngine } from './postgres-engine.js'
 import { createPostgresPool, PostgresNodePool } from './postgres-node-pool.js'
 import { isPostgresPool } from './postgres-pool-types.js'
-import type { ReplicatedPostgresDialectConfig } from './replicated-postgres-dialect-config.js'
+import {
+  POSTGRES_CONFIG_KEYS,
+  type ReplicatedPostgresDialectConfig,
+} from './replicated-postgres-dialect-config.js'
 
 /**
  * A Kysely dialect for a PostgreSQL primary with streaming replicas (hot standbys): writes go to
@@ -52,7 +56,7 @@ export class ReplicatedPostgresDialect extends ReplicatedDialectBase implements 
       isPostgresPool,
       (node, setup) =>
         new PostgresNodePool(node.pool ?? (() => createPostgresPool(node)), setup, engine, cursor),
-      ['cursor'],
+      Object.keys(POSTGRES_CONFIG_KEYS),
     )
     engine.attach(this.cluster)
   }
@@ -80,7 +84,7 @@ function checkCursor(
   const cursor = typeof config === 'object' && config !== null ? config.cursor : undefined
   if (cursor !== undefined && typeof cursor !== 'function') {
     throw new ReplicatedConfigError(
-      "ReplicatedPostgresDialect: `cursor` must be the pg-cursor constructor (import Cursor from 'pg-cursor')",
+      `ReplicatedPostgresDialect: \`cursor\` must be the pg-cursor constructor (import Cursor from 'pg-cursor'), got ${describeValue(cursor)}`,
     )
   }
   return cursor
