@@ -1,8 +1,9 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
+import { NO_HISTORY_PENALTY_MS, NodeLoad } from '../../src/health/node-load.js'
 import { BUILT_IN_SELECTOR_NAMES, createSelector } from '../../src/selection/create-selector.js'
 import { LeastLatencySelector } from '../../src/selection/least-latency.js'
-import { NO_HISTORY_PENALTY_MS, P2cEwmaSelector } from '../../src/selection/p2c-ewma.js'
+import { P2cEwmaSelector } from '../../src/selection/p2c-ewma.js'
 import { RandomSelector } from '../../src/selection/random.js'
 import type {
   ReplicaCandidate,
@@ -343,9 +344,20 @@ describe('P2cEwmaSelector', () => {
     expect(new P2cEwmaSelector().select([only], context())).to.equal(only)
   })
 
-  it('exposes the decay time the nodes should use', () => {
-    expect(new P2cEwmaSelector().decayMs).to.equal(10_000)
-    expect(new P2cEwmaSelector({ decayMs: 2_500 }).decayMs).to.equal(2_500)
+  it("follows each node's own decay time: the load metric owns it, not the selector", () => {
+    // 'quick' forgets its slow sample within seconds, 'slow' keeps its faster one for minutes.
+    const quick = new NodeLoad({ decayMs: 1_000 })
+    const slow = new NodeLoad({ decayMs: 100_000 })
+    quick.recordProbe(100, 0)
+    slow.recordProbe(50, 0)
+    const list: ReplicaCandidate[] = [
+      { name: 'quick', weight: 1, index: 0, stats: quick },
+      { name: 'slow', weight: 1, index: 1, stats: slow },
+    ]
+    const selector = new P2cEwmaSelector()
+    expect(tally(selector, list, 100, context(7, 0)).get('slow')).to.equal(100)
+    // 5 s later: 100 × e^-5 ≈ 0.7 against 50 × e^-0.05 ≈ 47.6.
+    expect(tally(selector, list, 100, context(7, 5_000)).get('quick')).to.equal(100)
   })
 })
 
