@@ -1,6 +1,7 @@
 import type { DatabaseConnection } from 'kysely'
 import { DEFAULT_DECAY_MS } from '../health/peak-ewma.js'
 import type { TracingOptions } from '../observability/tracing.js'
+import { normalizeFunctionName } from '../routing/primary-functions.js'
 import { DEFAULT_LEAST_LATENCY_TTL_MS } from '../selection/least-latency.js'
 import {
   BUILT_IN_SELECTOR_NAMES,
@@ -323,6 +324,44 @@ export function resolveConfig<P, C>(options: ResolveConfigOptions<P, C>): Resolv
 }
 
 /**
+ * Rejects driver pool options in a node's `connection` that the library sets itself from the
+ * node's `poolSize` / `idleTimeoutMs` (`owned`: driver option -> setting), since they would be
+ * overridden without a word. Engine dialects call it with their driver's names before
+ * {@link resolveConfig}, which reports any malformed node; only key names are printed.
+ *
+ * @example
+ * ```ts
+ * checkOwnedConnectionOptions(config, 'ReplicatedPostgresDialect', { max: 'poolSize' })
+ * ```
+ */
+export function checkOwnedConnectionOptions(
+  config: unknown,
+  dialectName: string,
+  owned: Readonly<Record<string, 'poolSize' | 'idleTimeoutMs'>>,
+): void {
+  if (!isObject(config)) return
+  const { primary, replicas } = config as Partial<ReplicatedDialectConfig<unknown, unknown>>
+  const nodes: Array<readonly [string, unknown]> = [['primary', primary]]
+  if (Array.isArray(replicas)) {
+    for (let i = 0; i < replicas.length; i++) nodes.push([`replicas[${i}]`, replicas[i]])
+  }
+  for (const [at, node] of nodes) {
+    const connection: unknown = isObject(node)
+      ? (node as NodeConfig<unknown>).connection
+      : undefined
+    if (!isObject(connection)) continue
+    for (const key of Object.keys(owned)) {
+      if (Object.hasOwn(connection, key)) {
+        const setting = owned[key]
+        throw new ReplicatedConfigError(
+          `${dialectName}: \`${at}.connection.${key}\` is set by the library from the node's \`${setting}\`: give \`${setting}\` next to \`connection\` instead`,
+        )
+      }
+    }
+  }
+}
+
+/**
  * A setting's value as error messages show it: strings quoted with their type (`"3" (a
  * string)`), so a number given as a string is seen as one; objects only by their kind (`an
  * object`, `an instance of Pool`), never their contents, which may hold a password. Credentials
@@ -622,7 +661,14 @@ function resolveSession(
     fail(`\`primaryFunctions\` must be an array of function names, got ${describeValue(functions)}`)
   }
   for (let i = 0; i < functions.length; i++) {
-    nonEmptyString(functions[i], `primaryFunctions[${i}]`, fail)
+    const name = nonEmptyString(functions[i], `primaryFunctions[${i}]`, fail)
+    // Calls are matched on the bare name: 'audit_log()' or ' ' would never match a call.
+    const bare = normalizeFunctionName(name)
+    if (bare === '' || /[()]/.test(bare)) {
+      fail(
+        `\`primaryFunctions[${i}]\` must be a function name such as 'audit_log' or 'audit.log', without parentheses, got ${describeValue(name)}`,
+      )
+    }
   }
   return {
     replicaSessionReadOnly:

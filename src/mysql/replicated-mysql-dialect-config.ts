@@ -29,5 +29,17 @@ export const MYSQL_CONFIG_KEYS = Object.freeze(
   {} as const satisfies EngineConfigKeys<ReplicatedMysqlDialectConfig>,
 )
 
+/**
+ * mysql2 pool options the library sets from a node's `poolSize` and `idleTimeoutMs` when it
+ * creates the pool from `connection` (see `createMysqlPool`): given in `connection`, an error.
+ *
+ * @internal
+ */
+export const MYSQL_OWNED_CONNECTION_OPTIONS = Object.freeze({
+  connectionLimit: 'poolSize',
+  maxIdle: 'poolSize',
+  idleTimeout: 'idleTimeoutMs',
+} as const)
+
 /** mysql2 connection options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
 export type MysqlConnectionOptions = object

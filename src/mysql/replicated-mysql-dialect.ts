@@ -9,12 +9,14 @@ import {
   MysqlQueryCompiler,
   type QueryCompiler,
 } from 'kysely'
+import { checkOwnedConnectionOptions } from '../core/config.js'
 import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { MysqlEngine } from './mysql-engine.js'
 import { createMysqlPool, MysqlNodePool } from './mysql-node-pool.js'
 import { isMysqlPool, unwrapMysqlPool } from './mysql-pool-types.js'
 import {
   MYSQL_CONFIG_KEYS,
+  MYSQL_OWNED_CONNECTION_OPTIONS,
   type ReplicatedMysqlDialectConfig,
 } from './replicated-mysql-dialect-config.js'
 
@@ -42,6 +44,7 @@ import {
  */
 export class ReplicatedMysqlDialect extends ReplicatedDialectBase implements Dialect {
   constructor(config: ReplicatedMysqlDialectConfig) {
+    checkOwnedConnectionOptions(config, 'ReplicatedMysqlDialect', MYSQL_OWNED_CONNECTION_OPTIONS)
     const engine = new MysqlEngine()
     super(
       config,

@@ -36,5 +36,16 @@ export const POSTGRES_CONFIG_KEYS = Object.freeze({
   cursor: true,
 } as const satisfies EngineConfigKeys<ReplicatedPostgresDialectConfig>)
 
+/**
+ * `pg` pool options the library sets from a node's `poolSize` and `idleTimeoutMs` when it
+ * creates the pool from `connection` (see `createPostgresPool`): given in `connection`, an error.
+ *
+ * @internal
+ */
+export const POSTGRES_OWNED_CONNECTION_OPTIONS = Object.freeze({
+  max: 'poolSize',
+  idleTimeoutMillis: 'idleTimeoutMs',
+} as const)
+
 /** `pg` client options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
 export type PostgresConnectionOptions = object

@@ -9,7 +9,7 @@ import {
   PostgresQueryCompiler,
   type QueryCompiler,
 } from 'kysely'
-import { describeValue } from '../core/config.js'
+import { checkOwnedConnectionOptions, describeValue } from '../core/config.js'
 import { ReplicatedConfigError } from '../core/errors.js'
 import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { PostgresEngine } from './postgres-engine.js'
@@ -17,6 +17,7 @@ import { createPostgresPool, PostgresNodePool } from './postgres-node-pool.js'
 import { isPostgresPool } from './postgres-pool-types.js'
 import {
   POSTGRES_CONFIG_KEYS,
+  POSTGRES_OWNED_CONNECTION_OPTIONS,
   type ReplicatedPostgresDialectConfig,
 } from './replicated-postgres-dialect-config.js'
 
@@ -48,6 +49,11 @@ import {
 export class ReplicatedPostgresDialect extends ReplicatedDialectBase implements Dialect {
   constructor(config: ReplicatedPostgresDialectConfig) {
     const cursor = checkCursor(config)
+    checkOwnedConnectionOptions(
+      config,
+      'ReplicatedPostgresDialect',
+      POSTGRES_OWNED_CONNECTION_OPTIONS,
+    )
     const engine = new PostgresEngine()
     super(
       config,

@@ -260,6 +260,11 @@ describe('resolveConfig', () => {
         [{ primaryFunctions: 'now' }, '`primaryFunctions` must be an array of function names'],
         [{ primaryFunctions: ['a', 1] }, '`primaryFunctions[1]` must be a non-empty string'],
         [{ primaryFunctions: new Array(1) }, '`primaryFunctions[0]` must be a non-empty string'],
+        [
+          { primaryFunctions: ['audit_log()'] },
+          '`primaryFunctions[0]` must be a function name such as',
+        ],
+        [{ primaryFunctions: [' '] }, '`primaryFunctions[0]` must be a function name such as'],
       ]
       for (const [overrides, expected] of misspelt) {
         expect(errorOf(overrides).message, JSON.stringify(overrides)).to.contain(expected)
@@ -475,6 +480,32 @@ describe('dialect config errors', () => {
       ReplicatedConfigError,
       /`cursor` must be the pg-cursor constructor .*, got "pg-cursor" \(a string\)/,
     )
+  })
+
+  it('reject pool options in connection that poolSize or idleTimeoutMs would override', () => {
+    const connection = { host: 'db', password: 'hunter2' }
+    const mysql = (node: object) => () =>
+      new ReplicatedMysqlDialect({ primary: node, replicas: [] } as ReplicatedMysqlDialectConfig)
+    expect(mysql({ connection: { ...connection, connectionLimit: 50 } })).to.throw(
+      ReplicatedConfigError,
+      /^ReplicatedMysqlDialect: `primary\.connection\.connectionLimit` is set by the library from the node's `poolSize`/,
+    )
+    expect(mysql({ connection: { ...connection, idleTimeout: 5 } })).to.throw(
+      /`primary\.connection\.idleTimeout` .*`idleTimeoutMs`/,
+    )
+    // The library creates the pool with these: giving them on the node is the way.
+    expect(mysql({ connection, poolSize: 50, idleTimeoutMs: 5 })).not.to.throw()
+    const pg = () =>
+      new ReplicatedPostgresDialect({
+        primary: { pool: fakePgNode('primary').pool },
+        replicas: [{ name: 'r1', connection: { ...connection, max: 50 } }],
+      })
+    expect(pg).to.throw(ReplicatedConfigError, /`replicas\[0\]\.connection\.max`/)
+    try {
+      pg()
+    } catch (error) {
+      expect((error as Error).message).not.to.contain('hunter2')
+    }
   })
 
   it('a sparse replicas array is a config error, not a TypeError', () => {
