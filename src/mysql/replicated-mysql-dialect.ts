@@ -36,7 +36,7 @@ import {
  *     primary: { pool: createPool({ host: 'primary.internal', user, password, database }) },
  *     replicas: [
  *       { name: 'replica-1', pool: createPool({ host: 'replica1.internal', user, password, database }) },
- *       { name: 'replica-2', pool: createPool({ host: 'replica2.internal', user, password, database }), weight: 3 },
+ *       { name: 'replica-2', pool: createPool({ host: 'replica2.internal', user, password, database }) },
  *     ],
  *   }),
  * })
