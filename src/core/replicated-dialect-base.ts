@@ -1,9 +1,8 @@
-import type { DatabaseConnection, Driver } from 'kysely'
+import type { Driver } from 'kysely'
 import { createSelector } from '../selection/create-selector.js'
 import { Cluster } from './cluster.js'
 import { type ReplicatedDialectConfig, resolveConfig } from './config.js'
 import type { Engine, EngineContext, NodeInfo, PhysicalConnection } from './contracts/engine.js'
-import { ReplicatedConfigError } from './contracts/errors.js'
 import type { LifecycleNodePool } from './contracts/lifecycle.js'
 import type { NodePoolSetup, NodeSource } from './contracts/node-setup.js'
 import type { PoolStats, ReplicaInfo, RoutingStats } from './contracts/stats.js'
@@ -34,23 +33,16 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
 
   protected constructor(parts: ReplicatedDialectParts<E>) {
     const { config, dialectName } = parts
-    const resolved = resolveConfig(config, parts.isPool, dialectName, parts.extraKeys ?? [])
-    let selector: ReturnType<typeof createSelector>
-    try {
-      selector = createSelector(config.selector, {
-        latency: config.latency,
-        decayMs: config.latency?.decayMs,
-      })
-    } catch (error) {
-      if (error instanceof ReplicatedConfigError) {
-        throw new ReplicatedConfigError(`${dialectName}: ${error.message}`)
-      }
-      throw error
-    }
+    const resolved = resolveConfig({
+      config,
+      isPool: parts.isPool,
+      dialectName,
+      extraKeys: parts.extraKeys,
+    })
+    const selector = createSelector(resolved.selector, { latency: resolved.latency })
     const engine = parts.createEngine({
       causalUnsupported: (node, message) => this.cluster.planner.causalUnsupported(node, message),
     })
-    const onCreateConnection = combineHooks(config.onCreateConnection, config.hooks?.afterConnect)
     const managed = (source: NodeSource, node: NodeInfo): ManagedPool =>
       new ManagedPool({
         inner: parts.createPool(
@@ -58,7 +50,7 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
           Object.freeze({
             node,
             replicaSessionReadOnly: resolved.replicaSessionReadOnly,
-            onCreateConnection,
+            onCreateConnection: config.onCreateConnection,
             firstConnection: (connection: PhysicalConnection) =>
               this.cluster.checkCapacity(node.name, connection),
             trackPositions: resolved.consistency === 'causal',
@@ -89,8 +81,9 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
       selector,
       onRoute: config.onRoute,
       onEvent: config.onEvent,
-      decayMs: config.latency?.decayMs,
-      firstPassSample: config.selector === 'least-latency' ? config.latency?.sampleSize : undefined,
+      decayMs: resolved.latency.decayMs,
+      firstPassSample:
+        resolved.selector === 'least-latency' ? resolved.latency.sampleSize : undefined,
     })
   }
 
@@ -134,19 +127,5 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
     // The pools start lazily with Kysely's first query; a probe before that starts them.
     await this.cluster.init()
     await this.cluster.probeNow()
-  }
-}
-
-type ConnectionHook = (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
-
-/** `onCreateConnection` then `hooks.afterConnect`, as one hook. */
-function combineHooks(
-  first: ConnectionHook | undefined,
-  second: ConnectionHook | undefined,
-): ConnectionHook | undefined {
-  if (first === undefined || second === undefined) return first ?? second
-  return async (connection, node) => {
-    await first(connection, node)
-    await second(connection, node)
   }
 }

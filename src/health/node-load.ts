@@ -2,8 +2,36 @@ import type { ReplicaLoadView } from '../selection/replica-selector.js'
 import { PeakEwma } from './peak-ewma.js'
 
 export interface NodeLoadOptions {
-  /** Time constant of the latency EWMA in milliseconds (default 10 000, see {@link PeakEwma}). */
+  /**
+   * Time constant of the latency EWMA in milliseconds (default 10 000, see {@link PeakEwma}): the
+   * dialect's `latency.decayMs`. The load metric owns it; selectors only read the result.
+   */
   readonly decayMs?: number
+}
+
+/**
+ * Load given to a node that has queries in flight but no latency history, per query in
+ * flight: large enough that a fresh node gets one query at a time until it has a history.
+ */
+export const NO_HISTORY_PENALTY_MS = 1_000_000
+
+/**
+ * Finagle's peak-EWMA load of a node at `nowMs`: its latency estimate × (queries in flight + 1).
+ * A node without latency history costs 0 while nothing is in flight, so new nodes get tried,
+ * and {@link NO_HISTORY_PENALTY_MS} per query in flight otherwise, so they are not flooded. The
+ * load metric, kept apart from the distributor that compares it (`P2cEwmaSelector`), as in
+ * Finagle's balancers. Reads only the {@link ReplicaLoadView}: any selector can use it.
+ *
+ * @example
+ * ```ts
+ * const cheaper = peakEwmaLoad(a.stats, context.nowMs) < peakEwmaLoad(b.stats, context.nowMs) ? a : b
+ * ```
+ */
+export function peakEwmaLoad(stats: ReplicaLoadView, nowMs: number): number {
+  const inFlight = stats.inFlight
+  const cost = stats.latencyEstimateMs(nowMs)
+  if (cost === undefined || cost === 0) return inFlight > 0 ? NO_HISTORY_PENALTY_MS * inFlight : 0
+  return cost * (inFlight + 1)
 }
 
 /**

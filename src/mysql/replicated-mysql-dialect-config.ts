@@ -1,4 +1,4 @@
-import type { ReplicatedDialectConfig } from '../core/config.js'
+import type { EngineConfigKeys, ReplicatedDialectConfig } from '../core/config.js'
 import type { MysqlPool, MysqlPromisePool } from './mysql-pool-types.js'
 
 /**
@@ -18,6 +18,28 @@ export type ReplicatedMysqlDialectConfig = ReplicatedDialectConfig<
   MysqlPool | MysqlPromisePool,
   MysqlConnectionOptions
 >
+
+/**
+ * The settings only {@link ReplicatedMysqlDialectConfig} has (none yet), for the unknown-option
+ * check; the compiler keeps the list in step with the type.
+ *
+ * @internal
+ */
+export const MYSQL_CONFIG_KEYS = Object.freeze(
+  {} as const satisfies EngineConfigKeys<ReplicatedMysqlDialectConfig>,
+)
+
+/**
+ * mysql2 pool options the library sets from a node's `poolSize` and `idleTimeoutMs` when it
+ * creates the pool from `connection` (see `createMysqlPool`): given in `connection`, an error.
+ *
+ * @internal
+ */
+export const MYSQL_OWNED_CONNECTION_OPTIONS = Object.freeze({
+  connectionLimit: 'poolSize',
+  maxIdle: 'poolSize',
+  idleTimeout: 'idleTimeoutMs',
+} as const)
 
 /** mysql2 connection options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
 export type MysqlConnectionOptions = object

@@ -9,11 +9,16 @@ import {
   MysqlQueryCompiler,
   type QueryCompiler,
 } from 'kysely'
+import { checkOwnedConnectionOptions } from '../core/config.js'
 import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { MysqlEngine } from './mysql-engine.js'
 import { createMysqlPool, MysqlNodePool } from './mysql-node-pool.js'
 import { isMysqlPool, unwrapMysqlPool } from './mysql-pool-types.js'
-import type { ReplicatedMysqlDialectConfig } from './replicated-mysql-dialect-config.js'
+import {
+  MYSQL_CONFIG_KEYS,
+  MYSQL_OWNED_CONNECTION_OPTIONS,
+  type ReplicatedMysqlDialectConfig,
+} from './replicated-mysql-dialect-config.js'
 
 /**
  * A Kysely dialect for a MySQL or MariaDB primary with read replicas: writes go to the primary,
@@ -31,7 +36,7 @@ import type { ReplicatedMysqlDialectConfig } from './replicated-mysql-dialect-co
  *     primary: { pool: createPool({ host: 'primary.internal', user, password, database }) },
  *     replicas: [
  *       { name: 'replica-1', pool: createPool({ host: 'replica1.internal', user, password, database }) },
- *       { name: 'replica-2', pool: createPool({ host: 'replica2.internal', user, password, database }), weight: 3 },
+ *       { name: 'replica-2', pool: createPool({ host: 'replica2.internal', user, password, database }) },
  *     ],
  *   }),
  * })
@@ -39,10 +44,12 @@ import type { ReplicatedMysqlDialectConfig } from './replicated-mysql-dialect-co
  */
 export class ReplicatedMysqlDialect extends ReplicatedDialectBase<MysqlEngine> implements Dialect {
   constructor(config: ReplicatedMysqlDialectConfig) {
+    checkOwnedConnectionOptions(config, 'ReplicatedMysqlDialect', MYSQL_OWNED_CONNECTION_OPTIONS)
     super({
       config,
       dialectName: 'ReplicatedMysqlDialect',
       isPool: (value) => isMysqlPool(value) || unwrapMysqlPool(value) !== undefined,
+      extraKeys: Object.keys(MYSQL_CONFIG_KEYS),
       createEngine: (context) => new MysqlEngine(context),
       createPool: (node, setup, engine) =>
         new MysqlNodePool({

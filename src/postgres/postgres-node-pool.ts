@@ -61,7 +61,7 @@ export async function createPostgresPool(node: NodeSource): Promise<PostgresPool
  * One node's `pg` pool, seen through the engine-independent node pool interface. Every physical
  * client is set up once, the first time the pool hands it out (`pg` has no async connection
  * hook): read-only sessions on replicas, then the user's `onCreateConnection` and the
- * `hooks.afterConnect` hook.
+ * hook.
  */
 export class PostgresNodePool implements LifecycleNodePool {
   readonly #source: unknown

@@ -1,4 +1,4 @@
-import type { ReplicatedDialectConfig } from '../core/config.js'
+import type { EngineConfigKeys, ReplicatedDialectConfig } from '../core/config.js'
 import type { PostgresCursorConstructor, PostgresPool } from './postgres-pool-types.js'
 
 /**
@@ -25,6 +25,27 @@ export interface ReplicatedPostgresDialectConfig
    */
   readonly cursor?: PostgresCursorConstructor
 }
+
+/**
+ * The settings only {@link ReplicatedPostgresDialectConfig} has, for the unknown-option check; the
+ * compiler keeps the list in step with the interface.
+ *
+ * @internal
+ */
+export const POSTGRES_CONFIG_KEYS = Object.freeze({
+  cursor: true,
+} as const satisfies EngineConfigKeys<ReplicatedPostgresDialectConfig>)
+
+/**
+ * `pg` pool options the library sets from a node's `poolSize` and `idleTimeoutMs` when it
+ * creates the pool from `connection` (see `createPostgresPool`): given in `connection`, an error.
+ *
+ * @internal
+ */
+export const POSTGRES_OWNED_CONNECTION_OPTIONS = Object.freeze({
+  max: 'poolSize',
+  idleTimeoutMillis: 'idleTimeoutMs',
+} as const)
 
 /** `pg` client options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
 export type PostgresConnectionOptions = object

@@ -9,12 +9,17 @@ import {
   PostgresQueryCompiler,
   type QueryCompiler,
 } from 'kysely'
+import { checkOwnedConnectionOptions, describeValue } from '../core/config.js'
 import { ReplicatedConfigError } from '../core/contracts/errors.js'
 import { ReplicatedDialectBase } from '../core/replicated-dialect-base.js'
 import { PostgresEngine } from './postgres-engine.js'
 import { createPostgresPool, PostgresNodePool } from './postgres-node-pool.js'
 import { isPostgresPool } from './postgres-pool-types.js'
-import type { ReplicatedPostgresDialectConfig } from './replicated-postgres-dialect-config.js'
+import {
+  POSTGRES_CONFIG_KEYS,
+  POSTGRES_OWNED_CONNECTION_OPTIONS,
+  type ReplicatedPostgresDialectConfig,
+} from './replicated-postgres-dialect-config.js'
 
 /**
  * A Kysely dialect for a PostgreSQL primary with streaming replicas (hot standbys): writes go to
@@ -47,11 +52,16 @@ export class ReplicatedPostgresDialect
 {
   constructor(config: ReplicatedPostgresDialectConfig) {
     const cursor = checkCursor(config)
+    checkOwnedConnectionOptions(
+      config,
+      'ReplicatedPostgresDialect',
+      POSTGRES_OWNED_CONNECTION_OPTIONS,
+    )
     super({
       config,
       dialectName: 'ReplicatedPostgresDialect',
       isPool: isPostgresPool,
-      extraKeys: ['cursor'],
+      extraKeys: Object.keys(POSTGRES_CONFIG_KEYS),
       createEngine: (context) => new PostgresEngine(context),
       createPool: (node, setup, engine) =>
         new PostgresNodePool({
@@ -86,7 +96,7 @@ function checkCursor(
   const cursor = typeof config === 'object' && config !== null ? config.cursor : undefined
   if (cursor !== undefined && typeof cursor !== 'function') {
     throw new ReplicatedConfigError(
-      "ReplicatedPostgresDialect: `cursor` must be the pg-cursor constructor (import Cursor from 'pg-cursor')",
+      `ReplicatedPostgresDialect: \`cursor\` must be the pg-cursor constructor (import Cursor from 'pg-cursor'), got ${describeValue(cursor)}`,
     )
   }
   return cursor

@@ -1,13 +1,13 @@
-import { ReplicatedConfigError } from '../core/contracts/errors.js'
 import { randomIndex } from './random.js'
 import type { ReplicaCandidate, ReplicaSelector, SelectionContext } from './replica-selector.js'
 
 export interface LeastLatencySelectorOptions {
-  /** How long a winner is kept before the candidates are compared again, in ms (default 1000). */
+  /** How long a winner is kept before the candidates are compared again, in ms (default 1000, > 0). */
   readonly ttlMs?: number
   /**
    * When set and smaller than the number of candidates, a comparison examines only this many
-   * candidates (a window at a random offset), which bounds its cost in large pools.
+   * candidates (a window at a random offset), which bounds its cost in large pools. A positive
+   * integer.
    */
   readonly sampleSize?: number
 }
@@ -40,20 +40,10 @@ export class LeastLatencySelector implements ReplicaSelector {
   #positions = new WeakMap<readonly ReplicaCandidate[], number>()
   #turn = 0
 
+  /** The options are not checked here: `resolveConfig` validates `latency` for the dialect. */
   constructor(options: LeastLatencySelectorOptions = {}) {
-    const { ttlMs = DEFAULT_LEAST_LATENCY_TTL_MS, sampleSize } = options
-    if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
-      throw new ReplicatedConfigError(
-        `least-latency ttlMs must be a positive finite number of milliseconds, got ${String(ttlMs)}`,
-      )
-    }
-    if (sampleSize !== undefined && (!Number.isSafeInteger(sampleSize) || sampleSize <= 0)) {
-      throw new ReplicatedConfigError(
-        `least-latency sampleSize must be a positive integer, got ${String(sampleSize)}`,
-      )
-    }
-    this.#ttlMs = ttlMs
-    this.#sampleSize = sampleSize
+    this.#ttlMs = options.ttlMs ?? DEFAULT_LEAST_LATENCY_TTL_MS
+    this.#sampleSize = options.sampleSize
   }
 
   select(

@@ -51,9 +51,17 @@ export interface ReplicaSelector {
   onResult?(candidate: ReplicaCandidate, latencyMs: number, ok: boolean): void
 }
 
-export type BuiltInSelectorName =
-  | 'round-robin'
-  | 'random'
-  | 'weighted'
-  | 'least-latency'
-  | 'p2c-ewma'
+/** The built-in selectors' names, in documentation order. */
+export const BUILT_IN_SELECTOR_NAMES = Object.freeze([
+  'round-robin',
+  'random',
+  'weighted',
+  'least-latency',
+  'p2c-ewma',
+] as const)
+
+/** A built-in selector, by name: `'round-robin'`, `'random'`, `'weighted'`, `'least-latency'` or `'p2c-ewma'`. */
+export type BuiltInSelectorName = (typeof BUILT_IN_SELECTOR_NAMES)[number]
+
+/** The selector used when the configuration names none. */
+export const DEFAULT_SELECTOR_NAME: BuiltInSelectorName = 'p2c-ewma'

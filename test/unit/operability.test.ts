@@ -87,19 +87,16 @@ describe('operability', () => {
   })
 
   describe('connection hooks and lifetime', () => {
-    it('runs beforeConnect before a new connection and afterConnect after its setup', async () => {
+    it('runs beforeConnect before a new connection and onCreateConnection after its setup', async () => {
       const calls: string[] = []
       const { db } = setup({
-        onCreateConnection: async (_c, node) => {
+        onCreateConnection: async (conn, node) => {
           calls.push(`create ${node.name}`)
+          await conn.executeQuery(CompiledQuery.raw('select 1'))
         },
         hooks: {
           beforeConnect: (node) => {
             calls.push(`before ${node.name}`)
-          },
-          afterConnect: async (conn, node) => {
-            calls.push(`after ${node.name}`)
-            await conn.executeQuery(CompiledQuery.raw('select 1'))
           },
         },
       })
@@ -107,16 +104,14 @@ describe('operability', () => {
       await db.selectFrom('person').selectAll().execute()
       await db.destroy()
       // The second query reuses the idle connection: no new connection, no hooks.
-      expect(calls).to.deep.equal(['before replica-1', 'create replica-1', 'after replica-1'])
+      expect(calls).to.deep.equal(['before replica-1', 'create replica-1'])
     })
 
-    it('closes a connection whose afterConnect fails and raises ConnectionSetupError naming the node', async () => {
+    it('closes a connection whose onCreateConnection fails and raises ConnectionSetupError naming the node', async () => {
       let fail = true
       const { db, replica } = setup({
-        hooks: {
-          afterConnect: async () => {
-            if (fail) throw new Error('tenant lookup failed')
-          },
+        onCreateConnection: async () => {
+          if (fail) throw new Error('tenant lookup failed')
         },
       })
       const err = await db

@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { ReplicatedConfigError } from '../../src/core/contracts/errors.js'
-import { NodeLoad } from '../../src/health/node-load.js'
+import { NO_HISTORY_PENALTY_MS, NodeLoad, peakEwmaLoad } from '../../src/health/node-load.js'
 import { DEFAULT_DECAY_MS, PeakEwma } from '../../src/health/peak-ewma.js'
 
 describe('PeakEwma', () => {
@@ -193,5 +193,26 @@ describe('NodeLoad', () => {
 
   it('rejects a bad decay time at construction', () => {
     expect(() => new NodeLoad({ decayMs: 0 })).to.throw(ReplicatedConfigError)
+  })
+})
+
+describe('peakEwmaLoad', () => {
+  it('is the latency estimate times the queries in flight plus one', () => {
+    const load = new NodeLoad({ decayMs: 1_000 })
+    load.recordProbe(8, 0)
+    expect(peakEwmaLoad(load, 0)).to.equal(8)
+    load.start()
+    load.start()
+    expect(peakEwmaLoad(load, 0)).to.equal(24)
+    // It decays with the node's own time constant: 8 × e^-1 × 3 one decay time later.
+    expect(peakEwmaLoad(load, 1_000)).to.be.closeTo(8 * Math.exp(-1) * 3, 1e-9)
+  })
+
+  it('costs a node without history nothing while idle and a penalty per query in flight', () => {
+    const load = new NodeLoad()
+    expect(peakEwmaLoad(load, 0)).to.equal(0)
+    load.start()
+    load.start()
+    expect(peakEwmaLoad(load, 0)).to.equal(2 * NO_HISTORY_PENALTY_MS)
   })
 })

@@ -439,7 +439,7 @@ describe('routing (stubbed mysql2 pools)', () => {
       [
         'weight 0',
         { primary: { pool: pool() }, replicas: [{ name: 'r', pool: pool(), weight: 0 }] },
-        /weight must be a positive finite number/,
+        /`weight` must be a positive finite number/,
       ],
       [
         'weight Infinity',

@@ -28,7 +28,7 @@ export class ReadOnlyViolationError extends KyselyReplicatedError {
   }
 }
 
-/** A connection hook (`onCreateConnection`, `hooks.afterConnect`) failed; the connection was closed and not reused. */
+/** `onCreateConnection` failed on a new connection; the connection was closed and not reused. */
 export class ConnectionSetupError extends KyselyReplicatedError {
   constructor(
     message: string,
