@@ -1,5 +1,5 @@
 import type { DatabaseConnection, Driver, QueryCompiler, TransactionSettings } from 'kysely'
-import { createQueryId, IdentifierNode, RawNode } from 'kysely'
+import { CompiledQuery, createQueryId, IdentifierNode, RawNode } from 'kysely'
 import { explicitScope } from '../consistency/scope.js'
 import type { Cluster } from './cluster.js'
 import { RoutingConnection } from './routing-connection.js'
@@ -41,19 +41,30 @@ export class ReplicatedDriver implements Driver {
     return new RoutingConnection(this.#cluster.routing, explicit)
   }
 
+  /** As Kysely's own drivers: the engine's statements, through the connection Kysely sees. */
   async beginTransaction(
     connection: DatabaseConnection,
     settings: TransactionSettings,
   ): Promise<void> {
-    await routing(connection).beginTransaction(settings)
+    const routingConnection = routing(connection)
+    routingConnection.opening(settings)
+    try {
+      for (const text of this.#cluster.engine.beginStatements(settings)) {
+        await connection.executeQuery(CompiledQuery.raw(text))
+      }
+    } finally {
+      routingConnection.opening(undefined)
+    }
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    await routing(connection).commitTransaction()
+    routing(connection).closing('commit')
+    await connection.executeQuery(CompiledQuery.raw('commit'))
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    await routing(connection).rollbackTransaction()
+    routing(connection).closing('rollback')
+    await connection.executeQuery(CompiledQuery.raw('rollback'))
   }
 
   async savepoint(
@@ -102,7 +113,7 @@ function routing(connection: DatabaseConnection): RoutingConnection {
  * `savepoint "name"` (or `rollback to` / `release savepoint`) as Kysely's own drivers build it,
  * with the identifier quoted by the dialect's compiler, run in the connection's transaction.
  */
-function runSavepointCommand(
+async function runSavepointCommand(
   connection: DatabaseConnection,
   command: string,
   savepointName: string,
@@ -112,5 +123,6 @@ function runSavepointCommand(
     RawNode.createWithSql(`${command} `),
     IdentifierNode.create(savepointName),
   ])
-  return routing(connection).runSavepointCommand(compileQuery(node, createQueryId()))
+  routing(connection)
+  await connection.executeQuery(compileQuery(node, createQueryId()))
 }

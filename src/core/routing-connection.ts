@@ -1,9 +1,9 @@
-import {
+import type {
   CompiledQuery,
-  type ControlConnectionProvider,
-  type DatabaseConnection,
-  type QueryResult,
-  type TransactionSettings,
+  ControlConnectionProvider,
+  DatabaseConnection,
+  QueryResult,
+  TransactionSettings,
 } from 'kysely'
 import type { ConsistencyScope } from '../consistency/scope.js'
 import type { Classification, ClassifyOptions } from '../routing/classification.js'
@@ -11,7 +11,6 @@ import { READ } from '../routing/classification.js'
 import { classifyNode } from '../routing/classify-node.js'
 import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
-import { annotateNodeError } from './contracts/errors.js'
 import type { Executor } from './executor.js'
 import type { NodeRuntime } from './node-runtime.js'
 import type { ReadPlanner } from './read-planner.js'
@@ -38,8 +37,7 @@ export interface RoutingContext {
 }
 
 /** The `begin` of a read-only transaction, as the router sees it: a read. */
-const READ_ONLY_BEGIN: Statement = Object.freeze({
-  query: CompiledQuery.raw('begin'),
+const READ_ONLY_BEGIN: Omit<Statement, 'query'> = Object.freeze({
   classification: READ,
   hint: undefined,
   readReason: 'read-only-transaction',
@@ -72,24 +70,27 @@ export class RoutingConnection implements DatabaseConnection {
     this.#session.reset(explicit)
   }
 
-  async executeQuery<R>(query: CompiledQuery, options?: AbortOptions): Promise<QueryResult<R>> {
+  executeQuery<R>(query: CompiledQuery, options?: AbortOptions): Promise<QueryResult<R>> {
+    return this.#execute<R>(query, options?.signal)
+  }
+
+  async #execute<R>(
+    query: CompiledQuery,
+    signal: AbortSignal | undefined,
+  ): Promise<QueryResult<R>> {
     const c = this.#c
     const session = this.#session
+    if (session.opening !== undefined && session.transaction === undefined) {
+      return this.#open<R>(query, session.opening, signal)
+    }
     const statement = this.#statement(query)
     const route = session.plan(c.router.plan(statement, session, c.now()))
-    const signal = options?.signal
     switch (route.kind) {
       case 'replica':
       case 'wait':
         return (await c.executor.execute<R>(session, statement, signal)).result
-      case 'transaction': {
-        const transaction = session.transaction!
-        const outcome = await c.executor.execute<R>(session, statement, signal)
-        if (!transaction.readOnly && changesData(statement.classification, outcome)) {
-          transaction.wrote = true
-        }
-        return outcome.result
-      }
+      case 'transaction':
+        return this.#inTransaction<R>(session.transaction!, statement, signal)
       case 'primary': {
         this.#beforePrimary(statement.classification)
         const outcome = await c.executor.execute<R>(session, statement, signal)
@@ -136,17 +137,41 @@ export class RoutingConnection implements DatabaseConnection {
     }
   }
 
-  // ---- transactions -------------------------------------------------------------------------
+  // ---- builder transactions -----------------------------------------------------------------
+  // The driver runs Kysely's own transaction statements through this connection's executeQuery
+  // (so Kysely's `log` and plugins see them), after saying what they are.
 
-  async beginTransaction(settings: TransactionSettings, signal?: AbortSignal): Promise<void> {
+  /** @internal The next statements (`set transaction ...`, `begin`) open a transaction. */
+  opening(settings: TransactionSettings | undefined): void {
+    this.#session.opening = settings
+  }
+
+  /** @internal The next statement (`commit` or `rollback`) ends the open transaction. */
+  closing(how: 'commit' | 'rollback'): void {
+    this.#session.closing = how
+  }
+
+  /**
+   * The first statement of a transaction: a read-only one (outside a pinned session) opens on a
+   * replica, which the transaction then keeps; any other on the primary session.
+   */
+  async #open<R>(
+    query: CompiledQuery,
+    settings: TransactionSettings,
+    signal: AbortSignal | undefined,
+  ): Promise<QueryResult<R>> {
     const c = this.#c
     const session = this.#session
     if (settings.accessMode === 'read only' && !session.pinned) {
-      session.plan(c.router.plan(READ_ONLY_BEGIN, session, c.now()))
+      const statement: Statement = { ...READ_ONLY_BEGIN, query }
+      session.plan(c.router.plan(statement, session, c.now()))
+      let result: QueryResult<R> | undefined
       const target = await c.executor.hold(
         session,
-        READ_ONLY_BEGIN,
-        (connection) => c.engine.beginTransaction(connection, settings),
+        statement,
+        async (connection) => {
+          result = (await connection.execute<R>(query, signal)).result
+        },
         signal,
       )
       session.transaction = {
@@ -155,62 +180,45 @@ export class RoutingConnection implements DatabaseConnection {
         readOnly: true,
         wrote: false,
       }
-      return
+      return result!
     }
     const connection = await session.primaryConnection(signal)
-    try {
-      await c.engine.beginTransaction(connection, settings)
-    } catch (error) {
-      throw annotateNodeError(error, c.primary.name)
-    }
-    c.statistics.route({ node: c.primary, reason: 'transaction', waitedMs: undefined }, 'begin')
     session.transaction = { node: c.primary, connection, readOnly: false, wrote: false }
+    return this.#execute<R>(query, signal)
   }
 
-  async commitTransaction(): Promise<void> {
-    const transaction = this.#endTransaction('commit')
+  /** A statement in the open transaction; `commit` / `rollback` end it. */
+  async #inTransaction<R>(
+    transaction: OpenTransaction,
+    statement: Statement,
+    signal: AbortSignal | undefined,
+  ): Promise<QueryResult<R>> {
+    const c = this.#c
+    const session = this.#session
+    const closing = session.closing
+    session.closing = undefined
+    if (closing === undefined) {
+      const outcome = await c.executor.execute<R>(session, statement, signal)
+      if (!transaction.readOnly && changesData(statement.classification, outcome)) {
+        transaction.wrote = true
+      }
+      return outcome.result
+    }
+    let outcome: NodeQueryOutcome<R>
     try {
-      const outcome = await this.#c.engine.commitTransaction(transaction.connection)
+      outcome = await c.executor.execute<R>(session, statement, signal)
+    } finally {
+      session.transaction = undefined
+      if (transaction.connection !== session.primary) transaction.connection.release()
+    }
+    if (closing === 'commit') {
+      // A commit the server answered by rolling back (PostgreSQL) wrote nothing: say so first.
+      c.engine.checkCommit?.(outcome.result)
       if (!transaction.readOnly) {
         await this.#recordWrite(transaction.connection, outcome, transaction.wrote)
       }
-    } catch (error) {
-      throw annotateNodeError(error, transaction.node.name)
-    } finally {
-      this.#releaseTransaction(transaction)
     }
-  }
-
-  async rollbackTransaction(): Promise<void> {
-    const transaction = this.#endTransaction('rollback')
-    try {
-      await this.#c.engine.rollbackTransaction(transaction.connection)
-    } catch (error) {
-      throw annotateNodeError(error, transaction.node.name)
-    } finally {
-      this.#releaseTransaction(transaction)
-    }
-  }
-
-  /** Runs a compiled `savepoint` / `rollback to` / `release savepoint` in the open transaction. */
-  async runSavepointCommand(query: CompiledQuery): Promise<void> {
-    if (this.#session.transaction === undefined) this.#missingTransaction('savepoint')
-    await this.executeQuery(query)
-  }
-
-  #endTransaction(what: string): OpenTransaction {
-    const transaction = this.#session.transaction
-    if (transaction === undefined) this.#missingTransaction(what)
-    this.#session.transaction = undefined
-    return transaction
-  }
-
-  #missingTransaction(what: string): never {
-    throw new Error(`kysely-replicated: ${what} without an open transaction on this connection`)
-  }
-
-  #releaseTransaction(transaction: OpenTransaction): void {
-    if (transaction.connection !== this.#session.primary) transaction.connection.release()
+    return outcome.result
   }
 
   // ---- session bookkeeping ------------------------------------------------------------------

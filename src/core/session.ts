@@ -1,3 +1,4 @@
+import type { TransactionSettings } from 'kysely'
 import { ConsistencyScope, processWideScope } from '../consistency/scope.js'
 import type { PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
@@ -38,6 +39,10 @@ export class Session implements SessionView {
   /** A raw `BEGIN` ran on the primary session; `wrote` as for {@link OpenTransaction}. */
   rawTransaction: { wrote: boolean } | undefined
   transaction: OpenTransaction | undefined
+  /** The driver is opening a transaction with these settings (its statements run next). */
+  opening: TransactionSettings | undefined
+  /** The driver is ending the open transaction: the next statement is its `commit` / `rollback`. */
+  closing: 'commit' | 'rollback' | undefined
   running: RunningStatement | undefined
   /** The current statement's route, re-planned by the executor on a retry. */
   route: Route | undefined
@@ -103,6 +108,8 @@ export class Session implements SessionView {
     this.primary = undefined
     this.pinned = false
     this.rawTransaction = undefined
+    this.opening = undefined
+    this.closing = undefined
     if (primary !== undefined) {
       if (transaction !== undefined || primary.killed) primary.destroy()
       else primary.release()

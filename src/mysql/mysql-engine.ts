@@ -4,7 +4,6 @@ import { formatPosition, parsePosition, type ReplicationPosition } from '../cons
 import type {
   Engine,
   EngineContext,
-  NodeQueryOutcome,
   PhysicalConnection,
   ProbeResult,
 } from '../core/contracts/engine.js'
@@ -42,6 +41,8 @@ const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
   'ER_HOST_IS_BLOCKED', // 1129
   'ER_HOST_NOT_PRIVILEGED', // 1130
 ])
+
+const BEGIN: readonly string[] = Object.freeze(['begin'])
 
 /** MariaDB and MySQL: what differs from the engine-independent core. */
 export class MysqlEngine implements Engine {
@@ -106,26 +107,13 @@ export class MysqlEngine implements Engine {
     }
   }
 
-  async beginTransaction(
-    connection: PhysicalConnection,
-    settings: TransactionSettings,
-  ): Promise<void> {
-    if (settings.isolationLevel || settings.accessMode) {
-      const parts: string[] = []
-      if (settings.isolationLevel) parts.push(`isolation level ${settings.isolationLevel}`)
-      if (settings.accessMode) parts.push(settings.accessMode)
-      // On MySQL this applies to the next transaction only.
-      await connection.execute(CompiledQuery.raw(`set transaction ${parts.join(', ')}`))
-    }
-    await connection.execute(CompiledQuery.raw('begin'))
-  }
-
-  commitTransaction(connection: PhysicalConnection): Promise<NodeQueryOutcome<unknown>> {
-    return connection.execute(CompiledQuery.raw('commit'))
-  }
-
-  async rollbackTransaction(connection: PhysicalConnection): Promise<void> {
-    await connection.execute(CompiledQuery.raw('rollback'))
+  /** As Kysely's `MysqlDriver`: `set transaction ...` (for the next transaction only), then `begin`. */
+  beginStatements(settings: TransactionSettings): readonly string[] {
+    if (!settings.isolationLevel && !settings.accessMode) return BEGIN
+    const parts: string[] = []
+    if (settings.isolationLevel) parts.push(`isolation level ${settings.isolationLevel}`)
+    if (settings.accessMode) parts.push(settings.accessMode)
+    return [`set transaction ${parts.join(', ')}`, 'begin']
   }
 
   async waitForPosition(

@@ -1,11 +1,10 @@
 import * as kysely from 'kysely'
-import { CompiledQuery, type TransactionSettings } from 'kysely'
+import { CompiledQuery, type QueryResult, type TransactionSettings } from 'kysely'
 import { formatLsn, parseLsn } from '../consistency/pg-lsn.js'
 import type { ReplicationPosition } from '../consistency/position.js'
 import type {
   Engine,
   EngineContext,
-  NodeQueryOutcome,
   PhysicalConnection,
   ProbeResult,
 } from '../core/contracts/engine.js'
@@ -111,31 +110,22 @@ export class PostgresEngine implements Engine {
   }
 
   /** As Kysely's `PostgresDriver`: `begin`, or `start transaction isolation level ... read only`. */
-  async beginTransaction(
-    connection: PhysicalConnection,
-    settings: TransactionSettings,
-  ): Promise<void> {
+  beginStatements(settings: TransactionSettings): readonly string[] {
     let sql = 'begin'
     if (settings.isolationLevel || settings.accessMode) {
       sql = 'start transaction'
       if (settings.isolationLevel) sql += ` isolation level ${settings.isolationLevel}`
       if (settings.accessMode) sql += ` ${settings.accessMode}`
     }
-    await connection.execute(CompiledQuery.raw(sql))
+    return [sql]
   }
 
-  async commitTransaction(connection: PhysicalConnection): Promise<NodeQueryOutcome<unknown>> {
-    const outcome = await connection.execute<{ command?: string }>(CompiledQuery.raw('commit'))
-    // PostgreSQL completes COMMIT with a ROLLBACK tag when an earlier error aborted the transaction.
-    if (outcome.result.rows[0]?.command === 'ROLLBACK' && AbortedTransactionError !== undefined) {
+  /** PostgreSQL completes COMMIT with a ROLLBACK tag when an earlier error aborted the transaction. */
+  checkCommit(result: QueryResult<unknown>): void {
+    const row = result.rows[0] as { command?: unknown } | undefined
+    if (row?.command === 'ROLLBACK' && AbortedTransactionError !== undefined) {
       throw new AbortedTransactionError()
     }
-    return outcome
-  }
-
-  /** A failed ROLLBACK closes the session on release (see `PostgresPhysicalConnection`), as Kysely does. */
-  async rollbackTransaction(connection: PhysicalConnection): Promise<void> {
-    await connection.execute(CompiledQuery.raw('rollback'))
   }
 
   /**

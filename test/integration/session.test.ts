@@ -109,7 +109,7 @@ forEachDialect((fx) => {
       // The Migrator's lock and checks are not writes: plain reads afterwards, in no scope, still
       // go to a replica (before a fix they stuck to the primary for the life of the process).
       const { rows } = await fx.whereAmI(cluster()).execute(t.db)
-      expect(fx.nodeOf(cluster(), rows[0]!)).to.match(/^replica-/)
+      expect(fx.nodeOf(cluster(), rows[0]!), JSON.stringify(t.routes.at(-1))).to.match(/^replica-/)
       expect(events.filter((e) => e.type === 'causal-unsupported')).to.deep.equal([])
     })
 

@@ -92,10 +92,13 @@ export interface Engine {
   /** OpenTelemetry `db.system` value: `'mariadb'`, `'mysql'`, `'postgresql'`. */
   readonly systemName: string
   readonly positionKind: ReplicationPosition['kind']
-  /** `set transaction ...` / `begin` exactly as Kysely's own driver for this engine does it. */
-  beginTransaction(connection: PhysicalConnection, settings: TransactionSettings): Promise<void>
-  commitTransaction(connection: PhysicalConnection): Promise<NodeQueryOutcome<unknown>>
-  rollbackTransaction(connection: PhysicalConnection): Promise<void>
+  /**
+   * The statements that open a transaction (`set transaction ...`, `begin`, `start transaction
+   * ...`), exactly as Kysely's own driver for this engine runs them.
+   */
+  beginStatements(settings: TransactionSettings): readonly string[]
+  /** Throws when a `commit`'s result says the server rolled the transaction back instead. */
+  checkCommit?(result: QueryResult<unknown>): void
   /**
    * Waits on `connection` (a replica) until it has applied `position`, at most `timeoutMs`.
    * Resolves `true` when applied, `false` on timeout.
