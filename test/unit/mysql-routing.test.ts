@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import { CompiledQuery, Kysely, sql } from 'kysely'
+import sinon from 'sinon'
 import { ReplicatedMysqlDialect, type ReplicatedMysqlDialectConfig } from '../../src/index.js'
 import { type FakeMysqlNode, fakeMysqlNode } from '../support/fake-mysql.js'
 import {
@@ -92,6 +93,7 @@ describe('routing (stubbed mysql2 pools)', () => {
       ])
       expect(ran[0]!.connectionId).to.equal(ran[1]!.connectionId)
       expect(h.routes.map((r) => r.reason)).to.deep.equal(['session-state', 'session-pinned'])
+      sinon.assert.calledOnce(h.primary.pool.getConnection)
     })
 
     it('sends reads of a connection scope to replicas until session state appears', async () => {
@@ -150,6 +152,8 @@ describe('routing (stubbed mysql2 pools)', () => {
       await db.selectFrom('person').selectAll().execute()
       await db.destroy()
       expect(node.statements.some((s) => s.sql.startsWith('select'))).to.equal(true)
+      sinon.assert.calledOnce(node.pool.getConnection)
+      sinon.assert.calledOnce(node.pool.end)
     })
   })
 
@@ -169,6 +173,7 @@ describe('routing (stubbed mysql2 pools)', () => {
       expect(ran[0]!.parameters[0]).to.equal('0-1-1')
       expect(ran[0]!.connectionId).to.equal(ran[1]!.connectionId)
       expect(lastRoute(h).reason).to.equal('causal-waited')
+      sinon.assert.calledOnce(replica.pool.getConnection)
     })
 
     it('causal: reads on the primary when the wait times out, then stops waiting on that replica', async () => {

@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import * as kyselyModule from 'kysely'
 import { CompiledQuery, Kysely, sql } from 'kysely'
+import sinon from 'sinon'
 import { formatLsn } from '../../src/consistency/pg-lsn.js'
 import type { PhysicalConnection } from '../../src/core/contracts/engine.js'
 import {
@@ -94,6 +95,7 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
         await build(h.db).execute()
         expect(lastRoute(h)).to.include({ role: 'primary', reason: 'write' })
         expect(h.userStatements(h.replicas[0]!)).to.have.length(0)
+        for (const replica of h.replicas) sinon.assert.notCalled(replica.pool.connect)
       })
     }
 
@@ -184,6 +186,7 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       ])
       const primary = h.userStatements(h.primary)
       expect(new Set(primary.map((s) => s.connectionId)).size).to.equal(1)
+      sinon.assert.calledOnce(h.primary.pool.connect)
     })
   })
 
@@ -288,6 +291,7 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       expect(ran.map((s) => s.sql)[0]).to.match(/^insert/)
       expect(ran[1]!.sql).to.match(POSITION)
       expect(ran[0]!.connectionId).to.equal(ran[1]!.connectionId)
+      sinon.assert.calledOnce(h.primary.pool.connect)
     })
 
     it('reads it after COMMIT of a transaction that wrote, not after one that only read', async () => {
@@ -333,6 +337,7 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       expect(ran.map((s) => s.sql)).to.deep.equal([POLL, POLL, POLL, 'select * from "person"'])
       expect(ran[0]!.parameters).to.deep.equal([formatLsn(target)])
       expect(new Set(ran.map((s) => s.connectionId)).size).to.equal(1)
+      sinon.assert.calledOnce(replica.pool.connect)
       expect(lastRoute(h)).to.include({ node: 'replica-1', reason: 'causal-waited' })
       // the replica is now known to cover the write: the next read does not wait
       await h.db.selectFrom('person').selectAll().execute()
@@ -690,6 +695,8 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       await ok.selectFrom('person').selectAll().execute()
       await ok.destroy()
       expect(node.statements.map((s) => s.sql)).to.deep.equal(['select * from "person"'])
+      sinon.assert.calledOnce(node.pool.connect)
+      sinon.assert.calledOnce(node.pool.end)
       const bad = new Kysely<DB>({
         dialect: new ReplicatedPostgresDialect({
           primary: { pool: async () => ({}) as never },

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import { CompiledQuery, type Kysely, sql } from 'kysely'
+import sinon from 'sinon'
 import {
   consistencyScope,
   onPrimary,
@@ -89,6 +90,9 @@ for (const spelling of engines) {
         await h.db.selectFrom('person').selectAll().execute()
         expect(lastRoute(h)).to.include({ role: 'replica', reason: 'read' })
         expect(h.userStatements(h.primary)).to.have.length(0)
+        sinon.assert.calledOnce(h.checkout(h.replicas[0]!))
+        sinon.assert.notCalled(h.checkout(h.replicas[1]!))
+        sinon.assert.notCalled(h.checkout(h.primary))
       })
 
       it('spreads reads round-robin over the replicas', async () => {
@@ -132,6 +136,8 @@ for (const spelling of engines) {
           'primary/write',
           'primary/write',
         ])
+        sinon.assert.calledThrice(h.checkout(h.primary))
+        for (const replica of h.replicas) sinon.assert.notCalled(h.checkout(replica))
       })
 
       it('routes DDL to the primary', async () => {
@@ -199,6 +205,8 @@ for (const spelling of engines) {
         ])
         expect(new Set(primary.map((s) => s.connectionId)).size).to.equal(1)
         expect(h.replicas.flatMap((r) => h.userStatements(r))).to.have.length(0)
+        sinon.assert.calledOnce(h.checkout(h.primary))
+        for (const replica of h.replicas) sinon.assert.notCalled(h.checkout(replica))
       })
 
       it('runs a read-only transaction whole on one replica', async () => {
@@ -222,6 +230,8 @@ for (const spelling of engines) {
           'read-only-transaction',
           'read-only-transaction',
         ])
+        sinon.assert.calledOnce(h.checkout(h.replicas[0]!))
+        sinon.assert.notCalled(h.checkout(h.primary))
       })
     })
 
@@ -237,6 +247,8 @@ for (const spelling of engines) {
         for (let i = 0; i < 3; i++)
           await onReplica(h.db, 'replica-2').selectFrom('person').selectAll().execute()
         expect(h.routes.map((r) => r.node)).to.deep.equal(['replica-2', 'replica-2', 'replica-2'])
+        sinon.assert.calledThrice(h.checkout(h.replicas[1]!))
+        sinon.assert.notCalled(h.checkout(h.replicas[0]!))
       })
 
       it('onReplica with an unknown name fails with the list of replicas', async () => {
@@ -259,6 +271,7 @@ for (const spelling of engines) {
           .catch((e) => e)
         expect(err).to.be.instanceOf(ReadOnlyViolationError)
         expect(h.ran().filter((s) => s.includes('delete'))).to.have.length(0)
+        sinon.assert.notCalled(h.checkout(h.primary))
       })
 
       it('keeps the hint when a later plugin rebuilds the tree', async () => {
@@ -363,6 +376,13 @@ for (const spelling of engines) {
         expect(err.code).to.equal((boom as { code?: string }).code)
         expect(err.node).to.match(/^replica-/)
         expect(err.message).to.contain('(node "replica-')
+      })
+
+      it('ends every pool once when Kysely is destroyed', async () => {
+        h = harness()
+        await h.db.selectFrom('person').selectAll().execute()
+        await h.db.destroy()
+        for (const node of [h.primary, ...h.replicas]) sinon.assert.calledOnce(engine.end(node))
       })
     })
 
@@ -478,6 +498,9 @@ for (const spelling of engines) {
         expect(h.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')!.state).to.equal(
           'cooling-down',
         )
+        sinon.assert.calledOnce(h.checkout(h.replicas[0]!))
+        sinon.assert.calledOnce(h.checkout(h.replicas[1]!))
+        sinon.assert.notCalled(h.checkout(h.primary))
       })
 
       it('falls back to the primary when every replica is down', async () => {
@@ -486,6 +509,7 @@ for (const spelling of engines) {
         h.replicas[1]!.down = true
         const rows = await h.db.selectFrom('person').selectAll().execute()
         expect(rows).to.deep.equal([{ node: 'primary' }])
+        sinon.assert.calledOnce(h.checkout(h.primary))
       })
 
       it('never retries a write that lost its connection', async () => {
@@ -507,6 +531,7 @@ for (const spelling of engines) {
         expect(err).to.equal(lost)
         expect(err.node).to.equal('primary')
         expect(calls).to.equal(1)
+        sinon.assert.calledOnce(h.checkout(h.primary))
       })
     })
   })
