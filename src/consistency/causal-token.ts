@@ -5,9 +5,8 @@
  * Grammar (version 1); the token uses only `[A-Za-z0-9._~-]`:
  *
  * ```text
- * token    = "kr1." kind [ "-" binding ] "." payload
+ * token    = "kr1." kind "." payload
  * kind     = "m" (MariaDB) / "y" (MySQL) / "p" (PostgreSQL)
- * binding  = 8 lower-case hex digits: the first 32 bits of SHA-256(UTF-8 cluster name)
  * payload  = mariadb / mysql / postgres, per kind
  * mariadb  = [ gtid *( "_" gtid ) ]          ; domains strictly ascending, e.g. 0-1-42_1-2-7
  * gtid     = dec "-" dec "-" dec             ; domain (< 2^32), server id (< 2^32), seq (< 2^64)
@@ -20,14 +19,12 @@
  * hex      = "0" / [1-9A-F][0-9A-F]{0,7}
  * ```
  *
- * Every position has exactly one token per cluster binding, and decoding accepts only that
- * canonical form, so `encodeCausalToken(decodeCausalToken(t, o), o) === t` for every accepted `t`.
- * Tokens are not signed: a client can forge one, which can only make its own reads wait for
- * (or give up waiting for) a position. The cluster binding rejects tokens minted for another
- * cluster; it is not an authentication mechanism.
+ * Every position has exactly one token, and decoding accepts only that canonical form, so
+ * `encodeCausalToken(decodeCausalToken(t)) === t` for every accepted `t`. Tokens are not signed:
+ * a client can forge one, which can only make its own reads wait for (or give up waiting for) a
+ * position.
  */
 
-import { createHash } from 'node:crypto'
 import { InvalidCausalTokenError } from '../core/contracts/errors.js'
 import { MARIADB_MAX_ID, MARIADB_MAX_SEQ, type MariadbGtid } from './mariadb-gtid.js'
 import { MYSQL_MAX_GNO, type MysqlGnoInterval, unionMysqlGtidSets } from './mysql-gtid.js'
@@ -43,19 +40,8 @@ export const MAX_CAUSAL_TOKEN_ENTRIES = 64
 /** At most this many intervals per MySQL UUID (or UUID and tag) in a token. */
 export const MAX_CAUSAL_TOKEN_INTERVALS = 64
 
-/** Options of {@link encodeCausalToken} and {@link decodeCausalToken}. */
-export interface CausalTokenOptions {
-  /**
-   * A short id of the replicated cluster. When set, tokens carry a hash of it and decoding
-   * rejects tokens of another cluster and unbound tokens; when unset, decoding rejects bound
-   * tokens.
-   */
-  readonly cluster?: string
-}
-
 const VERSION = 'kr1'
 const SAFE_RE = /^[A-Za-z0-9._~-]*$/
-const HEADER_RE = /^([myp])(?:-([0-9a-f]{8}))?$/
 const MARIADB_GTID_RE = /^(0|[1-9][0-9]{0,9})-(0|[1-9][0-9]{0,9})-(0|[1-9][0-9]{0,19})$/
 const PG_RE = /^(0|[1-9A-F][0-9A-F]{0,7})-(0|[1-9A-F][0-9A-F]{0,7})$/
 const HEX32_RE = /^[0-9a-f]{32}$/
@@ -66,25 +52,10 @@ const MYSQL_KEY_RE =
 
 const KIND_LETTER = { mariadb: 'm', mysql: 'y', postgres: 'p' } as const
 
-const bindingCache = new Map<string, string>()
-
-function clusterBinding(options: CausalTokenOptions | undefined): string | undefined {
-  const cluster = options?.cluster
-  if (cluster === undefined) return undefined
-  if (typeof cluster !== 'string') throw new TypeError('options.cluster must be a string')
-  let hash = bindingCache.get(cluster)
-  if (hash === undefined) {
-    hash = createHash('sha256').update(cluster, 'utf8').digest('hex').slice(0, 8)
-    if (bindingCache.size >= 64) bindingCache.clear()
-    bindingCache.set(cluster, hash)
-  }
-  return hash
-}
-
 /**
  * Encodes a position as a causal token, e.g. `'kr1.m.0-1-42_1-2-7'` (MariaDB),
  * `'kr1.y.3e11fa4771ca11e19e33c80aa9429562.1-5.7-9'` (MySQL), `'kr1.p.16-B374D848'`
- * (PostgreSQL), or `'kr1.p-1a2b3c4d.16-B374D848'` bound to a cluster.
+ * (PostgreSQL).
  *
  * @throws TypeError when the position is malformed (numbers out of range, bad MySQL keys).
  * @throws RangeError when the position exceeds the token limits (more than
@@ -92,11 +63,7 @@ function clusterBinding(options: CausalTokenOptions | undefined): string | undef
  *   {@link MAX_CAUSAL_TOKEN_INTERVALS} intervals for one, or longer than
  *   {@link MAX_CAUSAL_TOKEN_LENGTH} characters).
  */
-export function encodeCausalToken(
-  position: ReplicationPosition,
-  options?: CausalTokenOptions,
-): string {
-  const binding = clusterBinding(options)
+export function encodeCausalToken(position: ReplicationPosition): string {
   let payload: string
   switch (position.kind) {
     case 'mariadb':
@@ -111,7 +78,7 @@ export function encodeCausalToken(
     default:
       throw new TypeError('Unknown replication position kind')
   }
-  const token = `${VERSION}.${KIND_LETTER[position.kind]}${binding === undefined ? '' : `-${binding}`}.${payload}`
+  const token = `${VERSION}.${KIND_LETTER[position.kind]}.${payload}`
   if (token.length > MAX_CAUSAL_TOKEN_LENGTH) {
     throw new RangeError(
       `The position is too large for a causal token (${token.length} > ${MAX_CAUSAL_TOKEN_LENGTH} characters)`,
@@ -194,21 +161,17 @@ function encodePostgres(lsn: bigint): string {
 }
 
 /**
- * Decodes a causal token made by {@link encodeCausalToken} with the same `cluster` option.
- * The token is untrusted input: anything but a canonical token of this version (and, with
- * `options.cluster`, of that cluster) is rejected before any work proportional to numbers in it.
+ * Decodes a causal token made by {@link encodeCausalToken}. The token is untrusted input:
+ * anything but a canonical token of this version is rejected before any work proportional to
+ * numbers in it.
  *
  * @param token The token; any value is accepted and non-strings are rejected.
  * @throws InvalidCausalTokenError when the token is not a string, is longer than
- *   {@link MAX_CAUSAL_TOKEN_LENGTH}, of an unknown version or kind, bound to another cluster
- *   (or bound/unbound when the options say otherwise), malformed, not canonical, or exceeds the
- *   limits on numbers, entries and intervals. The message quotes at most 40 characters of it.
+ *   {@link MAX_CAUSAL_TOKEN_LENGTH}, of an unknown version or kind, malformed, not canonical,
+ *   or exceeds the limits on numbers, entries and intervals. The message quotes at most 40
+ *   characters of it.
  */
-export function decodeCausalToken(
-  token: unknown,
-  options?: CausalTokenOptions,
-): ReplicationPosition {
-  const expected = clusterBinding(options)
+export function decodeCausalToken(token: unknown): ReplicationPosition {
   if (typeof token !== 'string') {
     throw new InvalidCausalTokenError(
       `Invalid causal token: expected a string, got ${token === null ? 'null' : typeof token}`,
@@ -233,26 +196,16 @@ export function decodeCausalToken(
   }
   const dot2 = token.indexOf('.', dot1 + 1)
   if (dot2 === -1) bad('missing payload')
-  const header = HEADER_RE.exec(token.slice(dot1 + 1, dot2))
-  if (header === null) bad('unknown kind or malformed cluster binding')
-  const [, letter, binding] = header
-  if (binding !== expected) {
-    bad(
-      expected === undefined
-        ? 'bound to a cluster, but no cluster is configured'
-        : binding === undefined
-          ? 'not bound to a cluster'
-          : 'minted for another cluster',
-    )
-  }
   const payload = token.slice(dot2 + 1)
-  switch (letter) {
+  switch (token.slice(dot1 + 1, dot2)) {
     case 'm':
       return { kind: 'mariadb', gtids: decodeMariadb(payload, bad) }
     case 'y':
       return { kind: 'mysql', set: decodeMysql(payload, bad) }
-    default:
+    case 'p':
       return { kind: 'postgres', lsn: decodePostgres(payload, bad) }
+    default:
+      return bad('unknown kind')
   }
 }
 

@@ -204,11 +204,6 @@ export function consistencyScope<T>(fn: () => T, options: ConsistencyScopeOption
   return storage.run(new ConsistencyScope(storage.getStore(), tokenPositions), fn)
 }
 
-/** Runs `fn` with `scope` as the current scope (used for connection and transaction scopes). */
-export function runInScope<T>(scope: ConsistencyScope, fn: () => T): T {
-  return storage.run(scope, fn)
-}
-
 /**
  * A compact, versioned causal token for the current scope's writes, to carry read-your-writes to
  * another request or process (a cookie or a header): pass it to `consistencyScope(fn, { causalToken })`

@@ -13,7 +13,9 @@ export type FakeResponder = (sql: string, parameters: readonly unknown[], node: 
 export interface FakeMysqlNode {
   readonly name: string
   readonly pool: {
+    /** Spied, for `sinon.assert.calledOnce(replica.pool.getConnection)`: one call per checkout. */
     getConnection: sinon.SinonSpy
+    /** Spied: `db.destroy()` ends every pool once. */
     end: sinon.SinonSpy
     /** mysql2 pool internals the library reads for statistics. */
     readonly _allConnections: unknown[]
@@ -77,29 +79,33 @@ export function fakeMysqlNode(
       for (const kill of hung.values()) kill()
     },
     pool: {
-      getConnection: sinon.spy((cb: (err: unknown, conn?: FakeConnection) => void) => {
-        setImmediate(() => {
-          if (node.down) {
-            const err = Object.assign(new Error(`connect ECONNREFUSED (fake ${name})`), {
-              code: 'ECONNREFUSED',
-              fatal: true,
-            })
-            cb(err)
-            return
-          }
-          let conn = free.pop()
-          if (conn === undefined) {
-            conn = new FakeConnection(node, nextId++, free, all, hung)
-            all.push(conn)
-          }
-          if (options.maxConnections !== undefined && nextId - 1 > options.maxConnections) {
-            cb(new Error('fake pool exhausted'))
-            return
-          }
-          cb(null, conn)
+      getConnection: sinon
+        .spy((cb: (err: unknown, conn?: FakeConnection) => void) => {
+          setImmediate(() => {
+            if (node.down) {
+              const err = Object.assign(new Error(`connect ECONNREFUSED (fake ${name})`), {
+                code: 'ECONNREFUSED',
+                fatal: true,
+              })
+              cb(err)
+              return
+            }
+            let conn = free.pop()
+            if (conn === undefined) {
+              conn = new FakeConnection(node, nextId++, free, all, hung)
+              all.push(conn)
+            }
+            if (options.maxConnections !== undefined && nextId - 1 > options.maxConnections) {
+              cb(new Error('fake pool exhausted'))
+              return
+            }
+            cb(null, conn)
+          })
         })
-      }),
-      end: sinon.spy((cb: (err: unknown) => void) => setImmediate(() => cb(null))),
+        .named(`${name}.pool.getConnection`),
+      end: sinon
+        .spy((cb: (err: unknown) => void) => setImmediate(() => cb(null)))
+        .named(`${name}.pool.end`),
       _allConnections: all,
       _freeConnections: free,
       _connectionQueue: [],

@@ -29,7 +29,9 @@ export type FakePgResponder = (
 export interface FakePgNode {
   readonly name: string
   readonly pool: {
+    /** Spied, for `sinon.assert.calledOnce(replica.pool.connect)`: one call per checkout. */
     connect: sinon.SinonSpy
+    /** Spied: `db.destroy()` ends every pool once. */
     end: sinon.SinonSpy
   }
   /** Statements this node ran, in order (setup statements included). */
@@ -89,29 +91,33 @@ export function fakePgNode(name: string): FakePgNode {
     versionNum: 150000,
     probe: { inRecovery: true, receiveLsn: 0x3000000n, receiver: true, paused: false, lagMs: 5 },
     pool: {
-      connect: sinon.spy(
-        () =>
-          new Promise((resolve, reject) => {
-            setImmediate(() => {
-              if (node.down) {
-                reject(
-                  Object.assign(new Error(`connect ECONNREFUSED 127.0.0.1:1 (fake ${name})`), {
-                    code: 'ECONNREFUSED',
-                  }),
-                )
-                return
-              }
-              let client = free.pop()
-              if (client === undefined) {
-                client = new FakePgClient(node, nextPid++, free, () => ++polls)
-                node.clients.push(client)
-              }
-              client.checkedOut = true
-              resolve(client)
-            })
-          }),
-      ),
-      end: sinon.spy(() => new Promise<void>((resolve) => setImmediate(resolve))),
+      connect: sinon
+        .spy(
+          () =>
+            new Promise((resolve, reject) => {
+              setImmediate(() => {
+                if (node.down) {
+                  reject(
+                    Object.assign(new Error(`connect ECONNREFUSED 127.0.0.1:1 (fake ${name})`), {
+                      code: 'ECONNREFUSED',
+                    }),
+                  )
+                  return
+                }
+                let client = free.pop()
+                if (client === undefined) {
+                  client = new FakePgClient(node, nextPid++, free, () => ++polls)
+                  node.clients.push(client)
+                }
+                client.checkedOut = true
+                resolve(client)
+              })
+            }),
+        )
+        .named(`${name}.pool.connect`),
+      end: sinon
+        .spy(() => new Promise<void>((resolve) => setImmediate(resolve)))
+        .named(`${name}.pool.end`),
     },
   }
   return node

@@ -1,7 +1,6 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import {
-  type CausalTokenOptions,
   decodeCausalToken,
   encodeCausalToken,
   MAX_CAUSAL_TOKEN_LENGTH,
@@ -69,18 +68,11 @@ const postgresPosition: fc.Arbitrary<ReplicationPosition> = fc
 
 const anyPosition = fc.oneof(mariadbPosition, mysqlPosition, postgresPosition)
 
-const clusterOptions: fc.Arbitrary<CausalTokenOptions | undefined> = fc.oneof(
-  fc.constant(undefined),
-  fc.constant({}),
-  fc.constantFrom({ cluster: 'eu-1' }, { cluster: 'us-east' }),
-  fc.string().map((cluster) => ({ cluster })),
-)
-
 /** Either decodes to a position that re-encodes to the same token, or throws InvalidCausalTokenError. */
-function decodesCanonicallyOrRejects(input: unknown, options?: CausalTokenOptions): void {
+function decodesCanonicallyOrRejects(input: unknown): void {
   let position: ReplicationPosition
   try {
-    position = decodeCausalToken(input, options)
+    position = decodeCausalToken(input)
   } catch (error) {
     expect(error).to.be.instanceOf(InvalidCausalTokenError)
     const message = (error as Error).message
@@ -91,11 +83,11 @@ function decodesCanonicallyOrRejects(input: unknown, options?: CausalTokenOption
     }
     return
   }
-  expect(encodeCausalToken(position, options)).to.equal(input)
+  expect(encodeCausalToken(position)).to.equal(input)
 }
 
-function rejects(token: unknown, pattern: RegExp, options?: CausalTokenOptions): void {
-  expect(() => decodeCausalToken(token, options)).to.throw(InvalidCausalTokenError, pattern)
+function rejects(token: unknown, pattern: RegExp): void {
+  expect(() => decodeCausalToken(token)).to.throw(InvalidCausalTokenError, pattern)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,19 +120,10 @@ describe('causal tokens', () => {
       expect(encodeCausalToken(parsePosition('postgres', '0/0'))).to.equal('kr1.p.0-0')
     })
 
-    it('binds a token to a cluster with a hash after the kind', () => {
-      const p = parsePosition('mariadb', '0-1-42')
-      const token = encodeCausalToken(p, { cluster: 'eu-1' })
-      expect(token).to.match(/^kr1\.m-[0-9a-f]{8}\.0-1-42$/)
-      expect(encodeCausalToken(p, { cluster: 'eu-1' })).to.equal(token)
-      expect(encodeCausalToken(p, { cluster: 'eu-2' })).not.to.equal(token)
-      expect(positionsEqual(decodeCausalToken(token, { cluster: 'eu-1' }), p)).to.equal(true)
-    })
-
     it('uses only URL-, cookie- and header-safe characters', () => {
       fc.assert(
-        fc.property(anyPosition, clusterOptions, (p, options) => {
-          const token = encodeCausalToken(p, options)
+        fc.property(anyPosition, (p) => {
+          const token = encodeCausalToken(p)
           expect(token).to.match(SAFE)
           expect(encodeURIComponent(token)).to.equal(token)
           expect(token.length).to.be.at.most(MAX_CAUSAL_TOKEN_LENGTH)
@@ -152,9 +135,9 @@ describe('causal tokens', () => {
   describe('round trip', () => {
     it('decodes every encoded position back to the same position', () => {
       fc.assert(
-        fc.property(anyPosition, clusterOptions, (p, options) => {
-          const token = encodeCausalToken(p, options)
-          expect(positionsEqual(decodeCausalToken(token, options), p)).to.equal(true)
+        fc.property(anyPosition, (p) => {
+          const token = encodeCausalToken(p)
+          expect(positionsEqual(decodeCausalToken(token), p)).to.equal(true)
         }),
         { numRuns: 500 },
       )
@@ -162,9 +145,9 @@ describe('causal tokens', () => {
 
     it('re-encodes every decoded token to the same token', () => {
       fc.assert(
-        fc.property(anyPosition, clusterOptions, (p, options) => {
-          const token = encodeCausalToken(p, options)
-          expect(encodeCausalToken(decodeCausalToken(token, options), options)).to.equal(token)
+        fc.property(anyPosition, (p) => {
+          const token = encodeCausalToken(p)
+          expect(encodeCausalToken(decodeCausalToken(token))).to.equal(token)
         }),
       )
     })
@@ -179,22 +162,6 @@ describe('causal tokens', () => {
       for (const p of positions) {
         expect(positionsEqual(decodeCausalToken(encodeCausalToken(p)), p)).to.equal(true)
       }
-    })
-  })
-
-  describe('cluster binding', () => {
-    const p = parsePosition('postgres', '0/3000060')
-
-    it('rejects a token minted for another cluster', () => {
-      rejects(encodeCausalToken(p, { cluster: 'eu-1' }), /another cluster/, { cluster: 'us-1' })
-    })
-
-    it('rejects an unbound token when a cluster is expected', () => {
-      rejects(encodeCausalToken(p), /not bound/, { cluster: 'eu-1' })
-    })
-
-    it('rejects a bound token when no cluster is expected', () => {
-      rejects(encodeCausalToken(p, { cluster: 'eu-1' }), /bound to a cluster/)
     })
   })
 
@@ -234,8 +201,11 @@ describe('causal tokens', () => {
       ['hello', /not a causal token/],
       ['kr1.x.0', /unknown kind/],
       ['kr1.M.0-1-1', /unknown kind/],
-      ['kr1.m-ABCDEF01.0-1-1', /kind or malformed cluster binding/],
-      ['kr1.m-abcdef0.0-1-1', /kind or malformed cluster binding/],
+      // A cluster-binding header after the kind (`m-xxxxxxxx`) is not part of the grammar.
+      ['kr1.m-abcdef01.0-1-1', /unknown kind/],
+      ['kr1.p-1a2b3c4d.16-B374D848', /unknown kind/],
+      ['kr1.m-ABCDEF01.0-1-1', /unknown kind/],
+      ['kr1.m-abcdef0.0-1-1', /unknown kind/],
       ['kr1.m.0-1-1 ', /characters/],
       ['kr1.m.0-1-1,1-1-1', /characters/],
       ['kr1.m.0-1-1;', /characters/],
@@ -300,6 +270,15 @@ describe('causal tokens', () => {
       })
     }
 
+    it('rejects every token with a cluster-binding header after the kind as malformed', () => {
+      fc.assert(
+        fc.property(anyPosition, fc.stringMatching(/^[0-9a-f]{8}$/), (p, hash) => {
+          const token = encodeCausalToken(p)
+          rejects(`${token.slice(0, 5)}-${hash}${token.slice(5)}`, /unknown kind/)
+        }),
+      )
+    })
+
     it('rejects more than 64 UUID/tag pairs', () => {
       const tags = Array.from({ length: 64 }, (_, i) => `t${String(i).padStart(2, '0')}.1`)
       rejects(`kr1.y.3e11fa4771ca11e19e33c80aa9429562.1.${tags.join('.')}`, /more than 64/)
@@ -307,9 +286,7 @@ describe('causal tokens', () => {
 
     it('decodes arbitrary strings canonically or throws InvalidCausalTokenError', () => {
       fc.assert(
-        fc.property(fc.string({ maxLength: 80 }), clusterOptions, (s, o) =>
-          decodesCanonicallyOrRejects(s, o),
-        ),
+        fc.property(fc.string({ maxLength: 80 }), (s) => decodesCanonicallyOrRejects(s)),
         { numRuns: 2000 },
       )
       fc.assert(
@@ -379,10 +356,9 @@ describe('causal tokens', () => {
       fc.assert(
         fc.property(
           anyPosition,
-          clusterOptions,
           fc.array(mutation, { minLength: 1, maxLength: 4 }),
-          (p, options, mutations) => {
-            let s = encodeCausalToken(p, options)
+          (p, mutations) => {
+            let s = encodeCausalToken(p)
             for (const [op, at, ch] of mutations) {
               const i = s.length === 0 ? 0 : at % s.length
               if (op === 'insert') s = s.slice(0, i) + ch + s.slice(i)
@@ -391,7 +367,7 @@ describe('causal tokens', () => {
               else if (op === 'duplicate') s = s.slice(0, i) + s.slice(i, i + 6) + s.slice(i)
               else s = s.slice(0, i)
             }
-            decodesCanonicallyOrRejects(s, options)
+            decodesCanonicallyOrRejects(s)
           },
         ),
         { numRuns: 3000 },
