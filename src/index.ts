@@ -10,6 +10,7 @@ export type {
 export type { NodeInfo } from './core/contracts/engine.js'
 export {
   ConnectionSetupError,
+  DialectDestroyedError,
   InvalidCausalTokenError,
   KyselyReplicatedError,
   NoReplicaAvailableError,

@@ -44,6 +44,8 @@ export class Cluster {
   readonly routing: RoutingContext
   #tracing: Tracing | undefined
   #initPromise: Promise<void> | undefined
+  #refusal: Error | undefined
+  #destroyed = false
 
   constructor(options: {
     readonly engine: Engine
@@ -145,8 +147,19 @@ export class Cluster {
     return performance.now()
   }
 
+  /** Whether {@link destroy} ran. */
+  get destroyed(): boolean {
+    return this.#destroyed
+  }
+
+  /** Makes {@link init} fail with `error` (the pools it would open are gone). */
+  refuseInit(error: Error): void {
+    this.#refusal = error
+  }
+
   /** Loads tracing, initialises every pool (in parallel) and starts the prober. Idempotent. */
   init(signal?: AbortSignal): Promise<void> {
+    if (this.#refusal !== undefined) return Promise.reject(this.#refusal)
     this.#initPromise ??= (async () => {
       if (this.config.tracing !== undefined && this.#tracing === undefined) {
         this.#tracing = await Tracing.load(this.config.tracing)
@@ -163,6 +176,7 @@ export class Cluster {
 
   /** Stops the prober and ends every pool. */
   async destroy(): Promise<void> {
+    this.#destroyed = true
     await this.monitor.stop()
     const results = await Promise.allSettled(this.registry.all.map((n) => n.pool.end()))
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')

@@ -3,6 +3,7 @@ import { createSelector } from '../selection/create-selector.js'
 import { Cluster } from './cluster.js'
 import { type ReplicatedDialectConfig, resolveConfig } from './config.js'
 import type { Engine, EngineContext, NodeInfo, PhysicalConnection } from './contracts/engine.js'
+import { DialectDestroyedError } from './contracts/errors.js'
 import type { LifecycleNodePool } from './contracts/lifecycle.js'
 import type { NodePoolSetup, NodeSource } from './contracts/node-setup.js'
 import type { PoolStats, ReplicaInfo, RoutingStats } from './contracts/stats.js'
@@ -28,8 +29,15 @@ export interface ReplicatedDialectParts<E extends Engine> {
  * public inspection methods. Engines add their adapter, compiler, introspector and pools.
  */
 export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
-  /** @internal */
-  protected readonly cluster: Cluster
+  /** Builds a new cluster (pools, state) from the validated config. */
+  readonly #build: () => Cluster
+  /** Nodes given a pool instance (not a factory, not `connection`): such pools cannot reopen. */
+  readonly #instancePools: readonly string[]
+  readonly #dialectName: string
+  /** The cluster of the newest driver (the one the inspection methods report on). */
+  #cluster: Cluster
+  /** Whether a driver already took {@link #cluster}. */
+  #taken = false
 
   protected constructor(parts: ReplicatedDialectParts<E>) {
     const { config, dialectName } = parts
@@ -39,57 +47,92 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
       dialectName,
       extraKeys: parts.extraKeys,
     })
-    const selector = createSelector(resolved.selector, { latency: resolved.latency })
-    const engine = parts.createEngine({
-      causalUnsupported: (node, message) => this.cluster.planner.causalUnsupported(node, message),
-    })
-    const managed = (source: NodeSource, node: NodeInfo): ManagedPool =>
-      new ManagedPool({
-        inner: parts.createPool(
-          source,
-          Object.freeze({
-            node,
-            replicaSessionReadOnly: resolved.replicaSessionReadOnly,
-            onCreateConnection: config.onCreateConnection,
-            firstConnection: (connection: PhysicalConnection) =>
-              this.cluster.checkCapacity(node.name, connection),
-            trackPositions: resolved.consistency === 'causal',
-            isConnectionError: (error: unknown) => engine.isConnectionError(error),
-          }),
-          engine,
-        ),
-        node,
-        maxLifetimeMs: source.maxLifetimeMs,
-        hooks: config.hooks,
-        isConnectionError: (error) => engine.isConnectionError(error),
+    this.#dialectName = dialectName
+    this.#instancePools = [
+      { name: config.primary.name ?? 'primary', node: config.primary },
+      ...config.replicas.map((r) => ({ name: r.name, node: r })),
+    ]
+      .filter(({ node }) => node.pool !== undefined && typeof node.pool !== 'function')
+      .map(({ name }) => name)
+    this.#build = () => {
+      const selector = createSelector(resolved.selector, { latency: resolved.latency })
+      let cluster: Cluster | undefined
+      const engine = parts.createEngine({
+        causalUnsupported: (node, message) => cluster?.planner.causalUnsupported(node, message),
       })
-    const primaryName = config.primary.name ?? 'primary'
-    this.cluster = new Cluster({
-      engine,
-      config: resolved,
-      nodes: {
-        primary: {
-          name: primaryName,
-          pool: managed(config.primary, { name: primaryName, role: 'primary' }),
+      const managed = (source: NodeSource, node: NodeInfo): ManagedPool =>
+        new ManagedPool({
+          inner: parts.createPool(
+            source,
+            Object.freeze({
+              node,
+              replicaSessionReadOnly: resolved.replicaSessionReadOnly,
+              onCreateConnection: config.onCreateConnection,
+              firstConnection: (connection: PhysicalConnection) =>
+                cluster!.checkCapacity(node.name, connection),
+              trackPositions: resolved.consistency === 'causal',
+              isConnectionError: (error: unknown) => engine.isConnectionError(error),
+            }),
+            engine,
+          ),
+          node,
+          maxLifetimeMs: source.maxLifetimeMs,
+          hooks: config.hooks,
+          isConnectionError: (error) => engine.isConnectionError(error),
+        })
+      const primaryName = config.primary.name ?? 'primary'
+      cluster = new Cluster({
+        engine,
+        config: resolved,
+        nodes: {
+          primary: {
+            name: primaryName,
+            pool: managed(config.primary, { name: primaryName, role: 'primary' }),
+          },
+          replicas: config.replicas.map((r) => ({
+            name: r.name,
+            weight: r.weight ?? 1,
+            pool: managed(r, { name: r.name, role: 'replica' }),
+          })),
         },
-        replicas: config.replicas.map((r) => ({
-          name: r.name,
-          weight: r.weight ?? 1,
-          pool: managed(r, { name: r.name, role: 'replica' }),
-        })),
-      },
-      selector,
-      onRoute: config.onRoute,
-      onEvent: config.onEvent,
-      decayMs: resolved.latency.decayMs,
-      firstPassSample:
-        resolved.selector === 'least-latency' ? resolved.latency.sampleSize : undefined,
-    })
+        selector,
+        onRoute: config.onRoute,
+        onEvent: config.onEvent,
+        decayMs: resolved.latency.decayMs,
+        firstPassSample:
+          resolved.selector === 'least-latency' ? resolved.latency.sampleSize : undefined,
+      })
+      return cluster
+    }
+    this.#cluster = this.#build()
   }
 
-  /** @internal Creates the routing driver. Drivers of one dialect share its pools and state. */
+  /** @internal The cluster the inspection methods report on (the newest driver's). */
+  protected get cluster(): Cluster {
+    return this.#cluster
+  }
+
+  /**
+   * @internal Creates the routing driver of one `Kysely` instance, with pools of its own, as
+   * Kysely's own dialects do: pool factories (`pool: async () => createPool(...)`) and
+   * `connection` options are called again for each driver, so one dialect serves several
+   * `Kysely` instances one after the other. Pool instances cannot reopen once a `destroy()`
+   * ended them: the next driver then fails with {@link DialectDestroyedError}.
+   */
   protected createReplicatedDriver(): Driver {
-    return new ReplicatedDriver(this.cluster)
+    if (this.#taken) {
+      const previous = this.#cluster
+      this.#cluster = this.#build()
+      if (previous.destroyed && this.#instancePools.length > 0) {
+        this.#cluster.refuseInit(
+          new DialectDestroyedError(
+            `${this.#dialectName}: the pools of this dialect were ended by an earlier db.destroy(), and node${this.#instancePools.length > 1 ? 's' : ''} ${this.#instancePools.map((n) => `"${n}"`).join(', ')} ${this.#instancePools.length > 1 ? 'were' : 'was'} given a pool instance, which cannot be reopened: give pool factories (pool: async () => createPool(...)) or { connection } options to use one dialect for several Kysely instances, or create a new dialect`,
+          ),
+        )
+      }
+    }
+    this.#taken = true
+    return new ReplicatedDriver(this.#cluster)
   }
 
   /**
@@ -97,12 +140,12 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
    * reads served, errors, and when a cooling-down node is next tried.
    */
   getReplicaInfo(): ReplicaInfo[] {
-    return this.cluster.getReplicaInfo()
+    return this.#cluster.getReplicaInfo()
   }
 
   /** Counters of routing decisions by reason and by node, and causal wait totals. */
   getRoutingStats(): RoutingStats {
-    return this.cluster.getRoutingStats()
+    return this.#cluster.getRoutingStats()
   }
 
   /**
@@ -111,7 +154,7 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
    * with a known position.
    */
   getCausalToken(): string | undefined {
-    return this.cluster.causalToken()
+    return this.#cluster.causalToken()
   }
 
   /**
@@ -119,13 +162,13 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
    * and the time spent waiting for a connection (mean and max).
    */
   getPoolStats(): PoolStats[] {
-    return this.cluster.getPoolStats()
+    return this.#cluster.getPoolStats()
   }
 
   /** Probes every replica now and waits for the results (the background prober does this on its interval). */
   async probeNow(): Promise<void> {
     // The pools start lazily with Kysely's first query; a probe before that starts them.
-    await this.cluster.init()
-    await this.cluster.probeNow()
+    await this.#cluster.init()
+    await this.#cluster.probeNow()
   }
 }

@@ -93,7 +93,13 @@ export class RoutingConnection implements DatabaseConnection {
         return this.#inTransaction<R>(session.transaction!, statement, signal)
       case 'primary': {
         this.#beforePrimary(statement.classification)
-        const outcome = await c.executor.execute<R>(session, statement, signal)
+        let outcome: NodeQueryOutcome<R>
+        try {
+          outcome = await c.executor.execute<R>(session, statement, signal)
+        } catch (error) {
+          if (this.#observes(statement, error)) await this.#recordObserved()
+          throw error
+        }
         await this.#afterPrimary(statement.classification, outcome)
         return outcome.result
       }
@@ -198,7 +204,14 @@ export class RoutingConnection implements DatabaseConnection {
     const closing = session.closing
     session.closing = undefined
     if (closing === undefined) {
-      const outcome = await c.executor.execute<R>(session, statement, signal)
+      let outcome: NodeQueryOutcome<R>
+      try {
+        outcome = await c.executor.execute<R>(session, statement, signal)
+      } catch (error) {
+        if (!transaction.readOnly && this.#observes(statement, error))
+          transaction.failedWrite = true
+        throw error
+      }
       if (!transaction.readOnly && changesData(statement.classification, outcome)) {
         transaction.wrote = true
       }
@@ -211,6 +224,8 @@ export class RoutingConnection implements DatabaseConnection {
       session.transaction = undefined
       if (transaction.connection !== session.primary) transaction.connection.release()
     }
+    // The transaction is over: the primary session can say what a failed write in it observed.
+    if (transaction.failedWrite === true) await this.#recordObserved()
     if (closing === 'commit') {
       // A commit the server answered by rolling back (PostgreSQL) wrote nothing: say so first.
       c.engine.checkCommit?.(outcome.result)
@@ -256,6 +271,34 @@ export class RoutingConnection implements DatabaseConnection {
     } else if (raw === undefined && (!classification.read || outcome.position !== undefined)) {
       await this.#recordWrite(session.primary!, outcome, changesData(classification, outcome))
     }
+  }
+
+  /**
+   * Whether a failed statement observed the primary's state: a write the primary refused on its
+   * own terms (a duplicate key a concurrent writer caused, a constraint, a lock timeout), not a
+   * lost connection, which observed nothing. Reads in the scope must then see that state.
+   */
+  #observes(statement: Statement, error: unknown): boolean {
+    const c = this.#c
+    return (
+      c.consistency !== 'eventual' &&
+      !statement.classification.read &&
+      this.#session.primary !== undefined &&
+      !c.engine.isConnectionError(error)
+    )
+  }
+
+  /**
+   * Records, as a write of the scope, the primary's position after a failed write: later reads in
+   * the scope wait for it (causal) or run on the primary (sticky, or when it cannot be read).
+   */
+  async #recordObserved(): Promise<void> {
+    const c = this.#c
+    const primary = this.#session.primary
+    if (primary === undefined) return
+    const position =
+      c.consistency === 'causal' ? await c.engine.observedPosition?.(primary) : undefined
+    c.planner.recordWrite(this.#session.scope, position, c.now())
   }
 
   /**

@@ -13,6 +13,8 @@ export interface OpenTransaction {
   readonly readOnly: boolean
   /** A statement in it changed data (for read-your-writes at commit). */
   wrote: boolean
+  /** A write in it failed on the primary: its end records what the failure observed. */
+  failedWrite?: boolean
 }
 
 /** The statement running now, for `cancelQuery` / `killSession`. */

@@ -145,6 +145,21 @@ export class MysqlEngine implements Engine {
     return false
   }
 
+  async observedPosition(connection: PhysicalConnection): Promise<ReplicationPosition | undefined> {
+    const mariadb = this.#kind === 'mariadb'
+    try {
+      const { result } = await connection.execute<{ pos: string | null }>(
+        CompiledQuery.raw(
+          mariadb ? 'select @@gtid_binlog_pos as pos' : 'select @@global.gtid_executed as pos',
+        ),
+      )
+      const pos = result.rows[0]?.pos
+      return pos == null || pos === '' ? undefined : parsePosition(this.#kind, String(pos))
+    } catch {
+      return undefined
+    }
+  }
+
   async probe(connection: PhysicalConnection): Promise<ProbeResult> {
     const mariadb = this.#kind === 'mariadb'
     const { result } = await connection.execute<{ pos: string | null; ro: number | string }>(

@@ -142,6 +142,11 @@ export class PostgresEngine implements Engine {
    * scope's reads go to the primary (sticky); a server that cannot report positions at all
    * switches causal reads to sticky (reported once as `causal-unsupported`).
    */
+  /** After a failed statement: the WAL insert position, as after a write. */
+  observedPosition(connection: PhysicalConnection): Promise<ReplicationPosition | undefined> {
+    return this.primaryPosition(connection)
+  }
+
   async primaryPosition(connection: PhysicalConnection): Promise<ReplicationPosition | undefined> {
     let row: { lsn: string | null; block: string | null; segment: string | null } | undefined
     try {

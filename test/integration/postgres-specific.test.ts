@@ -216,7 +216,9 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       expect(seen.a.standby).to.equal(true)
       expect(ranOn(seen.a)).to.equal(ranOn(seen.b))
       expect(seen.ro).to.equal('on')
-      expect(t.routes.at(-1)?.sql).to.equal('show transaction_read_only')
+      // The transaction's statements, its commit included, are routed in it.
+      expect(t.routes.at(-2)?.sql).to.equal('show transaction_read_only')
+      expect(t.routes.at(-1)).to.include({ sql: 'commit', reason: 'read-only-transaction' })
     })
 
     it('runs LISTEN, NOTIFY, SET, RESET, DISCARD, PREPARE / EXECUTE and temp tables on the primary session', async () => {

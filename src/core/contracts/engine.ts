@@ -111,6 +111,12 @@ export interface Engine {
   ): Promise<boolean>
   /** Reads the current write position on the primary (engines that cannot learn it from results). */
   primaryPosition?(connection: PhysicalConnection): Promise<ReplicationPosition | undefined>
+  /**
+   * The primary's whole current position, read on `connection` (a primary session) after one of
+   * its statements failed there: what that failure observed (a row a concurrent writer committed).
+   * `undefined` when it cannot be read.
+   */
+  observedPosition?(connection: PhysicalConnection): Promise<ReplicationPosition | undefined>
   /** Whether positions come with the results of writes (MySQL session tracking) or need {@link primaryPosition}. */
   readonly positionsFromResults: boolean
   /** Probes a replica: position, lag, read-only. */

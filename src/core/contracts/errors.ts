@@ -12,6 +12,13 @@ export class KyselyReplicatedError extends Error {
 /** The dialect configuration is invalid. Thrown by the dialect constructor. */
 export class ReplicatedConfigError extends KyselyReplicatedError {}
 
+/**
+ * A dialect whose pool instances an earlier `db.destroy()` ended was given to a new `Kysely`.
+ * Give pool factories (or `connection` options) to use one dialect for several `Kysely`
+ * instances one after the other, or create a new dialect.
+ */
+export class DialectDestroyedError extends KyselyReplicatedError {}
+
 /** No replica was usable for a read and `fallback` is `'error'` (or the primary fallback cap was reached). */
 export class NoReplicaAvailableError extends KyselyReplicatedError {}
 
@@ -49,6 +56,12 @@ export function annotateNodeError<E>(error: E, node: string): E {
     if (e.node === undefined) {
       e.node = node
       e.message = `${e.message} (node "${node}")`
+      // As Kysely's own drivers do: the caller's (async) stack after the driver's, so the stack
+      // reaches the application line that ran the query, not only the library's internals.
+      const caller = new Error().stack
+      if (caller !== undefined && e.stack !== undefined) {
+        e.stack += `\n${caller.slice(caller.indexOf('\n') + 1)}`
+      }
     }
   }
   return error
