@@ -6,7 +6,12 @@
  * SQL and flags. See `cluster.ts`.
  */
 import * as path from 'node:path'
-import type { ClusterNode, NodeConnectionOptions, ReplicatedTestCluster } from './cluster.js'
+import type {
+  ClusterNode,
+  ConnectionOverrides,
+  NodeConnectionOptions,
+  ReplicatedTestCluster,
+} from './cluster.js'
 import {
   externalClusterError,
   findFreePort,
@@ -22,6 +27,7 @@ import {
   tailFile,
   trackTempDir,
 } from './ports.js'
+import { FaultProxy } from './tcp-proxy.js'
 
 /** The application database of a harness-started cluster. */
 export const APP_DATABASE = 'app'
@@ -45,6 +51,8 @@ export interface NodeState {
   paused: boolean
   /** Apply delay set through the harness (MariaDB MASTER_DELAY in s, PostgreSQL recovery_min_apply_delay in ms). */
   delay: number
+  /** `denyLogin()` made the application user's logins fail on this node. */
+  loginDenied?: boolean
   /** External cluster: the admin URL of this node. */
   adminUrl?: ParsedDatabaseUrl
 }
@@ -99,6 +107,9 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   protected readonly states: Map<string, NodeState>
   protected readonly log: ((line: string) => void) | undefined
   private stopping: Promise<void> | undefined
+  private readonly proxies = new Map<string, Promise<FaultProxy>>()
+  /** The proxies whose port is known, for the synchronous `connectionOptions`. */
+  private readonly startedProxies = new Map<string, FaultProxy>()
 
   constructor(
     protected readonly traits: EngineTraits,
@@ -135,7 +146,8 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   ): Promise<true | undefined>
   /** Called on a replica restarted by `restart()`, before its replication is waited for. */
   protected async afterReplicaRestart(_state: NodeState): Promise<void> {}
-
+  /** Makes the application user's logins to one node fail (`allowed` false) or work again. */
+  protected abstract applyLoginAllowed(state: NodeState, allowed: boolean): Promise<void>
   protected state(node: ClusterNode | string): NodeState {
     const name = typeof node === 'string' ? node : node.name
     const state = this.states.get(name)
@@ -153,15 +165,51 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
     return state
   }
 
-  connectionOptions(node: ClusterNode | string): NodeConnectionOptions {
+  connectionOptions(
+    node: ClusterNode | string,
+    overrides: ConnectionOverrides = {},
+  ): NodeConnectionOptions {
     const { node: target } = this.state(node)
+    let port = target.port
+    if (overrides.viaProxy) {
+      const started = this.startedProxies.get(target.name)
+      if (started === undefined) {
+        throw new Error(
+          `connectionOptions(${JSON.stringify(target.name)}, { viaProxy: true }): no proxy started ` +
+            'for this node: start the cluster with { proxies: true } or await cluster.proxyFor(node) first',
+        )
+      }
+      port = started.port
+    }
     return {
       host: target.host,
-      port: target.port,
-      user: this.user,
-      password: this.password,
-      database: this.database,
+      port,
+      user: overrides.user ?? this.user,
+      password: overrides.password ?? this.password,
+      database: overrides.database ?? this.database,
     }
+  }
+
+  proxyFor(node: ClusterNode | string): Promise<FaultProxy> {
+    if (this.stopping !== undefined)
+      return Promise.reject(new Error('proxyFor: the cluster was stopped'))
+    const { node: target } = this.state(node)
+    let pending = this.proxies.get(target.name)
+    if (pending === undefined) {
+      const proxy = new FaultProxy({ target: () => ({ host: target.host, port: target.port }) })
+      pending = proxy.start().then(() => {
+        this.startedProxies.set(target.name, proxy)
+        return proxy
+      })
+      pending.catch(() => this.proxies.delete(target.name))
+      this.proxies.set(target.name, pending)
+    }
+    return pending
+  }
+
+  /** Starts a proxy for every node (`proxies: true`). */
+  async startProxies(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => this.proxyFor(node)))
   }
 
   /** External cluster: a node's admin URL, or the application user's options without one. */
@@ -180,6 +228,7 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
             (state) =>
               state.node.role === 'replica' &&
               this.isRunning(state.node) &&
+              !state.process?.frozen &&
               !state.paused &&
               state.delay === 0,
           )
@@ -219,6 +268,41 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
     state.paused = false
   }
 
+  async freeze(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('freeze', this.traits.urlsVariable)
+    const state = this.state(node)
+    if (state.process === undefined || !state.process.running) {
+      throw new Error(`freeze: ${node} does not run`)
+    }
+    state.process.freeze()
+    this.log?.(`${this.engine}: froze ${node}`)
+  }
+
+  async thaw(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('thaw', this.traits.urlsVariable)
+    const state = this.state(node)
+    if (state.process?.frozen) this.log?.(`${this.engine}: thawed ${node}`)
+    state.process?.thaw()
+  }
+
+  isFrozen(node: ClusterNode | string): boolean {
+    return this.state(node).process?.frozen === true
+  }
+
+  async denyLogin(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('denyLogin', this.traits.urlsVariable)
+    const state = this.state(node)
+    await this.applyLoginAllowed(state, false)
+    state.loginDenied = true
+  }
+
+  async allowLogin(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('allowLogin', this.traits.urlsVariable)
+    const state = this.state(node)
+    await this.applyLoginAllowed(state, true)
+    state.loginDenied = false
+  }
+
   async kill(node: string): Promise<void> {
     if (this.external) throw externalClusterError('kill', this.traits.urlsVariable)
     const state = this.state(node)
@@ -250,9 +334,21 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   }
 
   private async stopNow(): Promise<void> {
+    const proxies = [...this.proxies.values()]
+    this.proxies.clear()
+    this.startedProxies.clear()
+    await Promise.all(
+      proxies.map((pending) =>
+        pending.then(
+          (proxy) => proxy.close(),
+          () => {},
+        ),
+      ),
+    )
     if (this.external) return
     const started = Date.now()
     await Promise.all(
+      // terminate() thaws a frozen process before signalling it
       [...this.states.values()].map((state) =>
         state.process?.terminate(this.traits.stopSignal, STOP_TIMEOUT_MS),
       ),
@@ -389,6 +485,8 @@ export function templateOnce(
 export interface LocalClusterSpec<C extends ClusterBase> {
   replicas: number
   log: ((line: string) => void) | undefined
+  /** Starts a fault proxy per node once the cluster runs. */
+  proxies?: boolean
   /** Numbers the nodes' `serverId` 1, 2, … (MariaDB). */
   serverIds: boolean
   /** What the ready line calls the replicas: `'replica(s)'`, `'standby(s)'`. */
@@ -459,6 +557,10 @@ export async function startLocalCluster<C extends ClusterBase>(
     }
     phase('template')
     await spec.boot(cluster, states, template, phase)
+    if (spec.proxies) {
+      await cluster.startProxies()
+      phase('proxies')
+    }
     const replicas = states.slice(1)
     log?.(
       `${cluster.engine}: primary on 127.0.0.1:${states[0]!.node.port}, ${spec.replicas} ${spec.replicaNoun} on ` +
@@ -494,6 +596,7 @@ export async function connectExternalCluster<C extends ClusterBase>(
   spec: ExternalUrlsSpec,
   options: {
     log: ((line: string) => void) | undefined
+    proxies?: boolean
     create: (init: ClusterInit) => C
     checkNode: (cluster: C, state: NodeState) => Promise<void>
   },
@@ -528,6 +631,7 @@ export async function connectExternalCluster<C extends ClusterBase>(
     ...(log ? { log } : {}),
   })
   await Promise.all(states.map((state) => options.checkNode(cluster, state)))
+  if (options.proxies) await cluster.startProxies()
   log?.(
     `${cluster.engine}: using the existing cluster from ${spec.variable} (${parsed.length} node(s))`,
   )

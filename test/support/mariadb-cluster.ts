@@ -30,6 +30,7 @@ import {
   findExecutable,
   formatSeconds,
   isRoot,
+  pollUntil,
   runCommand,
   StopPolling,
   spawnServer,
@@ -41,9 +42,11 @@ import {
 export interface MariadbCluster extends ReplicatedTestCluster {
   readonly engine: 'mariadb'
   /**
-   * `STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=seconds; START SLAVE` on a replica. MariaDB compares
-   * whole-second event timestamps, so the effective delay is between `seconds - 1` and `seconds`:
-   * use at least 2 to be sure the replica is stale for a while; 0 removes the delay.
+   * `STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=seconds; START SLAVE` on a replica. `MASTER_DELAY` is
+   * whole seconds (no sub-second delay: pause the SQL thread with `stopReplicaSqlThread` for that),
+   * and MariaDB compares whole-second event timestamps, so the effective delay is between
+   * `seconds - 1` and `seconds`: use at least 2 to be sure the replica is stale for a while; 0
+   * removes the delay.
    */
   setReplicaDelay(replica: string, seconds: number): Promise<void>
 }
@@ -339,13 +342,43 @@ class MariadbClusterImpl extends ClusterBase implements MariadbCluster {
   async setUpReplica(state: NodeState): Promise<void> {
     await this.withAdmin(state.node, async (connection) => {
       await connection.query("SET GLOBAL gtid_slave_pos=''")
-      await connection.query(
-        'CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, ' +
-          'MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1',
-        [this.primary.host, this.primary.port, REPL_USER, REPL_PASSWORD],
-      )
+      await changeMasterTo(connection, this.primary)
       await connection.query('START SLAVE')
     })
+  }
+
+  protected async applyLoginAllowed(state: NodeState, allowed: boolean): Promise<void> {
+    const password = allowed ? this.password : `denied-${Math.random().toString(36).slice(2)}`
+    await this.withAdmin(state.node, async (connection) => {
+      // node-local: not binlogged, so it neither replicates nor makes a replica-local GTID
+      await connection.query('SET SESSION sql_log_bin=0')
+      for (const host of ['127.0.0.1', 'localhost']) {
+        await connection.query('ALTER USER ?@? IDENTIFIED BY ?', [this.user, host, password])
+      }
+    })
+    await pollUntil(
+      async () => {
+        try {
+          const connection = await createConnection({
+            ...this.connectionOptions(state.node),
+            connectTimeout: 2000,
+          })
+          await closeGracefully(connection)
+          return allowed ? true : undefined
+        } catch (error) {
+          if ((error as { errno?: number }).errno === 1045 && !allowed) return true
+          throw error
+        }
+      },
+      {
+        timeoutMs: 5000,
+        intervalMs: 10,
+        onTimeout: (error) =>
+          new Error(
+            `${state.node.name}: the application user's login is still ${allowed ? 'refused' : 'accepted'} (${(error as Error)?.message})`,
+          ),
+      },
+    )
   }
 
   /** Whether the replica's IO and SQL threads run (the IO thread connected to the primary). */
@@ -382,6 +415,15 @@ async function closeGracefully(connection: Connection): Promise<void> {
   connection.destroy()
 }
 
+/** `CHANGE MASTER TO` a source node, by GTID from `gtid_slave_pos`, retrying every second. */
+async function changeMasterTo(connection: Connection, source: ClusterNode): Promise<void> {
+  await connection.query(
+    'CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, ' +
+      'MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1',
+    [source.host, source.port, REPL_USER, REPL_PASSWORD],
+  )
+}
+
 /**
  * Starts a MariaDB cluster: a primary (server_id 1) and `replicas` (default 2) read-only GTID
  * replicas (server_id 2, 3, …) on free ports in a fresh temp directory, with the database `app`, the
@@ -395,7 +437,7 @@ export async function startMariadbCluster(
 ): Promise<MariadbCluster> {
   const log = options.log ?? defaultHarnessLog()
   const urls = externalUrls(URLS_VARIABLE)
-  if (urls) return connectExternal(urls, log)
+  if (urls) return connectExternal(urls, log, options.proxies)
 
   const binaries = findMariadbBinaries()
   if (binaries === undefined) {
@@ -404,6 +446,7 @@ export async function startMariadbCluster(
   return startLocalCluster({
     replicas: options.replicas ?? 2,
     log,
+    proxies: options.proxies ?? false,
     serverIds: true,
     replicaNoun: 'replica(s)',
     template: () => mariadbTemplate((dir) => createTemplate(dir, binaries, log)),
@@ -421,7 +464,11 @@ export async function startMariadbCluster(
   })
 }
 
-function connectExternal(urls: string, log?: (line: string) => void): Promise<MariadbCluster> {
+function connectExternal(
+  urls: string,
+  log: ((line: string) => void) | undefined,
+  proxies = false,
+): Promise<MariadbCluster> {
   return connectExternalCluster(
     urls,
     {
@@ -432,6 +479,7 @@ function connectExternal(urls: string, log?: (line: string) => void): Promise<Ma
     },
     {
       log,
+      proxies,
       create: (init) => {
         if (init.states.length < 2) log?.(`mariadb: ${URLS_VARIABLE} lists no replica`)
         return new MariadbClusterImpl(init)

@@ -45,7 +45,8 @@ export interface PostgresCluster extends ReplicatedTestCluster {
   readonly engine: 'postgres'
   /**
    * `ALTER SYSTEM SET recovery_min_apply_delay = 'ms'` + `pg_reload_conf()` on a standby (waits
-   * until the new value is in effect); 0 removes the delay.
+   * until the new value is in effect); any whole number of milliseconds, sub-second ones included
+   * (a standby applies a commit `ms` after the primary's commit timestamp); 0 removes the delay.
    */
   setReplicaDelay(replica: string, ms: number): Promise<void>
 }
@@ -84,6 +85,12 @@ const SETUP_SQL = [
   // read access to monitoring views and functions (pg_stat_replication, …); bypasses nothing
   `GRANT pg_monitor TO ${APP_USER}`,
 ]
+
+/** pg_hba.conf; `deniedUser`'s TCP logins are rejected (`denyLogin`). */
+function hbaConf(deniedUser?: string): string {
+  const reject = deniedUser !== undefined ? `host all ${deniedUser} 127.0.0.1/32 reject\n` : ''
+  return PG_HBA.replace('\n', `\n${reject}`)
+}
 
 const PG_HBA = `# written by the kysely-replicated test harness
 local all all trust
@@ -211,7 +218,7 @@ async function createTemplate(
     path.join(dataDir, 'postgresql.conf'),
     `\n# kysely-replicated test harness\n${settings}\n`,
   )
-  await fsp.writeFile(path.join(dataDir, 'pg_hba.conf'), PG_HBA)
+  await fsp.writeFile(path.join(dataDir, 'pg_hba.conf'), hbaConf())
   // The application role and database, in single-user mode (one statement per line)
   const single = await runCommand(
     path.join(binDir, 'postgres'),
@@ -438,6 +445,45 @@ class PostgresClusterImpl extends ClusterBase implements PostgresCluster {
     const [row] = await this.admin(state.node, 'SELECT status FROM pg_stat_wal_receiver')
     return row?.status === 'streaming' ? true : undefined
   }
+
+  protected async applyLoginAllowed(state: NodeState, allowed: boolean): Promise<void> {
+    await this.writeHba(state, !allowed)
+    await this.admin(state.node, 'SELECT pg_reload_conf()')
+    // the postmaster re-reads pg_hba.conf asynchronously: wait until a login sees it
+    await pollUntil(
+      async () => {
+        const client = new pg.Client({
+          ...this.connectionOptions(state.node),
+          connectionTimeoutMillis: 2000,
+        })
+        client.on('error', () => {})
+        try {
+          await client.connect()
+          return allowed ? true : undefined
+        } catch (error) {
+          if ((error as { code?: string }).code === '28000' && !allowed) return true
+          throw error
+        } finally {
+          await client.end().catch(() => {})
+        }
+      },
+      {
+        timeoutMs: 5000,
+        intervalMs: 10,
+        onTimeout: (error) =>
+          new Error(
+            `${state.node.name}: the application user's login is still ${allowed ? 'refused' : 'accepted'} (${(error as Error)?.message})`,
+          ),
+      },
+    )
+  }
+
+  private async writeHba(state: NodeState, denied: boolean): Promise<void> {
+    await fsp.writeFile(
+      path.join(state.dataDir!, 'pg_hba.conf'),
+      hbaConf(denied ? this.user : undefined),
+    )
+  }
 }
 
 /**
@@ -452,7 +498,7 @@ export async function startPostgresCluster(
 ): Promise<PostgresCluster> {
   const log = options.log ?? defaultHarnessLog()
   const urls = externalUrls(URLS_VARIABLE)
-  if (urls) return connectExternal(urls, log)
+  if (urls) return connectExternal(urls, log, options.proxies)
 
   const availability = postgresAvailability()
   if (!availability.ok) throw new Error(availability.message)
@@ -461,6 +507,7 @@ export async function startPostgresCluster(
   return startLocalCluster({
     replicas: options.replicas ?? 2,
     log,
+    proxies: options.proxies ?? false,
     serverIds: false,
     replicaNoun: 'standby(s)',
     prepareDirectory: (directory) => chownTo(directory, osUser),
@@ -482,7 +529,11 @@ export async function startPostgresCluster(
   })
 }
 
-function connectExternal(urls: string, log?: (line: string) => void): Promise<PostgresCluster> {
+function connectExternal(
+  urls: string,
+  log: ((line: string) => void) | undefined,
+  proxies = false,
+): Promise<PostgresCluster> {
   return connectExternalCluster(
     urls,
     {
@@ -493,6 +544,7 @@ function connectExternal(urls: string, log?: (line: string) => void): Promise<Po
     },
     {
       log,
+      proxies,
       create: (init) => new PostgresClusterImpl(init),
       checkNode: async (cluster, state) => {
         const [row] = await cluster.admin(state.node, 'SELECT pg_is_in_recovery() AS standby')
