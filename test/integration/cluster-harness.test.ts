@@ -170,6 +170,12 @@ interface HarnessEngine<C extends ReplicatedTestCluster> {
   wrongPasswordError: Record<string, unknown>
   /** Properties of the error of a login refused by `denyLogin`. */
   deniedLoginError: Record<string, unknown>
+  /** Asked of the database: whether a node is a writable primary (not read-only, not in recovery). */
+  isWritablePrimary: (cluster: C, node: string) => Promise<boolean>
+  /** Asked of the database: the port of the server a replica replicates from. */
+  sourcePort: (cluster: C, node: string) => Promise<number | undefined>
+  /** Makes a replica stop receiving changes from its source (the test's own fault). */
+  stopReceiving: (cluster: C, node: string) => Promise<void>
   /** Properties of the error an INSERT on a replica fails with. */
   readOnlyError: Record<string, unknown>
   /** `setReplicaDelay`'s argument, and how long (ms) it holds a new row back at least. */
@@ -411,6 +417,71 @@ function describeHarness<C extends ReplicatedTestCluster>(engine: HarnessEngine<
       expect(c.isRunning('primary')).to.equal(true)
     })
 
+    it(`switchover() makes a ${engine.replica} the primary; the others and the old primary follow it`, async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      await query('primary', "INSERT INTO items VALUES (20, 'before')")
+      const change = await c.switchover('replica-1')
+      expect(change).to.include({ oldPrimary: 'primary', newPrimary: 'replica-1' })
+      expect(c.primaryName()).to.equal('replica-1')
+      expect(c.primary.name).to.equal('replica-1')
+      expect(c.replicas.map((node) => node.name)).to.deep.equal(['primary', 'replica-2'])
+      for (const node of c.nodes) {
+        expect(await engine.isWritablePrimary(c, node.name), node.name).to.equal(
+          node.name === 'replica-1',
+        )
+      }
+      expect(await rowsWithId('replica-1', 20), 'nothing lost').to.have.length(1)
+      await query('replica-1', "INSERT INTO items VALUES (21, 'after')")
+      await c.waitForReplication()
+      for (const node of ['replica-2', 'primary']) {
+        expect(await engine.sourcePort(c, node), node).to.equal(c.primary.port)
+        expect(await rowsWithId(node, 21), node).to.have.length(1)
+      }
+      const error = await errorOf(query('primary', "INSERT INTO items VALUES (22, 'old')"))
+      expect(error, 'a write on the old primary').to.include(engine.readOnlyError)
+      expect(await rowsWithId('replica-1', 22)).to.have.length(0)
+    })
+
+    it('failover() promotes a replica after it caught up with the other; rejoin() brings the old primary back', async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      // primary: replica-1; replica-2 stops receiving, so only the node named 'primary' gets row 30
+      await engine.stopReceiving(c, 'replica-2')
+      await query('replica-1', "INSERT INTO items VALUES (30, 'only on one replica')")
+      await c.waitForReplication(10_000, ['primary'])
+      expect(await c.admin('replica-2', 'SELECT id FROM items WHERE id = 30')).to.have.length(0)
+
+      const change = await c.failover('replica-2', { delayMs: 100 })
+      expect(change).to.deep.include({
+        oldPrimary: 'replica-1',
+        newPrimary: 'replica-2',
+        caughtUpFrom: ['primary'],
+      })
+      expect(change.durationMs).to.be.at.least(100)
+      expect(c.primaryName()).to.equal('replica-2')
+      expect(c.isRunning('replica-1')).to.equal(false)
+      expect(await errorOf(query('replica-1', engine.who.sql))).to.include({
+        code: 'ECONNREFUSED',
+      })
+      expect(await engine.isWritablePrimary(c, 'replica-2')).to.equal(true)
+      expect(await engine.isWritablePrimary(c, 'primary')).to.equal(false)
+      expect(await rowsWithId('replica-2', 30), 'nothing lost').to.have.length(1)
+      await query('replica-2', "INSERT INTO items VALUES (31, 'after failover')")
+      await c.waitForReplication()
+      expect(await engine.sourcePort(c, 'primary')).to.equal(c.primary.port)
+      expect(await rowsWithId('primary', 31)).to.have.length(1)
+
+      await c.rejoin('replica-1')
+      expect(c.isRunning('replica-1')).to.equal(true)
+      await c.waitForReplication()
+      expect(await engine.isWritablePrimary(c, 'replica-1')).to.equal(false)
+      expect(await engine.sourcePort(c, 'replica-1')).to.equal(c.primary.port)
+      expect(await rowsWithId('replica-1', 31)).to.have.length(1)
+      const error = await errorOf(query('replica-1', "INSERT INTO items VALUES (32, 'old')"))
+      expect(error, 'a write on the old primary').to.include(engine.readOnlyError)
+    })
+
     it('stop() leaves no process and removes its directory', async function () {
       const c = cluster()
       if (c.external) this.skip()
@@ -441,6 +512,18 @@ describeHarness<MariadbCluster>({
   },
   wrongPasswordError: { errno: 1045 },
   deniedLoginError: { errno: 1045 },
+  isWritablePrimary: async (c, node) => {
+    const [row] = await c.admin(node, 'SELECT @@read_only AS ro')
+    const [status] = await c.admin(node, 'SHOW SLAVE STATUS')
+    return Number(row.ro) === 0 && status === undefined
+  },
+  sourcePort: async (c, node) => {
+    const [status] = await c.admin(node, 'SHOW SLAVE STATUS')
+    return status === undefined ? undefined : Number(status.Master_Port)
+  },
+  stopReceiving: async (c, node) => {
+    await c.admin(node, 'STOP SLAVE IO_THREAD')
+  },
   // read_only
   readOnlyError: { errno: 1290, code: 'ER_OPTION_PREVENTS_STATEMENT' },
   // whole-second timestamps: a 2 s delay holds the row back for more than 1 s
@@ -490,6 +573,29 @@ describeHarness<PostgresCluster>({
   },
   wrongPasswordError: { code: '28P01' }, // invalid_password
   deniedLoginError: { code: '28000' }, // invalid_authorization_specification (pg_hba reject)
+  isWritablePrimary: async (c, node) => {
+    const [row] = await c.admin(
+      node,
+      "SELECT pg_is_in_recovery() AS standby, current_setting('default_transaction_read_only') AS ro",
+    )
+    return row.standby === false && row.ro === 'off'
+  },
+  sourcePort: async (c, node) => {
+    const [row] = await c.admin(
+      node,
+      "SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+    )
+    return row === undefined ? undefined : Number(row.sender_port)
+  },
+  stopReceiving: async (c, node) => {
+    await c.admin(node, "ALTER SYSTEM SET primary_conninfo = ''")
+    await c.admin(node, 'SELECT pg_reload_conf()')
+    await pollUntil(
+      async () =>
+        (await c.admin(node, 'SELECT 1 FROM pg_stat_wal_receiver')).length === 0 ? true : undefined,
+      { timeoutMs: 5000, onTimeout: () => new Error(`${node} still receives`) },
+    )
+  },
   readOnlyError: { code: '25006' }, // read_only_sql_transaction
   delay: { amount: 700, atLeastMs: 600 },
   ownTests: (cluster) => {

@@ -9,8 +9,10 @@ import * as path from 'node:path'
 import type {
   ClusterNode,
   ConnectionOverrides,
+  FailoverOptions,
   NodeConnectionOptions,
   ReplicatedTestCluster,
+  RoleChange,
 } from './cluster.js'
 import {
   externalClusterError,
@@ -23,6 +25,7 @@ import {
   pollUntil,
   removeTempDir,
   StopPolling,
+  sleep,
   type TrackedProcess,
   tailFile,
   trackTempDir,
@@ -51,6 +54,11 @@ export interface NodeState {
   paused: boolean
   /** Apply delay set through the harness (MariaDB MASTER_DELAY in s, PostgreSQL recovery_min_apply_delay in ms). */
   delay: number
+  /**
+   * A role change happened while this node was down (a failover's old primary, or a replica that
+   * did not run): it must be configured to replicate from the current primary when it starts again.
+   */
+  needsRejoin?: boolean
   /** `denyLogin()` made the application user's logins fail on this node. */
   loginDenied?: boolean
   /** External cluster: the admin URL of this node. */
@@ -75,7 +83,7 @@ export interface EngineTraits {
   displayName: string
   /** The environment variable that points the harness at an existing cluster. */
   urlsVariable: string
-  /** The signal that shuts a server down gracefully (`stop()` and `restart()`). */
+  /** The signal that shuts a server down gracefully (`stop()`, `restart()`, switchovers). */
   stopSignal: NodeJS.Signals
   /** How often to try to connect while a server starts. */
   acceptIntervalMs: number
@@ -93,11 +101,21 @@ export interface EngineTraits {
   portConflict: RegExp
 }
 
+/** The nodes of a switchover or failover. */
+export interface RoleChangeNodes {
+  /** The primary until now. */
+  old: NodeState
+  /** The replica that becomes the primary. */
+  target: NodeState
+  /** The other replicas that run and are not frozen: re-pointed at the new primary. */
+  live: NodeState[]
+  /** The other replicas, down or frozen: marked to rejoin when they (re)start, once it is done. */
+  away: NodeState[]
+}
+
 /** The engine-independent part of a test cluster; an engine supplies its driver, commands and SQL. */
 export abstract class ClusterBase implements ReplicatedTestCluster {
   abstract readonly engine: 'mariadb' | 'postgres'
-  readonly primary: ClusterNode
-  readonly replicas: ClusterNode[]
   readonly nodes: ClusterNode[]
   readonly database: string
   readonly user: string
@@ -117,8 +135,6 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   ) {
     this.states = new Map(init.states.map((state) => [state.node.name, state]))
     this.nodes = init.states.map((state) => state.node)
-    this.primary = this.nodes[0]!
-    this.replicas = this.nodes.slice(1)
     this.database = init.database
     this.user = init.user
     this.password = init.password
@@ -148,6 +164,35 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   protected async afterReplicaRestart(_state: NodeState): Promise<void> {}
   /** Makes the application user's logins to one node fail (`allowed` false) or work again. */
   protected abstract applyLoginAllowed(state: NodeState, allowed: boolean): Promise<void>
+  /**
+   * A planned switchover from the running primary `old` to the running replica `target`; calls
+   * {@link assignPrimary} once `target` is the primary.
+   */
+  protected abstract performSwitchover(nodes: RoleChangeNodes): Promise<Partial<RoleChange>>
+  /**
+   * The rest of a failover once the old primary is dead and `delayMs` passed: brings `target` up
+   * to date, promotes it (calling {@link assignPrimary}) and re-points the `live` replicas.
+   */
+  protected abstract performFailover(nodes: RoleChangeNodes): Promise<Partial<RoleChange>>
+  /** Starts a stopped node as a replica of the current primary (`rejoin()`). */
+  protected abstract performRejoin(state: NodeState): Promise<void>
+
+  /** The current primary (after a switchover or failover, not necessarily the node named so). */
+  get primary(): ClusterNode {
+    const primary = this.nodes.find((node) => node.role === 'primary')
+    if (primary === undefined) throw new Error('the cluster has no primary')
+    return primary
+  }
+
+  /** The nodes whose role is `replica`, in start order (whether they run or not). */
+  get replicas(): ClusterNode[] {
+    return this.nodes.filter((node) => node.role === 'replica')
+  }
+
+  primaryName(): string {
+    return this.primary.name
+  }
+
   protected state(node: ClusterNode | string): NodeState {
     const name = typeof node === 'string' ? node : node.name
     const state = this.states.get(name)
@@ -303,6 +348,121 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
     state.loginDenied = false
   }
 
+  async switchover(newPrimary: string): Promise<RoleChange> {
+    if (this.external) throw externalClusterError('switchover', this.traits.urlsVariable)
+    const nodes = this.roleChangeNodes('switchover', newPrimary)
+    const { old } = nodes
+    if (!this.isRunning(old.node) || old.process?.frozen) {
+      throw new Error(
+        `switchover: the primary ${old.node.name} must run and not be frozen (use failover())`,
+      )
+    }
+    return this.timedRoleChange('switchover', nodes, () => this.performSwitchover(nodes))
+  }
+
+  async failover(newPrimary: string, options: FailoverOptions = {}): Promise<RoleChange> {
+    if (this.external) throw externalClusterError('failover', this.traits.urlsVariable)
+    const delayMs = options.delayMs ?? 0
+    if (!Number.isFinite(delayMs) || delayMs < 0) {
+      throw new Error(`failover: delayMs must be a non-negative number, got ${delayMs}`)
+    }
+    const nodes = this.roleChangeNodes('failover', newPrimary)
+    const { old } = nodes
+    return this.timedRoleChange('failover', nodes, async () => {
+      if (old.process?.running) {
+        // A frozen process tree dies without running another instruction: no PostgreSQL backend
+        // confirms a commit that no standby has (MariaDB is one process: the same as a SIGKILL).
+        old.process.freeze()
+        await old.process.killHard()
+        this.log?.(`${this.engine}: failover: froze and killed ${old.node.name}`)
+      }
+      old.needsRejoin = true
+      await sleep(delayMs)
+      return this.performFailover(nodes)
+    })
+  }
+
+  async rejoin(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('rejoin', this.traits.urlsVariable)
+    if (this.stopping !== undefined) throw new Error('rejoin: the cluster was stopped')
+    const state = this.state(node)
+    if (state.node.role === 'primary') throw new Error(`rejoin: ${node} is the primary`)
+    if (!this.isRunning(this.primary)) {
+      throw new Error(`rejoin: the primary ${this.primary.name} does not run`)
+    }
+    const started = Date.now()
+    if (state.process?.running) {
+      await state.process.terminate(this.traits.stopSignal, RESTART_STOP_TIMEOUT_MS)
+    }
+    await this.performRejoin(state)
+    state.needsRejoin = false
+    state.paused = false
+    await this.waitForReplicationRunning(state, 10_000)
+    this.log?.(
+      `${this.engine}: ${node} rejoined as a replica of ${this.primary.name} (${formatSeconds(Date.now() - started)})`,
+    )
+  }
+
+  /** Validates a role change to `newPrimary` and names the nodes. */
+  private roleChangeNodes(operation: string, newPrimary: string): RoleChangeNodes {
+    if (this.stopping !== undefined) throw new Error(`${operation}: the cluster was stopped`)
+    const target = this.state(newPrimary)
+    if (target.node.role !== 'replica')
+      throw new Error(`${operation}: ${newPrimary} is not a replica`)
+    if (!this.isRunning(target.node) || target.process?.frozen || target.needsRejoin) {
+      throw new Error(
+        `${operation}: ${newPrimary} must run, not be frozen and replicate from the current primary`,
+      )
+    }
+    const old = this.state(this.primary)
+    const live: NodeState[] = []
+    const away: NodeState[] = []
+    for (const state of this.states.values()) {
+      if (state === target || state === old || state.node.role !== 'replica') continue
+      if (state.process?.running && !state.process.frozen) live.push(state)
+      else away.push(state)
+    }
+    return { old, target, live, away }
+  }
+
+  private async timedRoleChange(
+    operation: 'switchover' | 'failover',
+    { old, target, away }: RoleChangeNodes,
+    perform: () => Promise<Partial<RoleChange>>,
+  ): Promise<RoleChange> {
+    const started = performance.now()
+    const details = await perform()
+    if (target.node.role !== 'primary') throw new Error(`${operation}: the roles were not changed`)
+    // they still replicate from the old primary: re-pointed when they start again
+    for (const state of away) state.needsRejoin = true
+    const change: RoleChange = {
+      oldPrimary: old.node.name,
+      newPrimary: target.node.name,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      caughtUpFrom: [],
+      ...details,
+    }
+    this.log?.(
+      `${this.engine}: ${operation} ${change.oldPrimary} -> ${change.newPrimary} in ${change.durationMs} ms` +
+        (change.caughtUpFrom.length > 0
+          ? ` (caught up from ${change.caughtUpFrom.join(', ')})`
+          : ''),
+    )
+    return change
+  }
+
+  /**
+   * Makes `target` the primary and `old` a replica in the harness's bookkeeping; `target` keeps no
+   * delay or pause (promotion lifted them).
+   */
+  protected assignPrimary(old: NodeState, target: NodeState): void {
+    old.node.role = 'replica'
+    target.node.role = 'primary'
+    target.delay = 0
+    target.paused = false
+    target.needsRejoin = false
+  }
+
   async kill(node: string): Promise<void> {
     if (this.external) throw externalClusterError('kill', this.traits.urlsVariable)
     const state = this.state(node)
@@ -314,6 +474,7 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
     if (this.external) throw externalClusterError('restart', this.traits.urlsVariable)
     if (this.stopping !== undefined) throw new Error('restart: the cluster was stopped')
     const state = this.state(node)
+    if (state.needsRejoin) return this.rejoin(node)
     const started = Date.now()
     if (state.process?.running) {
       await state.process.terminate(this.traits.stopSignal, RESTART_STOP_TIMEOUT_MS)

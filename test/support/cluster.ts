@@ -11,11 +11,15 @@
  * - `KYSELY_REPLICATED_PG_URLS="postgres://user:pass@host:port/db,…"`, optional
  *   `KYSELY_REPLICATED_PG_ADMIN_URLS`.
  *
- * Faults for harness-started clusters: `freeze`/`thaw` (SIGSTOP/SIGCONT of a server's whole
- * process tree), a TCP fault proxy per node (`proxyFor`, `{ proxies: true }`,
+ * Faults and role changes for harness-started clusters: `freeze`/`thaw` (SIGSTOP/SIGCONT of a
+ * server's whole process tree), a TCP fault proxy per node (`proxyFor`, `{ proxies: true }`,
  * `connectionOptions(node, { viaProxy: true })`, modes `pass`/`blackhole`/`reset`/`refuse`),
- * credentials that fail (`connectionOptions(node, { password: 'wrong' })`, `denyLogin`) and apply
- * delays (`setReplicaDelay`).
+ * credentials that fail (`connectionOptions(node, { password: 'wrong' })`, `denyLogin`), apply
+ * delays (`setReplicaDelay`), and `switchover`, `failover` and `rejoin`.
+ *
+ * Node names are identities and never change: after a role change the node named `'primary'` may
+ * be a replica. `cluster.primary`, `cluster.replicas`, `primaryName()` and each node's `role`
+ * follow the roles.
  *
  * Free of mocha: mocha helpers live in `mocha-cluster.ts`.
  */
@@ -30,8 +34,12 @@ export type { FaultProxy, FaultProxyStats, ProxyMode } from './tcp-proxy.js'
 
 /** One server of a test cluster. */
 export interface ClusterNode {
-  /** `'primary'`, `'replica-1'`, `'replica-2'`, … */
+  /** `'primary'`, `'replica-1'`, `'replica-2'`, …: the node's start-up role; never changes. */
   name: string
+  /**
+   * The current role, updated by `switchover()` and `failover()`. A failover's old primary is a
+   * `replica` that does not run until `rejoin()`.
+   */
   role: 'primary' | 'replica'
   host: string
   port: number
@@ -63,6 +71,28 @@ export interface ConnectionOverrides {
   database?: string
 }
 
+/** Options of `failover()`. */
+export interface FailoverOptions {
+  /**
+   * How long the cluster stays without a primary: the time between the old primary's death and the
+   * promotion of the new one, in ms (default 0).
+   */
+  delayMs?: number
+}
+
+/** What a `switchover()` or `failover()` did. */
+export interface RoleChange {
+  oldPrimary: string
+  newPrimary: string
+  /** Wall-clock time of the whole operation (including a failover's `delayMs`), in ms. */
+  durationMs: number
+  /**
+   * Failover: the replicas that had received more than the new primary, from which it fetched the
+   * missing changes before its promotion (empty when it had everything).
+   */
+  caughtUpFrom: string[]
+}
+
 /** Whether a cluster can be started (or is configured) here, and if not, what to do about it. */
 export type ClusterAvailability = { ok: true } | { ok: false; message: string }
 
@@ -82,11 +112,11 @@ export interface StartClusterOptions {
 /** Members shared by both engines' clusters. */
 export interface ReplicatedTestCluster {
   readonly engine: 'mariadb' | 'postgres'
-  /** The primary, named `'primary'`. */
+  /** The current primary: the node named `'primary'` until a switchover or failover. */
   readonly primary: ClusterNode
-  /** The replicas, named `'replica-1'`, `'replica-2'`, … */
+  /** The nodes whose role is `replica`, in start order, running or not. */
   readonly replicas: ClusterNode[]
-  /** The primary followed by the replicas. */
+  /** Every node in start order: `'primary'`, `'replica-1'`, `'replica-2'`, … (whatever their role). */
   readonly nodes: ClusterNode[]
   /** The application database (`'app'` for a harness-started cluster). */
   readonly database: string
@@ -127,6 +157,8 @@ export interface ReplicatedTestCluster {
    * ```
    */
   proxyFor(node: ClusterNode | string): Promise<FaultProxy>
+  /** The name of the current primary (`'primary'` until a switchover or failover). */
+  primaryName(): string
   /** Runs one statement as the superuser on a node over a short-lived connection; returns its rows. */
   admin(node: ClusterNode | string, sql: string, params?: unknown[]): Promise<any[]>
   /**
@@ -149,7 +181,10 @@ export interface ReplicatedTestCluster {
   startReplica(replica: string): Promise<void>
   /** SIGKILLs a node's server process and waits until it is gone. */
   kill(node: string): Promise<void>
-  /** Starts a node again on the same data directory and port and waits until it accepts connections. */
+  /**
+   * Starts a node again on the same data directory and port and waits until it accepts connections.
+   * A node that missed a role change while down (a failover's old primary) is `rejoin`ed instead.
+   */
   restart(node: string): Promise<void>
   /**
    * Hangs a node: SIGSTOPs its server process and every descendant (PostgreSQL: the postmaster,
@@ -180,6 +215,26 @@ export interface ReplicatedTestCluster {
   denyLogin(node: string): Promise<void>
   /** Undoes `denyLogin` on a node; resolves once the application user can log in again. */
   allowLogin(node: string): Promise<void>
+  /**
+   * A planned switchover that loses nothing: `newPrimary` (a running replica) becomes the primary,
+   * the other replicas replicate from it, and the old primary too. See `MariadbCluster` and
+   * `PostgresCluster` for each engine's steps. Throws when a step fails or times out (about 5 s).
+   */
+  switchover(newPrimary: string): Promise<RoleChange>
+  /**
+   * An unplanned failover: the primary dies (SIGKILL; PostgreSQL: its whole process tree frozen
+   * first, then killed), `delayMs` later `newPrimary` (a running replica) is first brought up to
+   * what any running replica received, then promoted, and the other running replicas replicate from
+   * it. The old primary stays down (role `replica`) until `rejoin()` or `restart()`. Replicas that
+   * are down or frozen are re-pointed when they are `restart`ed.
+   */
+  failover(newPrimary: string, options?: FailoverOptions): Promise<RoleChange>
+  /**
+   * (Re)starts a node that is not the primary as a replica of the current primary: a failover's old
+   * primary, or a replica that missed a role change. See each engine for how. Waits until its
+   * replication runs.
+   */
+  rejoin(node: string): Promise<void>
   /** Closes the fault proxies, stops every process and deletes the temp directory; idempotent. */
   stop(): Promise<void>
   /** The pid of a node's server process while it runs (undefined when external or stopped). */
