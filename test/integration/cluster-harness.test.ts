@@ -4,6 +4,7 @@ import { createConnection } from 'mysql2/promise'
 import pg from 'pg'
 import {
   type MariadbCluster,
+  type NodeConnectionOptions,
   type PostgresCluster,
   type ReplicatedTestCluster,
   startMariadbCluster,
@@ -11,6 +12,71 @@ import {
 } from '../support/cluster.js'
 import { useMariadbCluster, usePostgresCluster } from '../support/mocha-cluster.js'
 import { pollUntil, sleep } from '../support/ports.js'
+
+/** One open connection of the application user (or whoever the options name). */
+interface TestClient {
+  query(sql: string): Promise<any[]>
+  close(): Promise<void>
+}
+
+async function mariadbConnect(options: NodeConnectionOptions): Promise<TestClient> {
+  const connection = await createConnection(options)
+  connection.on('error', () => {})
+  return {
+    query: async (sql) => (await connection.query(sql))[0] as any[],
+    close: async () => connection.destroy(),
+  }
+}
+
+async function postgresConnect(options: NodeConnectionOptions): Promise<TestClient> {
+  const client = new pg.Client(options)
+  client.on('error', () => {})
+  try {
+    await client.connect()
+  } catch (error) {
+    await client.end().catch(() => {})
+    throw error
+  }
+  return {
+    query: async (sql) => (await client.query(sql)).rows,
+    close: () => client.end().catch(() => {}),
+  }
+}
+
+/** Runs one statement over a connection of its own made with `options`. */
+async function queryWith(
+  connect: (options: NodeConnectionOptions) => Promise<TestClient>,
+  options: NodeConnectionOptions,
+  sql: string,
+): Promise<any[]> {
+  const client = await connect(options)
+  try {
+    return await client.query(sql)
+  } finally {
+    await client.close()
+  }
+}
+
+/** `'answered'` (or `'failed'`) if `promise` settles within `ms`, else `'pending'`. */
+function settlesWithin(promise: Promise<unknown>, ms: number): Promise<string> {
+  return Promise.race([
+    promise.then(
+      () => 'answered',
+      () => 'failed',
+    ),
+    sleep(ms).then(() => 'pending'),
+  ])
+}
+
+/** The error `promise` rejects with (fails the test when it resolves). */
+async function errorOf(promise: Promise<unknown>): Promise<any> {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  expect.fail('expected an error')
+}
 
 /** Runs one statement as the application user on a node. */
 async function mariadbQuery(
@@ -96,6 +162,20 @@ interface HarnessEngine<C extends ReplicatedTestCluster> {
   scheme: string
   /** Runs one statement as the application user on a node. */
   query: (cluster: C, node: string, sql: string) => Promise<any[]>
+  /** Opens one connection. */
+  connect: (options: NodeConnectionOptions) => Promise<TestClient>
+  /** A statement whose one row says which server answered, and that row for a node. */
+  who: { sql: string; expected: (cluster: C, node: string) => Record<string, unknown> }
+  /** Properties of the error of a login with a wrong password. */
+  wrongPasswordError: Record<string, unknown>
+  /** Properties of the error of a login refused by `denyLogin`. */
+  deniedLoginError: Record<string, unknown>
+  /** Asked of the database: whether a node is a writable primary (not read-only, not in recovery). */
+  isWritablePrimary: (cluster: C, node: string) => Promise<boolean>
+  /** Asked of the database: the port of the server a replica replicates from. */
+  sourcePort: (cluster: C, node: string) => Promise<number | undefined>
+  /** Makes a replica stop receiving changes from its source (the test's own fault). */
+  stopReceiving: (cluster: C, node: string) => Promise<void>
   /** Properties of the error an INSERT on a replica fails with. */
   readOnlyError: Record<string, unknown>
   /** `setReplicaDelay`'s argument, and how long (ms) it holds a new row back at least. */
@@ -198,6 +278,109 @@ function describeHarness<C extends ReplicatedTestCluster>(engine: HarnessEngine<
       }
     })
 
+    it(`freeze() hangs a ${engine.replica} (open and new connections) until thaw()`, async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      const open = await engine.connect(c.connectionOptions('replica-1'))
+      try {
+        await c.freeze('replica-1')
+        expect(c.isFrozen('replica-1')).to.equal(true)
+        const onOpen = open.query(engine.who.sql)
+        const onNew = query('replica-1', engine.who.sql)
+        onOpen.catch(() => {})
+        onNew.catch(() => {})
+        expect(await settlesWithin(Promise.race([onOpen, onNew]), 300)).to.equal('pending')
+        // the harness's waits skip a frozen replica
+        await query('primary', "INSERT INTO items VALUES (10, 'ten')")
+        await c.waitForReplication()
+        await c.thaw('replica-1')
+        expect(c.isFrozen('replica-1')).to.equal(false)
+        const expected = engine.who.expected(c, 'replica-1')
+        expect(await onOpen).to.deep.equal([expected])
+        expect(await onNew).to.deep.equal([expected])
+      } finally {
+        await c.thaw('replica-1')
+        await open.close()
+      }
+      await c.waitForReplication()
+      expect(await rowsWithId('replica-1', 10)).to.have.length(1)
+    })
+
+    it('a blackhole proxy hangs queries without error; back in pass mode, connections work', async () => {
+      const c = cluster()
+      const proxy = await c.proxyFor('replica-1')
+      expect(await c.proxyFor('replica-1')).to.equal(proxy)
+      const options = c.connectionOptions('replica-1', { viaProxy: true })
+      expect(options.port).to.equal(proxy.port).and.not.equal(c.connectionOptions('replica-1').port)
+      const expected = engine.who.expected(c, 'replica-1')
+      const open = await engine.connect(options)
+      try {
+        expect(await open.query(engine.who.sql)).to.deep.equal([expected])
+        await proxy.setMode('blackhole')
+        const onOpen = open.query(engine.who.sql)
+        const onNew = queryWith(engine.connect, options, engine.who.sql)
+        onOpen.catch(() => {})
+        onNew.catch(() => {})
+        expect(await settlesWithin(Promise.race([onOpen, onNew]), 300)).to.equal('pending')
+        // the harness's admin connections do not go through the proxy
+        expect(await c.admin('replica-1', engine.who.sql)).to.deep.equal([expected])
+        await proxy.setMode('pass')
+        expect(await queryWith(engine.connect, options, engine.who.sql)).to.deep.equal([expected])
+        // held bytes are delivered, like a healed partition
+        expect(await onOpen).to.deep.equal([expected])
+        expect(await onNew).to.deep.equal([expected])
+
+        await proxy.setMode('reset')
+        expect(await errorOf(open.query(engine.who.sql))).to.be.an('error')
+        expect(await errorOf(queryWith(engine.connect, options, engine.who.sql))).to.be.an('error')
+        await proxy.setMode('refuse')
+        expect(await errorOf(queryWith(engine.connect, options, engine.who.sql))).to.include({
+          code: 'ECONNREFUSED',
+        })
+        await proxy.setMode('pass')
+        expect(await queryWith(engine.connect, options, engine.who.sql)).to.deep.equal([expected])
+        expect(proxy.stats().accepted).to.be.greaterThan(3)
+      } finally {
+        await proxy.setMode('pass')
+        await open.close()
+      }
+    })
+
+    it('refuses a login with a wrong password', async () => {
+      const c = cluster()
+      const options = c.connectionOptions('replica-1', { password: 'wrong' })
+      expect(options.password).to.equal('wrong')
+      const error = await errorOf(queryWith(engine.connect, options, engine.who.sql))
+      expect(error).to.include(engine.wrongPasswordError)
+    })
+
+    it(`denyLogin() refuses the application user on one ${engine.replica} only`, async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      await c.denyLogin('replica-1')
+      try {
+        const error = await errorOf(query('replica-1', engine.who.sql))
+        expect(error).to.include(engine.deniedLoginError)
+        for (const node of ['primary', 'replica-2']) {
+          expect(await query(node, engine.who.sql), node).to.deep.equal([
+            engine.who.expected(c, node),
+          ])
+        }
+        // replication goes on (MariaDB: the change made no replica-local GTID)
+        await query('primary', "INSERT INTO items VALUES (11, 'eleven')")
+        await c.waitForReplication()
+        expect(await c.admin('replica-1', 'SELECT id FROM items WHERE id = 11')).to.have.length(1)
+      } finally {
+        await c.allowLogin('replica-1')
+      }
+      expect(await query('replica-1', engine.who.sql)).to.deep.equal([
+        engine.who.expected(c, 'replica-1'),
+      ])
+      await query('primary', "INSERT INTO items VALUES (12, 'twelve')")
+      await c.waitForReplication()
+      expect(await rowsWithId('replica-1', 12)).to.have.length(1)
+    })
+
     it(`points the harness at an existing cluster through ${engine.urlsVariable}`, async function () {
       const c = cluster()
       if (c.external) this.skip()
@@ -234,6 +417,71 @@ function describeHarness<C extends ReplicatedTestCluster>(engine: HarnessEngine<
       expect(c.isRunning('primary')).to.equal(true)
     })
 
+    it(`switchover() makes a ${engine.replica} the primary; the others and the old primary follow it`, async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      await query('primary', "INSERT INTO items VALUES (20, 'before')")
+      const change = await c.switchover('replica-1')
+      expect(change).to.include({ oldPrimary: 'primary', newPrimary: 'replica-1' })
+      expect(c.primaryName()).to.equal('replica-1')
+      expect(c.primary.name).to.equal('replica-1')
+      expect(c.replicas.map((node) => node.name)).to.deep.equal(['primary', 'replica-2'])
+      for (const node of c.nodes) {
+        expect(await engine.isWritablePrimary(c, node.name), node.name).to.equal(
+          node.name === 'replica-1',
+        )
+      }
+      expect(await rowsWithId('replica-1', 20), 'nothing lost').to.have.length(1)
+      await query('replica-1', "INSERT INTO items VALUES (21, 'after')")
+      await c.waitForReplication()
+      for (const node of ['replica-2', 'primary']) {
+        expect(await engine.sourcePort(c, node), node).to.equal(c.primary.port)
+        expect(await rowsWithId(node, 21), node).to.have.length(1)
+      }
+      const error = await errorOf(query('primary', "INSERT INTO items VALUES (22, 'old')"))
+      expect(error, 'a write on the old primary').to.include(engine.readOnlyError)
+      expect(await rowsWithId('replica-1', 22)).to.have.length(0)
+    })
+
+    it('failover() promotes a replica after it caught up with the other; rejoin() brings the old primary back', async function () {
+      const c = cluster()
+      if (c.external) this.skip()
+      // primary: replica-1; replica-2 stops receiving, so only the node named 'primary' gets row 30
+      await engine.stopReceiving(c, 'replica-2')
+      await query('replica-1', "INSERT INTO items VALUES (30, 'only on one replica')")
+      await c.waitForReplication(10_000, ['primary'])
+      expect(await c.admin('replica-2', 'SELECT id FROM items WHERE id = 30')).to.have.length(0)
+
+      const change = await c.failover('replica-2', { delayMs: 100 })
+      expect(change).to.deep.include({
+        oldPrimary: 'replica-1',
+        newPrimary: 'replica-2',
+        caughtUpFrom: ['primary'],
+      })
+      expect(change.durationMs).to.be.at.least(100)
+      expect(c.primaryName()).to.equal('replica-2')
+      expect(c.isRunning('replica-1')).to.equal(false)
+      expect(await errorOf(query('replica-1', engine.who.sql))).to.include({
+        code: 'ECONNREFUSED',
+      })
+      expect(await engine.isWritablePrimary(c, 'replica-2')).to.equal(true)
+      expect(await engine.isWritablePrimary(c, 'primary')).to.equal(false)
+      expect(await rowsWithId('replica-2', 30), 'nothing lost').to.have.length(1)
+      await query('replica-2', "INSERT INTO items VALUES (31, 'after failover')")
+      await c.waitForReplication()
+      expect(await engine.sourcePort(c, 'primary')).to.equal(c.primary.port)
+      expect(await rowsWithId('primary', 31)).to.have.length(1)
+
+      await c.rejoin('replica-1')
+      expect(c.isRunning('replica-1')).to.equal(true)
+      await c.waitForReplication()
+      expect(await engine.isWritablePrimary(c, 'replica-1')).to.equal(false)
+      expect(await engine.sourcePort(c, 'replica-1')).to.equal(c.primary.port)
+      expect(await rowsWithId('replica-1', 31)).to.have.length(1)
+      const error = await errorOf(query('replica-1', "INSERT INTO items VALUES (32, 'old')"))
+      expect(error, 'a write on the old primary').to.include(engine.readOnlyError)
+    })
+
     it('stop() leaves no process and removes its directory', async function () {
       const c = cluster()
       if (c.external) this.skip()
@@ -257,6 +505,25 @@ describeHarness<MariadbCluster>({
   urlsVariable: 'KYSELY_REPLICATED_MYSQL_URLS',
   scheme: 'mysql',
   query: mariadbQuery,
+  connect: mariadbConnect,
+  who: {
+    sql: 'SELECT @@server_id AS id',
+    expected: (c, node) => ({ id: c.nodes.find((n) => n.name === node)!.serverId }),
+  },
+  wrongPasswordError: { errno: 1045 },
+  deniedLoginError: { errno: 1045 },
+  isWritablePrimary: async (c, node) => {
+    const [row] = await c.admin(node, 'SELECT @@read_only AS ro')
+    const [status] = await c.admin(node, 'SHOW SLAVE STATUS')
+    return Number(row.ro) === 0 && status === undefined
+  },
+  sourcePort: async (c, node) => {
+    const [status] = await c.admin(node, 'SHOW SLAVE STATUS')
+    return status === undefined ? undefined : Number(status.Master_Port)
+  },
+  stopReceiving: async (c, node) => {
+    await c.admin(node, 'STOP SLAVE IO_THREAD')
+  },
   // read_only
   readOnlyError: { errno: 1290, code: 'ER_OPTION_PREVENTS_STATEMENT' },
   // whole-second timestamps: a 2 s delay holds the row back for more than 1 s
@@ -299,6 +566,36 @@ describeHarness<PostgresCluster>({
   urlsVariable: 'KYSELY_REPLICATED_PG_URLS',
   scheme: 'postgres',
   query: postgresQuery,
+  connect: postgresConnect,
+  who: {
+    sql: 'SELECT inet_server_port() AS port',
+    expected: (c, node) => ({ port: c.connectionOptions(node).port }),
+  },
+  wrongPasswordError: { code: '28P01' }, // invalid_password
+  deniedLoginError: { code: '28000' }, // invalid_authorization_specification (pg_hba reject)
+  isWritablePrimary: async (c, node) => {
+    const [row] = await c.admin(
+      node,
+      "SELECT pg_is_in_recovery() AS standby, current_setting('default_transaction_read_only') AS ro",
+    )
+    return row.standby === false && row.ro === 'off'
+  },
+  sourcePort: async (c, node) => {
+    const [row] = await c.admin(
+      node,
+      "SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+    )
+    return row === undefined ? undefined : Number(row.sender_port)
+  },
+  stopReceiving: async (c, node) => {
+    await c.admin(node, "ALTER SYSTEM SET primary_conninfo = ''")
+    await c.admin(node, 'SELECT pg_reload_conf()')
+    await pollUntil(
+      async () =>
+        (await c.admin(node, 'SELECT 1 FROM pg_stat_wal_receiver')).length === 0 ? true : undefined,
+      { timeoutMs: 5000, onTimeout: () => new Error(`${node} still receives`) },
+    )
+  },
   readOnlyError: { code: '25006' }, // read_only_sql_transaction
   delay: { amount: 700, atLeastMs: 600 },
   ownTests: (cluster) => {
@@ -318,6 +615,12 @@ describeHarness<PostgresCluster>({
       expect(rows.map((row) => row.port)).to.deep.equal(c.nodes.map((node) => node.port))
       expect(new Set(rows.map((row) => row.port)).size).to.equal(3)
       expect(rows.every((row) => row.who === c.user)).to.equal(true)
+    })
+
+    it('refuses a connection to a database that does not exist (3D000)', async () => {
+      const options = cluster().connectionOptions('replica-1', { database: 'no_such_db' })
+      const error = await errorOf(queryWith(postgresConnect, options, 'SELECT 1'))
+      expect(error).to.include({ code: '3D000' })
     })
 
     it('uses a non-superuser application role', async () => {

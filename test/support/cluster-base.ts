@@ -6,7 +6,14 @@
  * SQL and flags. See `cluster.ts`.
  */
 import * as path from 'node:path'
-import type { ClusterNode, NodeConnectionOptions, ReplicatedTestCluster } from './cluster.js'
+import type {
+  ClusterNode,
+  ConnectionOverrides,
+  FailoverOptions,
+  NodeConnectionOptions,
+  ReplicatedTestCluster,
+  RoleChange,
+} from './cluster.js'
 import {
   externalClusterError,
   findFreePort,
@@ -18,10 +25,12 @@ import {
   pollUntil,
   removeTempDir,
   StopPolling,
+  sleep,
   type TrackedProcess,
   tailFile,
   trackTempDir,
 } from './ports.js'
+import { FaultProxy } from './tcp-proxy.js'
 
 /** The application database of a harness-started cluster. */
 export const APP_DATABASE = 'app'
@@ -45,6 +54,13 @@ export interface NodeState {
   paused: boolean
   /** Apply delay set through the harness (MariaDB MASTER_DELAY in s, PostgreSQL recovery_min_apply_delay in ms). */
   delay: number
+  /**
+   * A role change happened while this node was down (a failover's old primary, or a replica that
+   * did not run): it must be configured to replicate from the current primary when it starts again.
+   */
+  needsRejoin?: boolean
+  /** `denyLogin()` made the application user's logins fail on this node. */
+  loginDenied?: boolean
   /** External cluster: the admin URL of this node. */
   adminUrl?: ParsedDatabaseUrl
 }
@@ -67,7 +83,7 @@ export interface EngineTraits {
   displayName: string
   /** The environment variable that points the harness at an existing cluster. */
   urlsVariable: string
-  /** The signal that shuts a server down gracefully (`stop()` and `restart()`). */
+  /** The signal that shuts a server down gracefully (`stop()`, `restart()`, switchovers). */
   stopSignal: NodeJS.Signals
   /** How often to try to connect while a server starts. */
   acceptIntervalMs: number
@@ -85,11 +101,21 @@ export interface EngineTraits {
   portConflict: RegExp
 }
 
+/** The nodes of a switchover or failover. */
+export interface RoleChangeNodes {
+  /** The primary until now. */
+  old: NodeState
+  /** The replica that becomes the primary. */
+  target: NodeState
+  /** The other replicas that run and are not frozen: re-pointed at the new primary. */
+  live: NodeState[]
+  /** The other replicas, down or frozen: marked to rejoin when they (re)start, once it is done. */
+  away: NodeState[]
+}
+
 /** The engine-independent part of a test cluster; an engine supplies its driver, commands and SQL. */
 export abstract class ClusterBase implements ReplicatedTestCluster {
   abstract readonly engine: 'mariadb' | 'postgres'
-  readonly primary: ClusterNode
-  readonly replicas: ClusterNode[]
   readonly nodes: ClusterNode[]
   readonly database: string
   readonly user: string
@@ -99,6 +125,9 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   protected readonly states: Map<string, NodeState>
   protected readonly log: ((line: string) => void) | undefined
   private stopping: Promise<void> | undefined
+  private readonly proxies = new Map<string, Promise<FaultProxy>>()
+  /** The proxies whose port is known, for the synchronous `connectionOptions`. */
+  private readonly startedProxies = new Map<string, FaultProxy>()
 
   constructor(
     protected readonly traits: EngineTraits,
@@ -106,8 +135,6 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   ) {
     this.states = new Map(init.states.map((state) => [state.node.name, state]))
     this.nodes = init.states.map((state) => state.node)
-    this.primary = this.nodes[0]!
-    this.replicas = this.nodes.slice(1)
     this.database = init.database
     this.user = init.user
     this.password = init.password
@@ -135,6 +162,36 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   ): Promise<true | undefined>
   /** Called on a replica restarted by `restart()`, before its replication is waited for. */
   protected async afterReplicaRestart(_state: NodeState): Promise<void> {}
+  /** Makes the application user's logins to one node fail (`allowed` false) or work again. */
+  protected abstract applyLoginAllowed(state: NodeState, allowed: boolean): Promise<void>
+  /**
+   * A planned switchover from the running primary `old` to the running replica `target`; calls
+   * {@link assignPrimary} once `target` is the primary.
+   */
+  protected abstract performSwitchover(nodes: RoleChangeNodes): Promise<Partial<RoleChange>>
+  /**
+   * The rest of a failover once the old primary is dead and `delayMs` passed: brings `target` up
+   * to date, promotes it (calling {@link assignPrimary}) and re-points the `live` replicas.
+   */
+  protected abstract performFailover(nodes: RoleChangeNodes): Promise<Partial<RoleChange>>
+  /** Starts a stopped node as a replica of the current primary (`rejoin()`). */
+  protected abstract performRejoin(state: NodeState): Promise<void>
+
+  /** The current primary (after a switchover or failover, not necessarily the node named so). */
+  get primary(): ClusterNode {
+    const primary = this.nodes.find((node) => node.role === 'primary')
+    if (primary === undefined) throw new Error('the cluster has no primary')
+    return primary
+  }
+
+  /** The nodes whose role is `replica`, in start order (whether they run or not). */
+  get replicas(): ClusterNode[] {
+    return this.nodes.filter((node) => node.role === 'replica')
+  }
+
+  primaryName(): string {
+    return this.primary.name
+  }
 
   protected state(node: ClusterNode | string): NodeState {
     const name = typeof node === 'string' ? node : node.name
@@ -153,15 +210,51 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
     return state
   }
 
-  connectionOptions(node: ClusterNode | string): NodeConnectionOptions {
+  connectionOptions(
+    node: ClusterNode | string,
+    overrides: ConnectionOverrides = {},
+  ): NodeConnectionOptions {
     const { node: target } = this.state(node)
+    let port = target.port
+    if (overrides.viaProxy) {
+      const started = this.startedProxies.get(target.name)
+      if (started === undefined) {
+        throw new Error(
+          `connectionOptions(${JSON.stringify(target.name)}, { viaProxy: true }): no proxy started ` +
+            'for this node: start the cluster with { proxies: true } or await cluster.proxyFor(node) first',
+        )
+      }
+      port = started.port
+    }
     return {
       host: target.host,
-      port: target.port,
-      user: this.user,
-      password: this.password,
-      database: this.database,
+      port,
+      user: overrides.user ?? this.user,
+      password: overrides.password ?? this.password,
+      database: overrides.database ?? this.database,
     }
+  }
+
+  proxyFor(node: ClusterNode | string): Promise<FaultProxy> {
+    if (this.stopping !== undefined)
+      return Promise.reject(new Error('proxyFor: the cluster was stopped'))
+    const { node: target } = this.state(node)
+    let pending = this.proxies.get(target.name)
+    if (pending === undefined) {
+      const proxy = new FaultProxy({ target: () => ({ host: target.host, port: target.port }) })
+      pending = proxy.start().then(() => {
+        this.startedProxies.set(target.name, proxy)
+        return proxy
+      })
+      pending.catch(() => this.proxies.delete(target.name))
+      this.proxies.set(target.name, pending)
+    }
+    return pending
+  }
+
+  /** Starts a proxy for every node (`proxies: true`). */
+  async startProxies(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => this.proxyFor(node)))
   }
 
   /** External cluster: a node's admin URL, or the application user's options without one. */
@@ -180,6 +273,7 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
             (state) =>
               state.node.role === 'replica' &&
               this.isRunning(state.node) &&
+              !state.process?.frozen &&
               !state.paused &&
               state.delay === 0,
           )
@@ -219,6 +313,156 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
     state.paused = false
   }
 
+  async freeze(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('freeze', this.traits.urlsVariable)
+    const state = this.state(node)
+    if (state.process === undefined || !state.process.running) {
+      throw new Error(`freeze: ${node} does not run`)
+    }
+    state.process.freeze()
+    this.log?.(`${this.engine}: froze ${node}`)
+  }
+
+  async thaw(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('thaw', this.traits.urlsVariable)
+    const state = this.state(node)
+    if (state.process?.frozen) this.log?.(`${this.engine}: thawed ${node}`)
+    state.process?.thaw()
+  }
+
+  isFrozen(node: ClusterNode | string): boolean {
+    return this.state(node).process?.frozen === true
+  }
+
+  async denyLogin(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('denyLogin', this.traits.urlsVariable)
+    const state = this.state(node)
+    await this.applyLoginAllowed(state, false)
+    state.loginDenied = true
+  }
+
+  async allowLogin(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('allowLogin', this.traits.urlsVariable)
+    const state = this.state(node)
+    await this.applyLoginAllowed(state, true)
+    state.loginDenied = false
+  }
+
+  async switchover(newPrimary: string): Promise<RoleChange> {
+    if (this.external) throw externalClusterError('switchover', this.traits.urlsVariable)
+    const nodes = this.roleChangeNodes('switchover', newPrimary)
+    const { old } = nodes
+    if (!this.isRunning(old.node) || old.process?.frozen) {
+      throw new Error(
+        `switchover: the primary ${old.node.name} must run and not be frozen (use failover())`,
+      )
+    }
+    return this.timedRoleChange('switchover', nodes, () => this.performSwitchover(nodes))
+  }
+
+  async failover(newPrimary: string, options: FailoverOptions = {}): Promise<RoleChange> {
+    if (this.external) throw externalClusterError('failover', this.traits.urlsVariable)
+    const delayMs = options.delayMs ?? 0
+    if (!Number.isFinite(delayMs) || delayMs < 0) {
+      throw new Error(`failover: delayMs must be a non-negative number, got ${delayMs}`)
+    }
+    const nodes = this.roleChangeNodes('failover', newPrimary)
+    const { old } = nodes
+    return this.timedRoleChange('failover', nodes, async () => {
+      if (old.process?.running) {
+        // A frozen process tree dies without running another instruction: no PostgreSQL backend
+        // confirms a commit that no standby has (MariaDB is one process: the same as a SIGKILL).
+        old.process.freeze()
+        await old.process.killHard()
+        this.log?.(`${this.engine}: failover: froze and killed ${old.node.name}`)
+      }
+      old.needsRejoin = true
+      await sleep(delayMs)
+      return this.performFailover(nodes)
+    })
+  }
+
+  async rejoin(node: string): Promise<void> {
+    if (this.external) throw externalClusterError('rejoin', this.traits.urlsVariable)
+    if (this.stopping !== undefined) throw new Error('rejoin: the cluster was stopped')
+    const state = this.state(node)
+    if (state.node.role === 'primary') throw new Error(`rejoin: ${node} is the primary`)
+    if (!this.isRunning(this.primary)) {
+      throw new Error(`rejoin: the primary ${this.primary.name} does not run`)
+    }
+    const started = Date.now()
+    if (state.process?.running) {
+      await state.process.terminate(this.traits.stopSignal, RESTART_STOP_TIMEOUT_MS)
+    }
+    await this.performRejoin(state)
+    state.needsRejoin = false
+    state.paused = false
+    await this.waitForReplicationRunning(state, 10_000)
+    this.log?.(
+      `${this.engine}: ${node} rejoined as a replica of ${this.primary.name} (${formatSeconds(Date.now() - started)})`,
+    )
+  }
+
+  /** Validates a role change to `newPrimary` and names the nodes. */
+  private roleChangeNodes(operation: string, newPrimary: string): RoleChangeNodes {
+    if (this.stopping !== undefined) throw new Error(`${operation}: the cluster was stopped`)
+    const target = this.state(newPrimary)
+    if (target.node.role !== 'replica')
+      throw new Error(`${operation}: ${newPrimary} is not a replica`)
+    if (!this.isRunning(target.node) || target.process?.frozen || target.needsRejoin) {
+      throw new Error(
+        `${operation}: ${newPrimary} must run, not be frozen and replicate from the current primary`,
+      )
+    }
+    const old = this.state(this.primary)
+    const live: NodeState[] = []
+    const away: NodeState[] = []
+    for (const state of this.states.values()) {
+      if (state === target || state === old || state.node.role !== 'replica') continue
+      if (state.process?.running && !state.process.frozen) live.push(state)
+      else away.push(state)
+    }
+    return { old, target, live, away }
+  }
+
+  private async timedRoleChange(
+    operation: 'switchover' | 'failover',
+    { old, target, away }: RoleChangeNodes,
+    perform: () => Promise<Partial<RoleChange>>,
+  ): Promise<RoleChange> {
+    const started = performance.now()
+    const details = await perform()
+    if (target.node.role !== 'primary') throw new Error(`${operation}: the roles were not changed`)
+    // they still replicate from the old primary: re-pointed when they start again
+    for (const state of away) state.needsRejoin = true
+    const change: RoleChange = {
+      oldPrimary: old.node.name,
+      newPrimary: target.node.name,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      caughtUpFrom: [],
+      ...details,
+    }
+    this.log?.(
+      `${this.engine}: ${operation} ${change.oldPrimary} -> ${change.newPrimary} in ${change.durationMs} ms` +
+        (change.caughtUpFrom.length > 0
+          ? ` (caught up from ${change.caughtUpFrom.join(', ')})`
+          : ''),
+    )
+    return change
+  }
+
+  /**
+   * Makes `target` the primary and `old` a replica in the harness's bookkeeping; `target` keeps no
+   * delay or pause (promotion lifted them).
+   */
+  protected assignPrimary(old: NodeState, target: NodeState): void {
+    old.node.role = 'replica'
+    target.node.role = 'primary'
+    target.delay = 0
+    target.paused = false
+    target.needsRejoin = false
+  }
+
   async kill(node: string): Promise<void> {
     if (this.external) throw externalClusterError('kill', this.traits.urlsVariable)
     const state = this.state(node)
@@ -230,6 +474,7 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
     if (this.external) throw externalClusterError('restart', this.traits.urlsVariable)
     if (this.stopping !== undefined) throw new Error('restart: the cluster was stopped')
     const state = this.state(node)
+    if (state.needsRejoin) return this.rejoin(node)
     const started = Date.now()
     if (state.process?.running) {
       await state.process.terminate(this.traits.stopSignal, RESTART_STOP_TIMEOUT_MS)
@@ -250,9 +495,21 @@ export abstract class ClusterBase implements ReplicatedTestCluster {
   }
 
   private async stopNow(): Promise<void> {
+    const proxies = [...this.proxies.values()]
+    this.proxies.clear()
+    this.startedProxies.clear()
+    await Promise.all(
+      proxies.map((pending) =>
+        pending.then(
+          (proxy) => proxy.close(),
+          () => {},
+        ),
+      ),
+    )
     if (this.external) return
     const started = Date.now()
     await Promise.all(
+      // terminate() thaws a frozen process before signalling it
       [...this.states.values()].map((state) =>
         state.process?.terminate(this.traits.stopSignal, STOP_TIMEOUT_MS),
       ),
@@ -389,6 +646,8 @@ export function templateOnce(
 export interface LocalClusterSpec<C extends ClusterBase> {
   replicas: number
   log: ((line: string) => void) | undefined
+  /** Starts a fault proxy per node once the cluster runs. */
+  proxies?: boolean
   /** Numbers the nodes' `serverId` 1, 2, … (MariaDB). */
   serverIds: boolean
   /** What the ready line calls the replicas: `'replica(s)'`, `'standby(s)'`. */
@@ -459,6 +718,10 @@ export async function startLocalCluster<C extends ClusterBase>(
     }
     phase('template')
     await spec.boot(cluster, states, template, phase)
+    if (spec.proxies) {
+      await cluster.startProxies()
+      phase('proxies')
+    }
     const replicas = states.slice(1)
     log?.(
       `${cluster.engine}: primary on 127.0.0.1:${states[0]!.node.port}, ${spec.replicas} ${spec.replicaNoun} on ` +
@@ -494,6 +757,7 @@ export async function connectExternalCluster<C extends ClusterBase>(
   spec: ExternalUrlsSpec,
   options: {
     log: ((line: string) => void) | undefined
+    proxies?: boolean
     create: (init: ClusterInit) => C
     checkNode: (cluster: C, state: NodeState) => Promise<void>
   },
@@ -528,6 +792,7 @@ export async function connectExternalCluster<C extends ClusterBase>(
     ...(log ? { log } : {}),
   })
   await Promise.all(states.map((state) => options.checkNode(cluster, state)))
+  if (options.proxies) await cluster.startProxies()
   log?.(
     `${cluster.engine}: using the existing cluster from ${spec.variable} (${parsed.length} node(s))`,
   )

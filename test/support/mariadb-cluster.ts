@@ -8,7 +8,9 @@ import { type Connection, createConnection } from 'mysql2/promise'
 import type {
   ClusterAvailability,
   ClusterNode,
+  FailoverOptions,
   ReplicatedTestCluster,
+  RoleChange,
   StartClusterOptions,
 } from './cluster.js'
 import {
@@ -22,6 +24,7 @@ import {
   type EngineTraits,
   externalUrls,
   type NodeState,
+  type RoleChangeNodes,
   startLocalCluster,
   templateOnce,
 } from './cluster-base.js'
@@ -30,6 +33,7 @@ import {
   findExecutable,
   formatSeconds,
   isRoot,
+  pollUntil,
   runCommand,
   StopPolling,
   spawnServer,
@@ -37,15 +41,54 @@ import {
   tailFile,
 } from './ports.js'
 
-/** A MariaDB primary and GTID replicas (`MASTER_USE_GTID=slave_pos`, replicas `read_only=ON`). */
+/**
+ * A MariaDB primary and GTID replicas (`MASTER_USE_GTID=slave_pos`, replicas `read_only=ON`, every
+ * node `log_slave_updates=ON` and `gtid_strict_mode=ON`, so any node can become the primary).
+ */
 export interface MariadbCluster extends ReplicatedTestCluster {
   readonly engine: 'mariadb'
   /**
-   * `STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=seconds; START SLAVE` on a replica. MariaDB compares
-   * whole-second event timestamps, so the effective delay is between `seconds - 1` and `seconds`:
-   * use at least 2 to be sure the replica is stale for a while; 0 removes the delay.
+   * `STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=seconds; START SLAVE` on a replica. `MASTER_DELAY` is
+   * whole seconds (no sub-second delay: pause the SQL thread with `stopReplicaSqlThread` for that),
+   * and MariaDB compares whole-second event timestamps, so the effective delay is between
+   * `seconds - 1` and `seconds`: use at least 2 to be sure the replica is stale for a while; 0
+   * removes the delay.
    */
   setReplicaDelay(replica: string, seconds: number): Promise<void>
+  /**
+   * A planned switchover that loses nothing. On the old primary `SET GLOBAL read_only=1` (from now
+   * on the application user's writes fail with errno 1290 and do not execute); on `newPrimary`
+   * (its delay or pause lifted first) `MASTER_GTID_WAIT(<old @@gtid_binlog_pos>, 5)`, then
+   * `STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0`; the other running replicas
+   * `CHANGE MASTER TO` the new primary with `MASTER_USE_GTID=slave_pos` (keeping their delay or
+   * pause); the old primary, still `read_only`, `SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos`
+   * (else it would replay its own binlog), `CHANGE MASTER TO` the new primary and `START SLAVE`.
+   * Resolves once every re-pointed node's replication runs.
+   *
+   * @example
+   * ```ts
+   * await cluster.switchover('replica-1')
+   * cluster.primaryName() // 'replica-1'; the node named 'primary' is now a read-only replica
+   * ```
+   */
+  switchover(newPrimary: string): Promise<RoleChange>
+  /**
+   * SIGKILLs the primary; `delayMs` later, every running replica applies what it already received
+   * (up to 5 s, plus its delay), and when another running replica has applied more than
+   * `newPrimary`, `newPrimary` first replicates the rest from it (`MASTER_GTID_WAIT`, 5 s): it is
+   * promoted only once it has everything any running replica has (`RoleChange.caughtUpFrom` names
+   * the sources). A paused replica counts with what it applied. Then `STOP SLAVE; RESET SLAVE ALL;
+   * SET GLOBAL read_only=0` on it and the others are re-pointed. Transactions that only the old
+   * primary had are lost, as in a real failover; `rejoin()` of the old primary then fails with
+   * replication error 1236 (it has GTIDs the new primary lacks).
+   */
+  failover(newPrimary: string, options?: FailoverOptions): Promise<RoleChange>
+  /**
+   * Starts the node (`--read-only=ON`) if it is down, then `STOP SLAVE; SET GLOBAL gtid_slave_pos =
+   * @@gtid_binlog_pos; CHANGE MASTER TO <current primary> ... MASTER_USE_GTID=slave_pos; START
+   * SLAVE`.
+   */
+  rejoin(node: string): Promise<void>
 }
 
 /** Options of {@link startMariadbCluster}. */
@@ -224,7 +267,7 @@ class MariadbClusterImpl extends ClusterBase implements MariadbCluster {
     try {
       return await fn(connection)
     } finally {
-      connection.destroy()
+      await closeGracefully(connection)
     }
   }
 
@@ -332,23 +375,216 @@ class MariadbClusterImpl extends ClusterBase implements MariadbCluster {
       database: undefined,
       connectTimeout: 1000,
     })
-    connection.destroy()
+    await closeGracefully(connection)
   }
 
   /** Configures and starts replication on a fresh replica. */
   async setUpReplica(state: NodeState): Promise<void> {
     await this.withAdmin(state.node, async (connection) => {
       await connection.query("SET GLOBAL gtid_slave_pos=''")
-      await connection.query(
-        'CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, ' +
-          'MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1',
-        [this.primary.host, this.primary.port, REPL_USER, REPL_PASSWORD],
-      )
+      await changeMasterTo(connection, this.primary)
       await connection.query('START SLAVE')
     })
   }
 
-  /** Whether the replica's IO and SQL threads run (the IO thread connected to the primary). */
+  protected async applyLoginAllowed(state: NodeState, allowed: boolean): Promise<void> {
+    const password = allowed ? this.password : `denied-${Math.random().toString(36).slice(2)}`
+    await this.withAdmin(state.node, async (connection) => {
+      // node-local: not binlogged, so it neither replicates nor makes a replica-local GTID
+      await connection.query('SET SESSION sql_log_bin=0')
+      for (const host of ['127.0.0.1', 'localhost']) {
+        await connection.query('ALTER USER ?@? IDENTIFIED BY ?', [this.user, host, password])
+      }
+    })
+    await pollUntil(
+      async () => {
+        try {
+          const connection = await createConnection({
+            ...this.connectionOptions(state.node),
+            connectTimeout: 2000,
+          })
+          await closeGracefully(connection)
+          return allowed ? true : undefined
+        } catch (error) {
+          if ((error as { errno?: number }).errno === 1045 && !allowed) return true
+          throw error
+        }
+      },
+      {
+        timeoutMs: 5000,
+        intervalMs: 10,
+        onTimeout: (error) =>
+          new Error(
+            `${state.node.name}: the application user's login is still ${allowed ? 'refused' : 'accepted'} (${(error as Error)?.message})`,
+          ),
+      },
+    )
+  }
+
+  /** Reads `SHOW SLAVE STATUS` (undefined on a node that is no replica). */
+  private async slaveStatus(connection: Connection): Promise<Record<string, any> | undefined> {
+    const [rows] = await connection.query('SHOW SLAVE STATUS')
+    return (rows as Record<string, any>[])[0]
+  }
+
+  /** `MASTER_GTID_WAIT(position, seconds)` on a connection: whether it was reached. */
+  private async gtidReached(connection: Connection, position: string, seconds: number) {
+    if (position === '') return true
+    const [rows] = await connection.query('SELECT MASTER_GTID_WAIT(?, ?) AS reached', [
+      position,
+      seconds,
+    ])
+    return Number((rows as any[])[0]?.reached) === 0
+  }
+
+  /** `STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0`: a replica becomes a primary. */
+  private async promote(connection: Connection): Promise<void> {
+    await connection.query('STOP SLAVE')
+    await connection.query('RESET SLAVE ALL')
+    await connection.query('SET GLOBAL read_only=0')
+  }
+
+  /**
+   * Re-points a running replica at `source` by GTID; keeps its `MASTER_DELAY`, and a paused replica
+   * only gets its IO thread started.
+   */
+  private async repoint(state: NodeState, source: ClusterNode): Promise<void> {
+    await this.withAdmin(state.node, async (connection) => {
+      await connection.query('STOP SLAVE')
+      await changeMasterTo(connection, source)
+      await connection.query(state.paused ? 'START SLAVE IO_THREAD' : 'START SLAVE')
+    })
+  }
+
+  /**
+   * Makes a replica apply every event it received while its source is dead: a harness pause is
+   * lifted (SQL thread only), a delay waited out (5 s plus the delay at most).
+   */
+  private async drain(state: NodeState, connection: Connection): Promise<void> {
+    if (state.paused) {
+      await connection.query('START SLAVE SQL_THREAD')
+      state.paused = false
+    }
+    const received = String((await this.slaveStatus(connection))?.Gtid_IO_Pos ?? '')
+    if (!(await this.gtidReached(connection, received, 5 + state.delay))) {
+      throw new Error(
+        `failover: ${state.node.name} did not apply what it received (${received}) within ${5 + state.delay} s: ${await this.describeReplica(state.node.name)}`,
+      )
+    }
+  }
+
+  /**
+   * Switchover (the source is alive): lifts a replica's harness-set delay or pause, so that it
+   * applies at once. CHANGE MASTER discards the relay log; the live source sends it again.
+   */
+  private async liftDelayAndPause(state: NodeState, connection: Connection): Promise<void> {
+    if (state.delay > 0) {
+      await connection.query('STOP SLAVE')
+      await connection.query('CHANGE MASTER TO MASTER_DELAY=0')
+      state.delay = 0
+    }
+    await connection.query('START SLAVE')
+    state.paused = false
+  }
+
+  protected async performSwitchover({
+    old,
+    target,
+    live,
+  }: RoleChangeNodes): Promise<Partial<RoleChange>> {
+    // 1. fence: the application user's writes now fail (1290) without executing
+    await this.admin(old.node, 'SET GLOBAL read_only=1')
+    try {
+      const [row] = await this.admin(old.node, 'SELECT @@GLOBAL.gtid_binlog_pos AS pos')
+      const position = String(row?.pos ?? '')
+      // 2. the new primary applies everything the old one wrote, then stops replicating
+      await this.withAdmin(target.node, async (connection) => {
+        await this.liftDelayAndPause(target, connection)
+        if (!(await this.gtidReached(connection, position, 5))) {
+          throw new Error(
+            `switchover: ${target.node.name} did not reach the old primary's gtid_binlog_pos ${position} within 5 s: ${await this.describeReplica(target.node.name)}`,
+          )
+        }
+        await this.promote(connection)
+      })
+    } catch (error) {
+      await this.admin(old.node, 'SET GLOBAL read_only=0').catch(() => {})
+      throw error
+    }
+    this.assignPrimary(old, target)
+    // 3. the other replicas, then the old primary, replicate from the new primary
+    await Promise.all(live.map((state) => this.repoint(state, target.node)))
+    await this.withAdmin(old.node, async (connection) => {
+      // without this the old primary would ask for its own binlog again
+      await connection.query('SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos')
+      await changeMasterTo(connection, target.node)
+      await connection.query('START SLAVE')
+    })
+    await Promise.all([old, ...live].map((state) => this.waitForReplicationRunning(state, 5000)))
+    return {}
+  }
+
+  protected async performFailover({
+    old,
+    target,
+    live,
+  }: RoleChangeNodes): Promise<Partial<RoleChange>> {
+    // 1. the target applies all it received. Never STOP SLAVE (both threads) or CHANGE MASTER on a
+    // replica whose received events are still needed: with GTIDs that discards its relay log, and
+    // the primary that could send them again is dead.
+    await this.withAdmin(target.node, (connection) => this.drain(target, connection))
+    // 2. another replica that received more applies it too, and the target replicates the
+    // difference from its binlog (log_slave_updates)
+    const caughtUpFrom: string[] = []
+    await this.withAdmin(target.node, async (connection) => {
+      for (const other of live) {
+        const has = await this.withAdmin(other.node, async (o) => [
+          String((await this.slaveStatus(o))?.Gtid_IO_Pos ?? ''),
+          await binlogPosition(o),
+        ])
+        let behind = false
+        for (const position of has) behind ||= !(await this.gtidReached(connection, position, 0.01))
+        if (!behind) continue
+        const position = await this.withAdmin(other.node, async (o) => {
+          await this.drain(other, o)
+          return binlogPosition(o)
+        })
+        await connection.query('STOP SLAVE')
+        await changeMasterTo(connection, other.node)
+        await connection.query('START SLAVE')
+        if (!(await this.gtidReached(connection, position, 5))) {
+          throw new Error(
+            `failover: ${target.node.name} did not catch up with ${other.node.name} (${position}) within 5 s: ${await this.describeReplica(target.node.name)}`,
+          )
+        }
+        caughtUpFrom.push(other.node.name)
+      }
+      // 3. promotion
+      await this.promote(connection)
+    })
+    this.assignPrimary(old, target)
+    await Promise.all(live.map((state) => this.repoint(state, target.node)))
+    await Promise.all(live.map((state) => this.waitForReplicationRunning(state, 5000)))
+    return { caughtUpFrom }
+  }
+
+  protected async performRejoin(state: NodeState): Promise<void> {
+    // role 'replica': the server starts with --read-only=ON
+    await this.startNode(state, false)
+    await this.withAdmin(state.node, async (connection) => {
+      // a replica that missed a role change started its slave threads toward its old source
+      await connection.query('STOP SLAVE')
+      // log_slave_updates: its binlog holds everything it applied or wrote
+      await connection.query('SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos')
+      await changeMasterTo(connection, this.primary)
+      await connection.query('START SLAVE')
+    })
+  }
+
+  /**
+   * Whether the replica's IO and SQL threads run (the IO thread connected to the primary); only the
+   * IO thread for a replica paused through the harness.
+   */
   protected async replicationRunning(state: NodeState, strict: boolean) {
     const [status] = await this.admin(state.node, 'SHOW SLAVE STATUS')
     if (status?.Last_IO_Errno && Number(status.Last_IO_Errno) !== 0 && strict) {
@@ -359,10 +595,43 @@ class MariadbClusterImpl extends ClusterBase implements MariadbCluster {
         )
       }
     }
-    return status?.Slave_IO_Running === 'Yes' && status?.Slave_SQL_Running === 'Yes'
+    return status?.Slave_IO_Running === 'Yes' &&
+      (state.paused || status?.Slave_SQL_Running === 'Yes')
       ? true
       : undefined
   }
+}
+
+/**
+ * Ends a connection with COM_QUIT (a destroyed one is logged by the server as an aborted
+ * connection, which floods the error log tails that harness errors quote); destroys it when that
+ * fails or takes more than 200 ms (a frozen server).
+ */
+async function closeGracefully(connection: Connection): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([
+    connection.end().catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 200)
+    }),
+  ])
+  clearTimeout(timer)
+  connection.destroy()
+}
+
+/** A node's `@@gtid_binlog_pos`: everything it wrote or applied (log_slave_updates). */
+async function binlogPosition(connection: Connection): Promise<string> {
+  const [rows] = await connection.query('SELECT @@GLOBAL.gtid_binlog_pos AS pos')
+  return String((rows as any[])[0]?.pos ?? '')
+}
+
+/** `CHANGE MASTER TO` a source node, by GTID from `gtid_slave_pos`, retrying every second. */
+async function changeMasterTo(connection: Connection, source: ClusterNode): Promise<void> {
+  await connection.query(
+    'CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, ' +
+      'MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1',
+    [source.host, source.port, REPL_USER, REPL_PASSWORD],
+  )
 }
 
 /**
@@ -378,7 +647,7 @@ export async function startMariadbCluster(
 ): Promise<MariadbCluster> {
   const log = options.log ?? defaultHarnessLog()
   const urls = externalUrls(URLS_VARIABLE)
-  if (urls) return connectExternal(urls, log)
+  if (urls) return connectExternal(urls, log, options.proxies)
 
   const binaries = findMariadbBinaries()
   if (binaries === undefined) {
@@ -387,6 +656,7 @@ export async function startMariadbCluster(
   return startLocalCluster({
     replicas: options.replicas ?? 2,
     log,
+    proxies: options.proxies ?? false,
     serverIds: true,
     replicaNoun: 'replica(s)',
     template: () => mariadbTemplate((dir) => createTemplate(dir, binaries, log)),
@@ -404,7 +674,11 @@ export async function startMariadbCluster(
   })
 }
 
-function connectExternal(urls: string, log?: (line: string) => void): Promise<MariadbCluster> {
+function connectExternal(
+  urls: string,
+  log: ((line: string) => void) | undefined,
+  proxies = false,
+): Promise<MariadbCluster> {
   return connectExternalCluster(
     urls,
     {
@@ -415,6 +689,7 @@ function connectExternal(urls: string, log?: (line: string) => void): Promise<Ma
     },
     {
       log,
+      proxies,
       create: (init) => {
         if (init.states.length < 2) log?.(`mariadb: ${URLS_VARIABLE} lists no replica`)
         return new MariadbClusterImpl(init)

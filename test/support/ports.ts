@@ -76,6 +76,20 @@ export async function pollUntil<T>(
   }
 }
 
+/**
+ * Awaits `promise` while holding the event loop open: the server processes are unref'd, so
+ * awaiting only their exit would let a script's event loop run empty (and Node exit with code 13
+ * on an unsettled top-level await).
+ */
+export async function keepingAlive<T>(promise: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {}, 1000)
+  try {
+    return await promise
+  } finally {
+    clearInterval(timer)
+  }
+}
+
 /** Thrown inside a {@link pollUntil} attempt to stop polling at once with `cause`. */
 export class StopPolling extends Error {
   constructor(override readonly cause: unknown) {
@@ -176,6 +190,45 @@ export function childPids(pid: number): number[] {
   return result
 }
 
+/**
+ * The pids of every descendant of `pid`, children before grandchildren (Linux only; empty
+ * elsewhere). A PostgreSQL postmaster's backends and auxiliary processes are its children.
+ */
+export function descendantPids(pid: number): number[] {
+  const result: number[] = []
+  const queue = [pid]
+  while (queue.length > 0) {
+    for (const child of childPids(queue.shift()!)) {
+      if (result.includes(child)) continue
+      result.push(child)
+      queue.push(child)
+    }
+  }
+  return result
+}
+
+/** A process's state letter from `/proc/PID/stat` (`'T'` when stopped), or undefined when gone. */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+  } catch {
+    return undefined
+  }
+}
+
+/** Waits (synchronously, briefly) until a process is stopped by a signal or gone. */
+function awaitStoppedSync(pid: number, timeoutMs: number): boolean {
+  if (process.platform !== 'linux') return true
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const state = processState(pid)
+    if (state === undefined || state === 'T' || state === 't' || state === 'Z') return true
+    if (Date.now() >= deadline) return false
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
+  }
+}
+
 function killQuietly(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal)
@@ -212,9 +265,22 @@ export interface TrackedProcess {
   readonly running: boolean
   /** The exit code or signal once it has exited. */
   readonly exitStatus: string | undefined
+  /** Whether {@link freeze} stopped it (and it was not thawed or killed since). */
+  readonly frozen: boolean
+  /**
+   * SIGSTOPs the process, waits until it is stopped, then SIGSTOPs every descendant (a PostgreSQL
+   * postmaster's backends and auxiliary processes, which run in process groups of their own): the
+   * stopped root forks no new child meanwhile. Linux lists descendants from /proc; elsewhere only the
+   * root is stopped. Idempotent.
+   */
+  freeze(): void
+  /** SIGCONTs every process {@link freeze} stopped (descendants first, then the root). Idempotent. */
+  thaw(): void
   /** Kills it (and, for PostgreSQL, its children) with SIGKILL and waits until all are gone. */
   killHard(): Promise<void>
-  /** Sends `signal`, waits up to `timeoutMs` for the exit, then kills it hard. */
+  /**
+   * Thaws it if frozen, sends `signal`, waits up to `timeoutMs` for the exit, then kills it hard.
+   */
   terminate(signal: NodeJS.Signals, timeoutMs: number): Promise<void>
 }
 
@@ -222,6 +288,8 @@ interface Registration {
   pid: number
   /** For PostgreSQL: the data directory whose postmaster.pid names the postmaster. */
   postgresDataDir?: string
+  /** The pids SIGSTOPped by `freeze()` and not continued since: SIGCONT before any kill. */
+  frozen?: number[]
 }
 
 const registry = new Map<number, Registration>()
@@ -238,6 +306,8 @@ function killRegistrationSync(registration: Registration): void {
       pids.add(postmaster)
     for (const pid of [...pids]) for (const child of childPids(pid)) pids.add(child)
   }
+  // Never leave a stopped process behind: continue what freeze() stopped before killing.
+  for (const pid of registration.frozen ?? []) killQuietly(pid, 'SIGCONT')
   for (const pid of pids) killQuietly(pid, 'SIGKILL')
 }
 
@@ -369,6 +439,29 @@ export function spawnServer(
     maybeUninstallHandlers()
   })
 
+  const freeze = (): void => {
+    if (!running) throw new Error(`cannot freeze process ${pid}: it has exited (${exitStatus})`)
+    if (registration.frozen !== undefined) return
+    killQuietly(pid, 'SIGSTOP')
+    registration.frozen = [pid]
+    // Once the root is stopped it forks nothing more: its descendants are now a fixed set.
+    if (!awaitStoppedSync(pid, 2000)) throw new Error(`process ${pid} did not stop on SIGSTOP`)
+    for (const descendant of descendantPids(pid)) {
+      killQuietly(descendant, 'SIGSTOP')
+      registration.frozen.push(descendant)
+    }
+    for (const frozenPid of registration.frozen) awaitStoppedSync(frozenPid, 2000)
+  }
+
+  const thaw = (): void => {
+    const frozen = registration.frozen
+    if (frozen === undefined) return
+    registration.frozen = undefined
+    // While it runs, no pid of the set can have been reaped and reused (a stopped process does not
+    // exit unless SIGKILLed, and killHard() clears the set).
+    if (running) for (const frozenPid of [...frozen].reverse()) killQuietly(frozenPid, 'SIGCONT')
+  }
+
   const killHard = async (): Promise<void> => {
     // Never signal the pid once the process has been reaped: it may belong to another process.
     if (running) {
@@ -376,9 +469,13 @@ export function spawnServer(
       // kill them too, as a crash of the whole server would, so that a restart finds no survivor
       // attached to the old shared memory.
       const children = options.postgresDataDir !== undefined ? childPids(pid) : []
+      // SIGKILL ends stopped processes too: a frozen tree dies at once, without running a
+      // single instruction more (a failover kills a frozen PostgreSQL primary this way).
       killQuietly(pid, 'SIGKILL')
       for (const c of children) killQuietly(c, 'SIGKILL')
-      await exited
+      for (const frozenPid of registration.frozen ?? []) killQuietly(frozenPid, 'SIGKILL')
+      registration.frozen = undefined
+      await keepingAlive(exited)
       const deadline = Date.now() + 5000
       while (children.some(isProcessAlive) && Date.now() < deadline) await sleep(5)
     }
@@ -396,9 +493,15 @@ export function spawnServer(
     get exitStatus() {
       return exitStatus
     },
+    get frozen() {
+      return registration.frozen !== undefined
+    },
+    freeze,
+    thaw,
     killHard,
     async terminate(signal, timeoutMs) {
       if (running) {
+        thaw()
         killQuietly(pid, signal)
         let timer: NodeJS.Timeout | undefined
         const timedOut = await Promise.race([

@@ -10,7 +10,9 @@ import pg from 'pg'
 import type {
   ClusterAvailability,
   ClusterNode,
+  FailoverOptions,
   ReplicatedTestCluster,
+  RoleChange,
   StartClusterOptions,
 } from './cluster.js'
 import {
@@ -24,6 +26,7 @@ import {
   type EngineTraits,
   externalUrls,
   type NodeState,
+  type RoleChangeNodes,
   startLocalCluster,
   templateOnce,
 } from './cluster-base.js'
@@ -45,9 +48,49 @@ export interface PostgresCluster extends ReplicatedTestCluster {
   readonly engine: 'postgres'
   /**
    * `ALTER SYSTEM SET recovery_min_apply_delay = 'ms'` + `pg_reload_conf()` on a standby (waits
-   * until the new value is in effect); 0 removes the delay.
+   * until the new value is in effect); any whole number of milliseconds, sub-second ones included
+   * (a standby applies a commit `ms` after the primary's commit timestamp); 0 removes the delay.
    */
   setReplicaDelay(replica: string, ms: number): Promise<void>
+  /**
+   * A planned switchover that loses nothing. Fences the old primary (`ALTER SYSTEM SET
+   * default_transaction_read_only = on; SELECT pg_reload_conf()`, waited for: writes then fail with
+   * 25006 and do not execute), stops it with a fast shutdown (SIGINT to the postmaster, as
+   * `pg_ctl stop -m fast`), waits (5 s at most) until `newPrimary` (its delay or pause lifted) has
+   * replayed the old primary's shutdown checkpoint, `SELECT pg_promote()` there, re-points the other
+   * running standbys (`ALTER SYSTEM SET primary_conninfo = '…'` + `pg_reload_conf()`; they follow
+   * the new timeline), and restarts the old primary as a standby of the new one (see `rejoin`).
+   * Resolves once every re-pointed node streams from the new primary, except standbys paused or
+   * delayed through the harness: a paused standby streams again after `startReplica()` (its
+   * startup process, which restarts the WAL receiver, is paused too), a delayed one once it has
+   * replayed what it received.
+   *
+   * @example
+   * ```ts
+   * await cluster.switchover('replica-1')
+   * cluster.primaryName() // 'replica-1'; the node named 'primary' is now a hot standby
+   * ```
+   */
+  switchover(newPrimary: string): Promise<RoleChange>
+  /**
+   * Freezes the primary's whole process tree, then SIGKILLs it (so that no backend confirms a
+   * commit that no standby has). `delayMs` later, when another running standby has received more
+   * WAL than `newPrimary`, `newPrimary` first streams the rest from that standby (cascading
+   * replication, 5 s at most; `RoleChange.caughtUpFrom`); then `pg_promote()`, and the other
+   * running standbys are re-pointed at it (paused or delayed ones stream later: see `switchover`).
+   * WAL that only the old primary had is lost, as in a real failover.
+   */
+  failover(newPrimary: string, options?: FailoverOptions): Promise<RoleChange>
+  /**
+   * Starts a node that is not the primary as a standby of the current primary. A former primary
+   * that was shut down cleanly (a switchover) and whose shutdown checkpoint precedes the point where
+   * the current primary's timeline forked off restarts on its own data directory (`standby.signal`,
+   * `primary_conninfo` and the fence removed from `postgresql.auto.conf`); anything else (a killed
+   * primary, whose WAL may go past the fork; a standby that missed a role change) is made again with
+   * `pg_basebackup` from the current primary. pg_rewind is not used (it needs `wal_log_hints` or
+   * data checksums, and `full_page_writes`, which the harness turns off for speed).
+   */
+  rejoin(node: string): Promise<void>
 }
 
 /** Options of {@link startPostgresCluster}. */
@@ -57,7 +100,7 @@ const URLS_VARIABLE = 'KYSELY_REPLICATED_PG_URLS'
 const ADMIN_URLS_VARIABLE = 'KYSELY_REPLICATED_PG_ADMIN_URLS'
 const BINDIR_VARIABLE = 'KYSELY_REPLICATED_PG_BINDIR'
 const SUPERUSER = 'postgres'
-const REQUIRED = ['initdb', 'postgres', 'pg_basebackup']
+const REQUIRED = ['initdb', 'postgres', 'pg_basebackup', 'pg_controldata']
 
 /** Settings of every node (the standbys inherit postgresql.conf through pg_basebackup). */
 const SETTINGS: Record<string, string> = {
@@ -84,6 +127,12 @@ const SETUP_SQL = [
   // read access to monitoring views and functions (pg_stat_replication, …); bypasses nothing
   `GRANT pg_monitor TO ${APP_USER}`,
 ]
+
+/** pg_hba.conf; `deniedUser`'s TCP logins are rejected (`denyLogin`). */
+function hbaConf(deniedUser?: string): string {
+  const reject = deniedUser !== undefined ? `host all ${deniedUser} 127.0.0.1/32 reject\n` : ''
+  return PG_HBA.replace('\n', `\n${reject}`)
+}
 
 const PG_HBA = `# written by the kysely-replicated test harness
 local all all trust
@@ -147,7 +196,7 @@ export function postgresAvailability(): ClusterAvailability {
     return {
       ok: false,
       message:
-        'PostgreSQL server binaries (initdb, postgres, pg_basebackup) not found in ' +
+        'PostgreSQL server binaries (initdb, postgres, pg_basebackup, pg_controldata) not found in ' +
         `/usr/lib/postgresql/*/bin, \`pg_config --bindir\` or PATH: install them with ` +
         `\`apt-get install postgresql\` (or set ${BINDIR_VARIABLE}), or set ` +
         `${URLS_VARIABLE}="postgres://user:pass@host:port/db,…" (primary first, then the replicas)`,
@@ -211,7 +260,7 @@ async function createTemplate(
     path.join(dataDir, 'postgresql.conf'),
     `\n# kysely-replicated test harness\n${settings}\n`,
   )
-  await fsp.writeFile(path.join(dataDir, 'pg_hba.conf'), PG_HBA)
+  await fsp.writeFile(path.join(dataDir, 'pg_hba.conf'), hbaConf())
   // The application role and database, in single-user mode (one statement per line)
   const single = await runCommand(
     path.join(binDir, 'postgres'),
@@ -433,11 +482,288 @@ class PostgresClusterImpl extends ClusterBase implements PostgresCluster {
     )
   }
 
-  /** Whether a standby's WAL receiver streams from the primary. */
+  /** Whether a standby's WAL receiver streams from the (current) primary. */
   protected async replicationRunning(state: NodeState) {
-    const [row] = await this.admin(state.node, 'SELECT status FROM pg_stat_wal_receiver')
-    return row?.status === 'streaming' ? true : undefined
+    const [row] = await this.admin(
+      state.node,
+      'SELECT status, sender_port FROM pg_stat_wal_receiver',
+    )
+    const fromPrimary = this.external || Number(row?.sender_port) === this.primary.port
+    return row?.status === 'streaming' && fromPrimary ? true : undefined
   }
+
+  protected async applyLoginAllowed(state: NodeState, allowed: boolean): Promise<void> {
+    await this.writeHba(state, !allowed)
+    await this.admin(state.node, 'SELECT pg_reload_conf()')
+    // the postmaster re-reads pg_hba.conf asynchronously: wait until a login sees it
+    await pollUntil(
+      async () => {
+        const client = new pg.Client({
+          ...this.connectionOptions(state.node),
+          connectionTimeoutMillis: 2000,
+        })
+        client.on('error', () => {})
+        try {
+          await client.connect()
+          return allowed ? true : undefined
+        } catch (error) {
+          if ((error as { code?: string }).code === '28000' && !allowed) return true
+          throw error
+        } finally {
+          await client.end().catch(() => {})
+        }
+      },
+      {
+        timeoutMs: 5000,
+        intervalMs: 10,
+        onTimeout: (error) =>
+          new Error(
+            `${state.node.name}: the application user's login is still ${allowed ? 'refused' : 'accepted'} (${(error as Error)?.message})`,
+          ),
+      },
+    )
+  }
+
+  private async writeHba(state: NodeState, denied: boolean): Promise<void> {
+    await fsp.writeFile(
+      path.join(state.dataDir!, 'pg_hba.conf'),
+      hbaConf(denied ? this.user : undefined),
+    )
+  }
+
+  /** `pg_controldata` of a stopped node, as a map of its labels to values. */
+  private async controlData(state: NodeState): Promise<Map<string, string>> {
+    const { output } = await runCommand(
+      path.join(this.binDir!, 'pg_controldata'),
+      ['-D', state.dataDir!],
+      { ...this.commandOptions(), env: { ...this.commandOptions().env, LC_ALL: 'C' } },
+    )
+    const values = new Map<string, string>()
+    for (const line of output.split('\n')) {
+      const colon = line.indexOf(':')
+      if (colon > 0) values.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim())
+    }
+    return values
+  }
+
+  /** Whether `a < b` for two LSNs (`'0/3000028'`), compared by a running node. */
+  private async lsnBefore(a: string, b: string, on: ClusterNode): Promise<boolean> {
+    const [row] = await this.admin(on, 'SELECT $1::pg_lsn < $2::pg_lsn AS before', [a, b])
+    return row?.before === true
+  }
+
+  /** A standby's furthest WAL position: received or replayed. */
+  private async walPosition(node: ClusterNode): Promise<string> {
+    const [row] = await this.admin(
+      node,
+      'SELECT GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS lsn',
+    )
+    return String(row?.lsn ?? '0/0')
+  }
+
+  /** Points a running standby at `source` (`primary_conninfo` + reload: PG 13+ needs no restart). */
+  private async repoint(state: NodeState, source: ClusterNode): Promise<void> {
+    await this.withAdmin(state.node, async (client) => {
+      await client.query(`ALTER SYSTEM SET primary_conninfo = '${this.conninfo(source, state)}'`)
+      await client.query('SELECT pg_reload_conf()')
+    })
+  }
+
+  private conninfo(source: ClusterNode, state: NodeState): string {
+    return `host=${source.host} port=${source.port} user=${SUPERUSER} application_name=${state.node.name}`
+  }
+
+  /** Lifts a standby's harness-set delay and replay pause, so that it replays what it has at once. */
+  private async liftDelayAndPause(state: NodeState): Promise<void> {
+    if (state.delay > 0) {
+      await this.applyReplicaDelay(state, 0)
+      state.delay = 0
+    }
+    if (state.paused) {
+      await this.admin(state.node, 'SELECT pg_wal_replay_resume()')
+      state.paused = false
+    }
+  }
+
+  /** `pg_promote()` (waiting for its end), then drops the settings only a standby needs. */
+  private async promote(state: NodeState): Promise<void> {
+    await this.withAdmin(state.node, async (client) => {
+      const result = await client.query('SELECT pg_promote(true, 10) AS promoted')
+      if (result.rows[0]?.promoted !== true) {
+        throw new Error(`${state.node.name}: pg_promote() did not complete within 10 s`)
+      }
+      await client.query('ALTER SYSTEM RESET primary_conninfo')
+      await client.query('ALTER SYSTEM RESET recovery_min_apply_delay')
+      await client.query('SELECT pg_reload_conf()')
+    })
+  }
+
+  protected async performSwitchover({
+    old,
+    target,
+    live,
+    away,
+  }: RoleChangeNodes): Promise<Partial<RoleChange>> {
+    // 1. fence: new transactions are read-only (25006), then a fast shutdown
+    await this.withAdmin(old.node, async (client) => {
+      await client.query('ALTER SYSTEM SET default_transaction_read_only = on')
+      await client.query('SELECT pg_reload_conf()')
+    })
+    await pollUntil(
+      async () => {
+        const [row] = await this.admin(old.node, 'SHOW default_transaction_read_only')
+        return row?.default_transaction_read_only === 'on' ? true : undefined
+      },
+      {
+        timeoutMs: 5000,
+        intervalMs: 5,
+        onTimeout: () => new Error('switchover: fence not in effect'),
+      },
+    )
+    await this.liftDelayAndPause(target)
+    // a fast shutdown waits until every walsender's standby confirmed the shutdown checkpoint: one
+    // serving a frozen standby would wait for wal_sender_timeout (60 s). It rejoins when restarted.
+    const frozen = away.filter((state) => state.process?.frozen).map((state) => state.node.name)
+    if (frozen.length > 0) {
+      await this.admin(
+        old.node,
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = ANY($1)',
+        [frozen],
+      )
+    }
+    await old.process!.terminate(this.traits.stopSignal, 10_000)
+    // 2. the new primary replays everything, the shutdown checkpoint included
+    const checkpoint = (await this.controlData(old)).get('Latest checkpoint location')
+    if (checkpoint === undefined) throw new Error(`switchover: no checkpoint in ${old.dataDir}`)
+    try {
+      await pollUntil(
+        async () => {
+          const [row] = await this.admin(
+            target.node,
+            'SELECT pg_last_wal_replay_lsn() > $1::pg_lsn AS replayed',
+            [checkpoint],
+          )
+          return row?.replayed === true ? true : undefined
+        },
+        { timeoutMs: 5000, intervalMs: 2, onTimeout: (error) => new Error(String(error)) },
+      )
+    } catch {
+      throw new Error(
+        `switchover: ${target.node.name} did not replay the old primary's shutdown checkpoint ${checkpoint} within 5 s (the old primary stays stopped): ${await this.describeReplica(target.node.name)}`,
+      )
+    }
+    // 3. promotion, then everybody else follows
+    await this.promote(target)
+    this.assignPrimary(old, target)
+    await Promise.all(live.map((state) => this.repoint(state, target.node)))
+    await this.performRejoin(old)
+    await Promise.all(
+      [old, ...streaming(live)].map((state) => this.waitForReplicationRunning(state, 10_000)),
+    )
+    return {}
+  }
+
+  protected async performFailover({
+    old,
+    target,
+    live,
+  }: RoleChangeNodes): Promise<Partial<RoleChange>> {
+    await this.liftDelayAndPause(target)
+    // 1. the target fetches the WAL it lacks from the standby that received the most
+    const caughtUpFrom: string[] = []
+    // one timeline: the standby that received the most has everything any other received
+    let source = { state: target, lsn: await this.walPosition(target.node) }
+    for (const state of live) {
+      const lsn = await this.walPosition(state.node)
+      if (await this.lsnBefore(source.lsn, lsn, target.node)) source = { state, lsn }
+    }
+    if (source.state !== target) {
+      const { state: from, lsn } = source
+      await this.repoint(target, from.node)
+      await pollUntil(
+        async () =>
+          (await this.lsnBefore(await this.walPosition(target.node), lsn, target.node))
+            ? undefined
+            : true,
+        {
+          timeoutMs: 5000,
+          intervalMs: 2,
+          onTimeout: () =>
+            new Error(
+              `failover: ${target.node.name} did not receive ${lsn} from ${from.node.name} within 5 s`,
+            ),
+        },
+      )
+      caughtUpFrom.push(from.node.name)
+    }
+    // 2. promotion (it replays all it received first), then the others follow
+    await this.promote(target)
+    this.assignPrimary(old, target)
+    await Promise.all(live.map((state) => this.repoint(state, target.node)))
+    await Promise.all(streaming(live).map((state) => this.waitForReplicationRunning(state, 10_000)))
+    return { caughtUpFrom }
+  }
+
+  protected async performRejoin(state: NodeState): Promise<void> {
+    if (await this.canRestartAsStandby(state)) {
+      const autoConf = path.join(state.dataDir!, 'postgresql.auto.conf')
+      // the fence goes: as a primary again one day, the node must accept writes
+      const kept = (await fsp.readFile(autoConf, 'utf8'))
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .filter((line) => !/^\s*(default_transaction_read_only|primary_conninfo)\s*=/.test(line))
+      kept.push(`primary_conninfo = '${this.conninfo(this.primary, state)}'`)
+      await fsp.writeFile(autoConf, `${kept.join('\n')}\n`)
+      const signal = path.join(state.dataDir!, 'standby.signal')
+      await fsp.writeFile(signal, '')
+      await chownTo(signal, this.osUser)
+      this.log?.(
+        `${this.engine}: ${state.node.name} restarts as a standby on its own data directory`,
+      )
+    } else {
+      await fsp.rm(state.dataDir!, { recursive: true, force: true })
+      await this.baseBackup(state)
+      await this.writeHba(state, state.loginDenied === true)
+      this.log?.(`${this.engine}: ${state.node.name} made again with pg_basebackup`)
+    }
+    state.delay = 0
+    await this.startNode(state, false)
+  }
+
+  /**
+   * Whether a stopped node can restart as a standby of the current primary on its own data
+   * directory: it was a primary shut down cleanly, and its shutdown checkpoint precedes the point
+   * where the current primary's timeline history forked off its timeline.
+   */
+  private async canRestartAsStandby(state: NodeState): Promise<boolean> {
+    const control = await this.controlData(state)
+    if (control.get('Database cluster state') !== 'shut down') return false
+    const checkpoint = control.get('Latest checkpoint location')
+    const timeline = Number(control.get("Latest checkpoint's TimeLineID"))
+    const [file] = await this.admin(
+      this.primary,
+      "SELECT name FROM pg_ls_waldir() WHERE name LIKE '%.history' ORDER BY name DESC LIMIT 1",
+    )
+    if (file === undefined || checkpoint === undefined) return false
+    const [history] = await this.admin(this.primary, 'SELECT pg_read_file($1) AS text', [
+      `pg_wal/${file.name}`,
+    ])
+    // lines: <parent timeline> <tab> <switch point> <tab> <reason>
+    const fork = String(history?.text ?? '')
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .find((fields) => Number(fields[0]) === timeline)?.[1]
+    return fork !== undefined && (await this.lsnBefore(checkpoint, fork, this.primary))
+  }
+}
+
+/**
+ * The re-pointed standbys to wait for: a paused standby's startup process, which restarts the WAL
+ * receiver, is paused too, so it streams from the new primary only after `startReplica()`; a
+ * delayed one once it has replayed what it received.
+ */
+function streaming(states: NodeState[]): NodeState[] {
+  return states.filter((state) => !state.paused && state.delay === 0)
 }
 
 /**
@@ -452,7 +778,7 @@ export async function startPostgresCluster(
 ): Promise<PostgresCluster> {
   const log = options.log ?? defaultHarnessLog()
   const urls = externalUrls(URLS_VARIABLE)
-  if (urls) return connectExternal(urls, log)
+  if (urls) return connectExternal(urls, log, options.proxies)
 
   const availability = postgresAvailability()
   if (!availability.ok) throw new Error(availability.message)
@@ -461,6 +787,7 @@ export async function startPostgresCluster(
   return startLocalCluster({
     replicas: options.replicas ?? 2,
     log,
+    proxies: options.proxies ?? false,
     serverIds: false,
     replicaNoun: 'standby(s)',
     prepareDirectory: (directory) => chownTo(directory, osUser),
@@ -482,7 +809,11 @@ export async function startPostgresCluster(
   })
 }
 
-function connectExternal(urls: string, log?: (line: string) => void): Promise<PostgresCluster> {
+function connectExternal(
+  urls: string,
+  log: ((line: string) => void) | undefined,
+  proxies = false,
+): Promise<PostgresCluster> {
   return connectExternalCluster(
     urls,
     {
@@ -493,6 +824,7 @@ function connectExternal(urls: string, log?: (line: string) => void): Promise<Po
     },
     {
       log,
+      proxies,
       create: (init) => new PostgresClusterImpl(init),
       checkNode: async (cluster, state) => {
         const [row] = await cluster.admin(state.node, 'SELECT pg_is_in_recovery() AS standby')
