@@ -35,6 +35,13 @@ export interface PhysicalConnection {
     chunkSize: number,
     signal?: AbortSignal,
   ): AsyncIterableIterator<QueryResult<R>>
+  /**
+   * Gives up on the statement running on this connection: its pending `execute` rejects at once
+   * with `reason` (a running `stream` throws it on its next step), and the physical connection is
+   * destroyed, never returned to the pool. For a node found dead or hung, where the driver would
+   * wait for TCP to time out. No-op when nothing runs.
+   */
+  abandon?(reason: Error): void
   /** Back to the pool. */
   release(): void
   /** Close it; it is never reused. */
@@ -63,7 +70,19 @@ export interface PoolCounts {
 export interface NodePool {
   init(signal?: AbortSignal): Promise<void>
   acquire(signal?: AbortSignal): Promise<PhysicalConnection>
-  end(): Promise<void>
+  /**
+   * Ends the pool: politely (`COM_QUIT`, `Terminate`) within `graceMs`, then by destroying every
+   * connection left (a hung node never answers). Resolves within about `graceMs`, never rejects
+   * late, and leaves no timer or socket that can throw afterwards.
+   */
+  end(graceMs?: number): Promise<void>
+  /**
+   * A new connection to the node outside the pool and its limit (so a full pool of hung or long
+   * statements cannot block it), with a connect timeout of `connectTimeoutMs`, set up like pool
+   * connections but without the user's hooks. The caller `destroy()`s it when done. For cancels
+   * and for probing a node whose pool is exhausted.
+   */
+  openControl?(connectTimeoutMs: number): Promise<PhysicalConnection>
   /** Host, port and database of the node, when the pool's config tells. */
   endpoint?(): NodeEndpoint | undefined
   /** Counts from the pool itself, when it exposes them. */
@@ -125,6 +144,13 @@ export interface Engine {
   cancel(control: PhysicalConnection, sessionId: number, kind: 'query' | 'session'): Promise<void>
   /** `true` for errors that mean the node or the connection is gone (not SQL errors). */
   isConnectionError(error: unknown): boolean
+  /**
+   * `true` for errors that mean a connection to the node cannot be made: those of
+   * {@link isConnectionError} plus refused credentials, access or database (MySQL 1044, 1045,
+   * 1049 ...; PostgreSQL 28000, 28P01, 3D000), which count against the node only when raised while
+   * connecting (as a statement's own error, `USE missing_db` is the caller's).
+   */
+  isConnectError?(error: unknown): boolean
   /** The server's connection limit and connections in use, for the pool-size warning. */
   serverCapacity?(connection: PhysicalConnection): Promise<{ max: number; used: number }>
 }
