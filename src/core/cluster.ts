@@ -18,6 +18,26 @@ import { Router } from './router.js'
 import type { RoutingContext } from './routing-connection.js'
 import { RoutingStatistics } from './routing-statistics.js'
 
+/** How long `destroy()` lets the prober and the pools end politely before it moves on. */
+export const DESTROY_GRACE_MS = 1000
+
+/** `promise`'s value, or `undefined` after `ms` (its later outcome is ignored, never thrown). */
+async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  promise.catch(() => {})
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), ms)
+        timer.unref()
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** The nodes of a cluster as the dialect built them. */
 export interface ClusterNodes {
   readonly primary: { readonly name: string; readonly pool: ManagedPool }
@@ -130,6 +150,7 @@ export class Cluster {
     this.routing = Object.freeze({
       engine,
       consistency: config.consistency,
+      readTimeoutMs: config.readTimeoutMs,
       classifyOptions: Object.freeze({
         flavor: engine.flavor,
         primaryFunctions: primaryFunctionSet(engine.flavor, config.primaryFunctions),
@@ -174,11 +195,18 @@ export class Cluster {
     return this.#initPromise
   }
 
-  /** Stops the prober and ends every pool. */
+  /**
+   * Stops the prober and the watchdog and ends every pool, within about
+   * {@link DESTROY_GRACE_MS} twice even when a node hangs: the pools end politely, then destroy
+   * what is left. Never rejects after it resolved.
+   */
   async destroy(): Promise<void> {
     this.#destroyed = true
-    await this.monitor.stop()
-    const results = await Promise.allSettled(this.registry.all.map((n) => n.pool.end()))
+    // A probe of a hung node ends at its timeout; destroy does not wait that long.
+    await withDeadline(this.monitor.stop(), DESTROY_GRACE_MS)
+    const ending = Promise.allSettled(this.registry.all.map((n) => n.pool.end(DESTROY_GRACE_MS)))
+    const results = await withDeadline(ending, DESTROY_GRACE_MS + 250)
+    if (results === undefined) return
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed) throw failed.reason
   }

@@ -111,6 +111,13 @@ export interface ReplicatedDialectConfig<P, C = object> {
   }
   /** Replicas further behind than this are not used for reads. Default: no limit. */
   readonly maxReplicationLagMs?: number
+  /**
+   * A hard bound on every read on a replica: past it the statement is abandoned (its connection
+   * closed) and fails with `ReadTimeoutError`. Default: none (a hung replica is detected by the
+   * health checks, so a long report query is never killed by default). Per query:
+   * `withReadTimeout(db, ms)`.
+   */
+  readonly readTimeoutMs?: number
   /** Read retries on connection-level failures. Default `{ reads: true }`; `{ reads: false }` turns them off. */
   readonly retry?: { readonly reads?: boolean }
   /**
@@ -167,6 +174,7 @@ export interface ResolvedConfig {
   readonly cooldownMs: number
   readonly maxCooldownMs: number
   readonly maxReplicationLagMs: number | undefined
+  readonly readTimeoutMs: number | undefined
   readonly retryReads: boolean
   readonly fallback: 'primary' | 'error'
   readonly maxPrimaryReads: number | undefined
@@ -221,6 +229,7 @@ const CONFIG_KEYS = {
   onEvent: true,
   health: true,
   maxReplicationLagMs: true,
+  readTimeoutMs: true,
   retry: true,
   fallback: true,
   hooks: true,
@@ -725,6 +734,7 @@ function resolveHealth(
   | 'cooldownMs'
   | 'maxCooldownMs'
   | 'maxReplicationLagMs'
+  | 'readTimeoutMs'
 > {
   const health = section(config.health, 'health', HEALTH_KEYS, fail, {
     instead: 'to turn the background prober off, write health: { probeIntervalMs: 0 }',
@@ -743,6 +753,7 @@ function resolveHealth(
     cooldownMs,
     maxCooldownMs,
     maxReplicationLagMs: durationMs(config.maxReplicationLagMs, 'maxReplicationLagMs', fail),
+    readTimeoutMs: durationMs(config.readTimeoutMs, 'readTimeoutMs', fail, true),
   }
 }
 

@@ -14,6 +14,8 @@ export interface Statement {
   readonly query: CompiledQuery
   readonly classification: Classification
   readonly hint: RouteHint | undefined
+  /** A hard bound on it when it runs on a replica (`readTimeoutMs`, `withReadTimeout`). */
+  readonly readTimeoutMs?: number | undefined
   /** The reason of a plain replica read of it: `'read'`, or `'read-only-transaction'` for the `begin` of one. */
   readonly readReason?: RouteReason
 }

@@ -14,7 +14,7 @@ import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/e
 import type { Executor } from './executor.js'
 import type { NodeRuntime } from './node-runtime.js'
 import type { ReadPlanner } from './read-planner.js'
-import { routeHintOf } from './route-hints.js'
+import { readTimeoutOf, routeHintOf } from './route-hints.js'
 import type { Router, Statement } from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
 import { type OpenTransaction, Session } from './session.js'
@@ -27,6 +27,8 @@ interface AbortOptions {
 export interface RoutingContext {
   readonly engine: Engine
   readonly consistency: ConsistencyMode
+  /** The dialect's `readTimeoutMs`. */
+  readonly readTimeoutMs: number | undefined
   readonly classifyOptions: ClassifyOptions
   readonly primary: NodeRuntime
   readonly router: Router
@@ -243,7 +245,12 @@ export class RoutingConnection implements DatabaseConnection {
       this.#session.transaction?.readOnly === true
         ? READ
         : classifyNode(query.query, query.sql, this.#c.classifyOptions)
-    return { query, classification, hint: routeHintOf(query.queryId) }
+    return {
+      query,
+      classification,
+      hint: routeHintOf(query.queryId),
+      readTimeoutMs: readTimeoutOf(query.queryId) ?? this.#c.readTimeoutMs,
+    }
   }
 
   /** Before a statement on the primary session: pinning and the start of a raw transaction. */

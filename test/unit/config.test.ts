@@ -97,6 +97,7 @@ describe('resolveConfig', () => {
       cooldownMs: 1000,
       maxCooldownMs: 30_000,
       maxReplicationLagMs: undefined,
+      readTimeoutMs: undefined,
       retryReads: true,
       fallback: 'primary',
       maxPrimaryReads: undefined,
