@@ -1,7 +1,7 @@
-import pLimit from 'p-limit'
 import type { ClusterRuntime } from '../core/cluster-runtime.js'
 import type { PhysicalConnection } from '../core/engine.js'
 import type { NodeRuntime } from '../core/node-runtime.js'
+import { limitConcurrency } from './concurrency-limit.js'
 
 /** A probe did not answer within `health.probeTimeoutMs`. */
 export class ProbeTimeoutError extends Error {
@@ -57,7 +57,7 @@ export class Prober {
   runOnce(): Promise<void> {
     if (this.#running) return this.#running
     const cluster = this.#cluster
-    const limit = pLimit(cluster.config.probeConcurrency)
+    const limit = limitConcurrency(cluster.config.probeConcurrency)
     const now = cluster.now()
     const due = cluster.replicas.filter(
       (node) => node.health.consecutiveFailures === 0 || node.health.claimTrial(now),
