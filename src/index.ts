@@ -19,6 +19,17 @@ export {
 } from './core/errors.js'
 export type { NodeState, ReplicationEvent, RouteEvent, RouteReason } from './core/events.js'
 export type { PoolStats } from './core/managed-pool.js'
+export type {
+  ReadonlyCommonTableExpression,
+  ReadonlyCompiledQuery,
+  ReadonlyConnectionBuilder,
+  ReadonlyControlledTransaction,
+  ReadonlyControlledTransactionBuilder,
+  ReadonlyKysely,
+  ReadonlyQueryCreator,
+  ReadonlyTransaction,
+  ReadonlyTransactionBuilder,
+} from './core/readonly-kysely.js'
 export type { RouteHint } from './core/route-hints.js'
 export { onPrimary, onReplica, RouteHintPlugin, readOnly } from './core/route-hints.js'
 export type { MysqlPool, MysqlPoolConnection, MysqlPromisePool } from './mysql/mysql-pool-types.js'
