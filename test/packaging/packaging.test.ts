@@ -244,6 +244,7 @@ describe('the package as its consumers install it', () => {
         'dist/cjs/index.d.ts',
         'dist/cjs/package.json',
         'docs/routing.md',
+        'docs/deployment.md',
       ]) {
         expect(packed, file).to.include(file)
       }
