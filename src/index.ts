@@ -26,6 +26,17 @@ export type {
   RouteReason,
 } from './core/contracts/events.js'
 export type { PoolStats, ReplicaInfo, RoutingStats } from './core/contracts/stats.js'
+export type {
+  ReadonlyCommonTableExpression,
+  ReadonlyCompiledQuery,
+  ReadonlyConnectionBuilder,
+  ReadonlyControlledTransaction,
+  ReadonlyControlledTransactionBuilder,
+  ReadonlyKysely,
+  ReadonlyQueryCreator,
+  ReadonlyTransaction,
+  ReadonlyTransactionBuilder,
+} from './core/readonly-kysely.js'
 export type { RouteHint } from './core/route-hints.js'
 export {
   onPrimary,

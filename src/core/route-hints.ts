@@ -8,7 +8,7 @@ import type {
   RootOperationNode,
   UnknownRow,
 } from 'kysely'
-import type { ReadonlyKysely } from 'kysely/readonly'
+import type { ReadonlyKysely } from './readonly-kysely.js'
 
 /** A routing hint attached to a query by {@link onPrimary}, {@link onReplica} or {@link readOnly}. */
 export type RouteHint =
@@ -123,7 +123,7 @@ export function onReplica<DB>(db: Kysely<DB>, name?: string): Kysely<DB> {
 }
 
 /**
- * A typed read-only view of `db` (Kysely's `ReadonlyKysely`): `insertInto`, `updateTable`,
+ * A typed read-only view of `db` ({@link ReadonlyKysely}): `insertInto`, `updateTable`,
  * `deleteFrom`, `mergeInto`, `schema`, ... do not compile. Its queries run on replicas (subject
  * to the consistency mode), and a write smuggled in as raw SQL throws `ReadOnlyViolationError`.
  *

@@ -1,6 +1,6 @@
-import pLimit from 'p-limit'
 import type { PhysicalConnection, ProbeResult } from '../core/contracts/engine.js'
 import type { NodeRuntime } from '../core/node-runtime.js'
+import { limitConcurrency } from './concurrency-limit.js'
 
 /** What the prober needs from the cluster: the replicas, the settings, the probe, and where results go. */
 export interface ProberPort {
@@ -77,7 +77,7 @@ export class Prober {
   runOnce(): Promise<void> {
     if (this.#running) return this.#running
     const port = this.#port
-    const limit = pLimit(port.concurrency)
+    const limit = limitConcurrency(port.concurrency)
     const now = port.now()
     const due = port.replicas.filter(
       (node) => node.health.consecutiveFailures === 0 || node.health.claimTrial(now),
