@@ -209,7 +209,7 @@ function makeCandidates(n: number): ReplicaCandidate[] {
     const load = new NodeLoad()
     load.recordProbe(0.2 + (i % 7) * 0.05, 0)
     for (let k = 0; k < 5; k++) load.finish(0.5 + ((i * 13 + k) % 11) * 0.1, k * 10, true)
-    for (let k = 0; k < i % 4; k++) load.start()
+    for (let k = 0; k < i % 4; k++) load.start(0)
     candidates.push(
       Object.freeze({ name: `replica-${i + 1}`, weight: 1 + (i % 4), index: i, stats: load }),
     )
