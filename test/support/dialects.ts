@@ -76,7 +76,10 @@ export interface TestCluster extends ReplicatedTestCluster {
   freeze(node: string): Promise<void>
   thaw(node: string): Promise<void>
   proxyFor(node: string): Promise<FaultProxy>
-  connectionOptions(node: ClusterNode | string, overrides?: ConnectionOverrides): NodeConnectionOptions
+  connectionOptions(
+    node: ClusterNode | string,
+    overrides?: ConnectionOverrides,
+  ): NodeConnectionOptions
 }
 
 export interface DialectFixture {
