@@ -26,6 +26,7 @@ export type {
   RouteReason,
 } from './core/contracts/events.js'
 export type { PoolStats, ReplicaInfo, RoutingStats } from './core/contracts/stats.js'
+export { explainRoute, type RouteExplanation } from './core/explain-route.js'
 export type {
   ReadonlyCommonTableExpression,
   ReadonlyCompiledQuery,

@@ -17,6 +17,7 @@ import { ReadPlanner } from './read-planner.js'
 import { Router } from './router.js'
 import type { RoutingContext } from './routing-connection.js'
 import { RoutingStatistics } from './routing-statistics.js'
+import type { ReserveHook } from './session.js'
 
 /** How long `destroy()` lets the prober and the pools end politely before it moves on. */
 export const DESTROY_GRACE_MS = 1000
@@ -74,6 +75,7 @@ export class Cluster {
     readonly selector: ReplicaSelector
     readonly onRoute?: ((event: RouteEvent) => void) | undefined
     readonly onEvent?: ((event: ReplicationEvent) => void) | undefined
+    readonly onReserveConnection?: ReserveHook | undefined
     /** Decay of the nodes' latency estimates (`latency.decayMs`). */
     readonly decayMs: number | undefined
     /** `'least-latency'`'s `sampleSize`: replicas the first probe round measures at most. */
@@ -134,7 +136,11 @@ export class Cluster {
       probeConcurrency: config.probeConcurrency,
       firstPassSample: options.firstPassSample,
     })
-    const router = new Router({ registry: this.registry, planner: this.planner })
+    const router = new Router({
+      registry: this.registry,
+      planner: this.planner,
+      defaultRoute: config.defaultRoute,
+    })
     const executor = new Executor({
       engine,
       config,
@@ -146,11 +152,13 @@ export class Cluster {
       selector,
       now,
       tracing: () => this.#tracing,
+      onReserveConnection: options.onReserveConnection,
     })
     this.routing = Object.freeze({
       engine,
       consistency: config.consistency,
       readTimeoutMs: config.readTimeoutMs,
+      onReserveConnection: options.onReserveConnection,
       classifyOptions: Object.freeze({
         flavor: engine.flavor,
         primaryFunctions: primaryFunctionSet(engine.flavor, config.primaryFunctions),

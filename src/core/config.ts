@@ -88,6 +88,19 @@ export interface ReplicatedDialectConfig<P, C = object> {
    * connections a pool opens later), before its first query. Use it for session settings.
    */
   readonly onCreateConnection?: (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
+  /**
+   * Kysely's hook, on every physical connection a statement or a transaction reserves, replicas
+   * included: each read on a replica, the primary session when a Kysely connection first uses it,
+   * the connection a transaction opens on. The usual place for per-request session settings (a
+   * tenant id for row-level security). It must not leave a transaction open.
+   */
+  readonly onReserveConnection?: (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
+  /**
+   * Where statements go when nothing says otherwise: `'replicas'` (default: reads to replicas,
+   * as classified), or `'primary'`: everything runs on the primary except reads made through
+   * `onReplica(db)` or `readOnly(db)`, for a gradual rollout.
+   */
+  readonly defaultRoute?: 'replicas' | 'primary'
   /** Makes every replica session read-only when it is created, so a misrouted write fails. Default `true`. */
   readonly replicaSessionReadOnly?: boolean
   /** Extra function names (case-insensitive) whose calls must run on the primary. */
@@ -175,6 +188,7 @@ export interface ResolvedConfig {
   readonly maxCooldownMs: number
   readonly maxReplicationLagMs: number | undefined
   readonly readTimeoutMs: number | undefined
+  readonly defaultRoute: 'replicas' | 'primary'
   readonly retryReads: boolean
   readonly fallback: 'primary' | 'error'
   readonly maxPrimaryReads: number | undefined
@@ -223,6 +237,8 @@ const CONFIG_KEYS = {
   stickyWindowMs: true,
   causalWaitTimeoutMs: true,
   onCreateConnection: true,
+  onReserveConnection: true,
+  defaultRoute: true,
   replicaSessionReadOnly: true,
   primaryFunctions: true,
   onRoute: true,
@@ -626,7 +642,7 @@ function checkNodeSettings(
 // ---- callbacks ----
 
 function checkCallbacks(config: ReplicatedDialectConfig<unknown, unknown>, fail: Fail): void {
-  for (const key of ['onCreateConnection', 'onRoute', 'onEvent'] as const) {
+  for (const key of ['onCreateConnection', 'onReserveConnection', 'onRoute', 'onEvent'] as const) {
     callback(config[key], key, fail)
   }
   const hooks = section(config.hooks, 'hooks', HOOK_KEYS, fail)
@@ -658,7 +674,7 @@ function resolveConsistency(
 function resolveSession(
   config: ReplicatedDialectConfig<unknown, unknown>,
   fail: Fail,
-): Pick<ResolvedConfig, 'replicaSessionReadOnly' | 'primaryFunctions'> {
+): Pick<ResolvedConfig, 'replicaSessionReadOnly' | 'primaryFunctions' | 'defaultRoute'> {
   const functions = config.primaryFunctions === undefined ? [] : config.primaryFunctions
   if (!Array.isArray(functions)) {
     fail(`\`primaryFunctions\` must be an array of function names, got ${describeValue(functions)}`)
@@ -673,10 +689,15 @@ function resolveSession(
       )
     }
   }
+  const defaultRoute = config.defaultRoute === undefined ? 'replicas' : config.defaultRoute
+  if (defaultRoute !== 'replicas' && defaultRoute !== 'primary') {
+    fail(`\`defaultRoute\` must be 'replicas' or 'primary', got ${describeValue(defaultRoute)}`)
+  }
   return {
     replicaSessionReadOnly:
       flag(config.replicaSessionReadOnly, 'replicaSessionReadOnly', fail) ?? true,
     primaryFunctions: Object.freeze([...functions]),
+    defaultRoute,
   }
 }
 

@@ -21,7 +21,7 @@ import type { ReadPlanner } from './read-planner.js'
 import { canRetry } from './retry-policy.js'
 import type { Route, Router, Statement } from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
-import type { Session } from './session.js'
+import { type ReserveHook, reserved, type Session } from './session.js'
 
 /** A node and a connection on it, reached for one attempt of a statement. */
 export interface Target {
@@ -61,6 +61,8 @@ export interface ExecutorOptions {
   readonly now: () => number
   /** OpenTelemetry, once loaded at init. */
   readonly tracing: () => Tracing | undefined
+  /** `onReserveConnection`, run on every replica connection a statement reserves. */
+  readonly onReserveConnection: ReserveHook | undefined
 }
 
 /**
@@ -262,6 +264,7 @@ export class Executor {
       if (this.#unreachable(node, error, statement, signal)) return node
       throw annotateNodeError(error, node.name)
     }
+    if (o.onReserveConnection !== undefined) await reserved(o.onReserveConnection, node, connection)
     const reason =
       route.kind === 'replica' ? route.reason : tried === undefined ? 'causal-waited' : 'retry'
     let waitedMs: number | undefined

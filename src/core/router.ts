@@ -50,6 +50,11 @@ export type Route =
     }
   | Exclude<ReadPlan, { readonly kind: 'primary' }>
 
+const DEFAULT_PRIMARY: Route = Object.freeze({
+  kind: 'primary',
+  reason: 'default-route',
+  fallback: false,
+})
 const IN_TRANSACTION: Route = Object.freeze({ kind: 'transaction', reason: 'transaction' })
 const IN_READ_ONLY_TRANSACTION: Route = Object.freeze({
   kind: 'transaction',
@@ -64,10 +69,17 @@ const IN_READ_ONLY_TRANSACTION: Route = Object.freeze({
 export class Router {
   readonly #registry: NodeRegistry
   readonly #planner: ReadPlanner
+  /** `defaultRoute: 'primary'`: reads go to replicas only through `onReplica` / `readOnly`. */
+  readonly #primaryByDefault: boolean
 
-  constructor(options: { readonly registry: NodeRegistry; readonly planner: ReadPlanner }) {
+  constructor(options: {
+    readonly registry: NodeRegistry
+    readonly planner: ReadPlanner
+    readonly defaultRoute: 'replicas' | 'primary'
+  }) {
     this.#registry = options.registry
     this.#planner = options.planner
+    this.#primaryByDefault = options.defaultRoute === 'primary'
   }
 
   /**
@@ -93,6 +105,9 @@ export class Router {
       else if (hint?.target === 'primary' && c.read) reason = 'hint'
       else reason = c.reason === 'read' ? 'session-pinned' : c.reason
       return { kind: 'primary', reason, detail: c.detail, fallback: false }
+    }
+    if (this.#primaryByDefault && hint === undefined) {
+      return DEFAULT_PRIMARY
     }
     // A read: a replica, a causal wait, or the primary when no replica will do.
     const plan =

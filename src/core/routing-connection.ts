@@ -11,13 +11,14 @@ import { READ } from '../routing/classification.js'
 import { classifyNode } from '../routing/classify-node.js'
 import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
+import type { RouteReason } from './contracts/events.js'
 import type { Executor } from './executor.js'
 import type { NodeRuntime } from './node-runtime.js'
 import type { ReadPlanner } from './read-planner.js'
 import { readTimeoutOf, routeHintOf } from './route-hints.js'
 import type { Router, Statement } from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
-import { type OpenTransaction, Session } from './session.js'
+import { type OpenTransaction, type ReserveHook, Session } from './session.js'
 
 interface AbortOptions {
   readonly signal?: AbortSignal | undefined
@@ -29,6 +30,7 @@ export interface RoutingContext {
   readonly consistency: ConsistencyMode
   /** The dialect's `readTimeoutMs`. */
   readonly readTimeoutMs: number | undefined
+  readonly onReserveConnection: ReserveHook | undefined
   readonly classifyOptions: ClassifyOptions
   readonly primary: NodeRuntime
   readonly router: Router
@@ -36,6 +38,17 @@ export interface RoutingContext {
   readonly planner: ReadPlanner
   readonly statistics: RoutingStatistics
   now(): number
+}
+
+/** Where a statement would run, as `explainRoute` reports it. */
+export interface RouteExplanation {
+  readonly role: 'primary' | 'replica'
+  /** The node, when the rules name one (the primary, a named replica, a transaction's node). */
+  readonly node: string | undefined
+  /** The reason `onRoute` would report (`'causal-waited'` when it would wait for a replica first). */
+  readonly reason: RouteReason
+  /** The replicas the selector would pick among (replica routes). */
+  readonly candidates?: readonly string[]
 }
 
 /** The `begin` of a read-only transaction, as the router sees it: a read. */
@@ -64,7 +77,7 @@ export class RoutingConnection implements DatabaseConnection {
 
   constructor(context: RoutingContext, explicit: ConsistencyScope | undefined) {
     this.#c = context
-    this.#session = new Session(context.primary, explicit)
+    this.#session = new Session(context.primary, explicit, context.onReserveConnection)
   }
 
   /** Makes a released connection ready for its next acquisition (the driver reuses them). */
@@ -119,6 +132,36 @@ export class RoutingConnection implements DatabaseConnection {
     const route = session.plan(c.router.plan(statement, session, c.now()))
     if (route.kind === 'primary') this.#beforePrimary(statement.classification)
     yield* c.executor.stream<R>(session, statement, chunkSize, options?.signal)
+  }
+
+  /**
+   * @internal Where `query` would run on this connection now, without running it (see
+   * `explainRoute`): the routing rules, hints and session state, with the cluster's health and
+   * the scope's writes as they are at this moment.
+   */
+  explain(query: CompiledQuery): RouteExplanation {
+    const c = this.#c
+    const session = this.#session
+    const route = c.router.plan(this.#statement(query), session, c.now())
+    switch (route.kind) {
+      case 'transaction':
+        return {
+          role: session.transaction!.node.info.role,
+          node: session.transaction!.node.name,
+          reason: route.reason,
+        }
+      case 'primary':
+        return { role: 'primary', node: c.primary.name, reason: route.reason }
+      default: {
+        const candidates = route.candidates.map((candidate) => candidate.name)
+        return {
+          role: 'replica',
+          node: candidates.length === 1 ? candidates[0] : undefined,
+          reason: route.kind === 'wait' ? 'causal-waited' : route.reason,
+          candidates,
+        }
+      }
+    }
   }
 
   /** Cancels the running statement on the node that runs it (Kysely 0.29 `'cancel query'`). */

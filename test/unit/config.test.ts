@@ -98,6 +98,7 @@ describe('resolveConfig', () => {
       maxCooldownMs: 30_000,
       maxReplicationLagMs: undefined,
       readTimeoutMs: undefined,
+      defaultRoute: 'replicas',
       retryReads: true,
       fallback: 'primary',
       maxPrimaryReads: undefined,
