@@ -37,6 +37,7 @@ export type {
 export { ReplicatedPostgresDialect } from './postgres/replicated-postgres-dialect.js'
 export type { ReplicatedPostgresDialectConfig } from './postgres/replicated-postgres-dialect-config.js'
 export type { Classification, ClassificationReason, SqlFlavor } from './routing/classification.js'
+export type { StatementEffect } from './routing/statement-effect.js'
 export type {
   BuiltInSelectorName,
   ReplicaCandidate,
