@@ -1,6 +1,6 @@
 import type { OperationNode, OperationNodeKind } from 'kysely'
-import type { Classification, ClassifyOptions } from './classification.js'
-import { normalizeFunctionName } from './primary-functions.js'
+import { type Classification, type ClassifyOptions, READ } from './classification.js'
+import { normalizeFunctionName, SESSION_READING_FUNCTIONS } from './primary-functions.js'
 import { classifyRawSql, isInertRawText } from './raw-sql.js'
 import type { StatementEffect } from './statement-effect.js'
 import { Verdict } from './verdict.js'
@@ -30,25 +30,6 @@ const SCHEMA_KINDS: ReadonlySet<OperationNodeKind> = new Set<OperationNodeKind>(
   'AlterTypeNode',
 ])
 
-/**
- * Kinds below which nothing can need the primary: values (user data is never searched: it may
- * look like nodes), identifiers, operators (Kysely's fixed list), data types (validated).
- */
-const LEAF_KINDS: ReadonlySet<OperationNodeKind> = new Set<OperationNodeKind>([
-  'ValueNode',
-  'PrimitiveValueListNode',
-  'IdentifierNode',
-  'ColumnNode',
-  'TableNode',
-  'SchemableIdentifierNode',
-  'ReferenceNode',
-  'OperatorNode',
-  'SelectAllNode',
-  'DataTypeNode',
-  'DefaultInsertValueNode',
-  'JSONPathLegNode',
-])
-
 const LOCK_CLAUSES: Readonly<Record<string, string>> = {
   ForUpdate: 'for update',
   ForNoKeyUpdate: 'for no key update',
@@ -66,12 +47,13 @@ const LOCK_CLAUSES: Readonly<Record<string, string>> = {
  * Calls of functions that pin or read the session count wherever they are.
  *
  * Raw SQL is read as text: a root `RawNode` (`sql\`...\``, `CompiledQuery.raw`) and any tree that
- * holds a raw fragment (other than an inert one such as the `desc` of `orderBy('id', 'desc')`, see
- * `isInertRawText`) are classified from `sqlText`, the compiled SQL as a whole. A fragment's words
- * combine with the text around it (`lock ${sql.raw('in')} share mode`, `.modifyEnd(sql\`for\`)`
- * followed by `update`), so no fragment can be judged alone. So are `explain()` queries and
- * statement kinds this version does not know. The result therefore depends only on the SQL text:
- * parameters compile to placeholders, and every name and keyword consulted here appears in it.
+ * holds a raw fragment (other than an inert one such as the `desc` of `orderBy('id', 'desc')` or
+ * `count(*)`, see `isInertRawText`) are classified from `sqlText`, the compiled SQL as a whole. A
+ * fragment's words combine with the text around it (`lock ${sql.raw('in')} share mode`,
+ * `.modifyEnd(sql\`for\`)` followed by `update`), so no fragment can be judged alone. So are
+ * `explain()` queries and statement kinds this version does not know. The result therefore
+ * depends only on the SQL text: parameters compile to placeholders, and every name and keyword
+ * consulted here appears in it.
  *
  * @example
  * ```ts
@@ -87,15 +69,14 @@ export function classifyNode(
   options: ClassifyOptions,
 ): Classification {
   const kind = node.kind
-  const verdict = new Verdict()
+  found = undefined
+  walkOptions = options
   let complete: boolean
-  if (kind === 'SelectQueryNode') {
-    complete = scanTree(verdict, node, false, options)
-  } else if (DML[kind] !== undefined) {
-    complete = scanTree(verdict, node, false, options)
+  if (kind === 'SelectQueryNode' || DML[kind] !== undefined) {
+    complete = walk(node)
   } else if (SCHEMA_KINDS.has(kind)) {
-    const temporary = (node as { temporary?: boolean }).temporary === true
-    if (temporary) {
+    const verdict = verdictOf()
+    if ((node as { temporary?: boolean }).temporary === true) {
       const what = kind === 'CreateViewNode' ? 'view' : 'table'
       verdict.mark('write', `create temporary ${what}`, true, 'create-temporary')
     } else if (kind === 'RefreshMaterializedViewNode') {
@@ -103,137 +84,197 @@ export function classifyNode(
     } else {
       verdict.mark('write', 'ddl', false, 'ddl')
     }
-    complete = scanTree(verdict, node, true, options)
+    pushChildren(node as unknown as Record<string, unknown>, DML_STACK)
+    complete = walkDml()
   } else {
     // A RawNode, or a statement kind this version of the library does not know.
     complete = false
   }
-  return complete ? verdict.result() : classifyRawSql(sqlText, options)
+  const verdict = found as Verdict | undefined
+  found = undefined
+  if (!complete) return classifyRawSql(sqlText, options)
+  return verdict === undefined ? READ : verdict.result()
 }
 
-/** The walk's stacks, reused across calls (classification is synchronous: no reentrancy). */
-const NODES: unknown[] = []
-/** Whether each stacked value is inside a data-modifying statement. */
-const IN_DML: boolean[] = []
+// The walk's state, reused across calls (classification is synchronous: no reentrancy).
+/** Values to visit outside any data-modifying statement. */
+const READ_STACK: unknown[] = []
+/** Values to visit inside a data-modifying or schema statement: only function calls count there. */
+const DML_STACK: unknown[] = []
+/** What the walk found, created at the first signal (most trees have none). */
+let found: Verdict | undefined
+let walkOptions: ClassifyOptions
+
+function verdictOf(): Verdict {
+  if (found === undefined) found = new Verdict()
+  return found
+}
 
 /**
- * Depth-first walk of a tree, marking what it finds in `verdict`. `dml`: the root is inside a
- * data-modifying or schema statement, where only function calls count (a data-modifying
- * statement holds no second one, its locks are its own business). Returns `false` when the tree
- * holds raw SQL or EXPLAIN: then only the text can tell.
+ * Depth-first walk from `root` (a select, or a data-modifying statement), marking what it finds.
+ * Returns `false` when the tree holds raw SQL that could matter, or EXPLAIN: then only the text
+ * can tell. Walks every property generically, so node kinds and properties added by future Kysely
+ * versions are still searched, but never descends into user values (values, identifiers,
+ * Kysely's fixed operators, validated data types).
  *
- * Walks every property generically so node kinds added by future Kysely versions are still
- * searched, but never descends into user values (see `LEAF_KINDS`).
+ * A data-modifying statement is one part of its context; its WITH is walked like its context (it
+ * comes first in the text) and the rest of it on `DML_STACK`: a data-modifying statement holds no
+ * second one (MERGE's `THEN UPDATE`), and its locks are its own business.
  */
-function scanTree(
-  verdict: Verdict,
-  root: OperationNode,
-  dml: boolean,
-  options: ClassifyOptions,
-): boolean {
-  const nodes = NODES
-  const inDml = IN_DML
-  nodes.length = 0
-  inDml.length = 0
-  nodes.push(root)
-  inDml.push(dml)
-  let complete = true
-  while (nodes.length > 0) {
-    const value = nodes.pop()
-    const inside = inDml.pop()!
+function walk(root: OperationNode): boolean {
+  const stack = READ_STACK
+  stack.push(root)
+  while (stack.length > 0) {
+    const value = stack.pop()
     if (value === null || typeof value !== 'object') continue
     if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) {
-        nodes.push(value[i])
-        inDml.push(inside)
-      }
+      for (let i = 0; i < value.length; i++) stack.push(value[i])
       continue
     }
-    const node = value as { readonly kind?: unknown } & Record<string, unknown>
-    const kind = node.kind as OperationNodeKind
-    let childrenInDml = inside
-    if (typeof kind === 'string') {
-      if (LEAF_KINDS.has(kind)) continue
-      switch (kind) {
-        case 'SelectModifierNode': {
-          const lock = typeof node.modifier === 'string' ? LOCK_CLAUSES[node.modifier] : undefined
-          if (lock !== undefined && !inside) verdict.mark('locking-read', lock, false)
-          break
-        }
-        case 'FunctionNode':
-        case 'AggregateFunctionNode': {
-          // The name is compiled as written: anything but a (qualified, quoted) name is SQL text.
-          if (typeof node.func !== 'string' || !isPlainName(node.func)) {
-            complete = false
-            break
-          }
-          verdict.call(normalizeFunctionName(node.func), options)
-          break
-        }
-        case 'RawNode':
-          if (!isInertRaw(node, options)) complete = false
-          break
-        case 'ExplainNode':
-          complete = false
-          break
-        default: {
-          const dmlKind = DML[kind]
-          if (dmlKind !== undefined) {
-            if (!inside) {
-              const nested = value !== root
-              const [name, effect] = dmlKind
-              verdict.mark(
-                'write',
-                nested ? `${name} in a subquery` : name,
-                kind === 'InsertQueryNode', // sets LAST_INSERT_ID() / lastval() on its session
-                effect,
-              )
-              // Its WITH comes first, in the context's mode (as in the text); the rest is its own.
-              nodes.push(node.with)
-              inDml.push(false)
-              childrenInDml = true
-            }
-          }
-        }
+    const node = value as Record<string, unknown>
+    switch (node.kind as OperationNodeKind) {
+      case 'ValueNode':
+      case 'PrimitiveValueListNode':
+      case 'IdentifierNode':
+      case 'ColumnNode':
+      case 'TableNode':
+      case 'SchemableIdentifierNode':
+      case 'ReferenceNode':
+      case 'OperatorNode':
+      case 'SelectAllNode':
+      case 'DataTypeNode':
+      case 'DefaultInsertValueNode':
+      case 'JSONPathLegNode':
+        continue
+      case 'SelectModifierNode': {
+        const lock = typeof node.modifier === 'string' ? LOCK_CLAUSES[node.modifier] : undefined
+        if (lock !== undefined) verdictOf().mark('locking-read', lock, false)
+        break
       }
-      if (!complete) break
-    }
-    for (const key in node) {
-      if (key === 'kind' || (key === 'with' && childrenInDml !== inside)) continue
-      const child = node[key]
-      if (child !== null && typeof child === 'object') {
-        nodes.push(child)
-        inDml.push(childrenInDml)
+      case 'FunctionNode':
+      case 'AggregateFunctionNode':
+        if (!call(node)) return abandon()
+        break
+      case 'RawNode':
+        if (!isInertRaw(node)) return abandon()
+        break
+      case 'ExplainNode':
+        return abandon()
+      case 'InsertQueryNode':
+      case 'UpdateQueryNode':
+      case 'DeleteQueryNode':
+      case 'MergeQueryNode': {
+        const [name, effect] = DML[node.kind as OperationNodeKind]!
+        verdictOf().mark(
+          'write',
+          value === root ? name : `${name} in a subquery`,
+          node.kind === 'InsertQueryNode', // sets LAST_INSERT_ID() / lastval() on its session
+          effect,
+        )
+        stack.push(node.with)
+        pushChildren(node, DML_STACK, true)
+        continue
       }
     }
+    pushChildren(node, stack)
   }
-  nodes.length = 0
-  inDml.length = 0
-  return complete
+  return walkDml()
 }
 
-/**
- * A raw node that cannot change the classification: its text is inert (`isInertRawText`), and
- * no fragment glues a word onto a parameter's text (`x${sql.raw('desc')}`). Its parameters are
- * walked as ordinary nodes.
- */
-function isInertRaw(node: Record<string, unknown>, options: ClassifyOptions): boolean {
-  const fragments = node.sqlFragments
-  const parameters = node.parameters
-  if (!Array.isArray(fragments) || !Array.isArray(parameters)) return false
-  for (let i = 0; i < fragments.length; i++) {
-    const text = fragments[i]
-    if (typeof text !== 'string') return false
-    if (text.length === 0) continue
-    if (!isInertRawText(text, options)) return false
-    if (i > 0 && isWordChar(text.charCodeAt(0))) return false
-    if (i < parameters.length && isWordChar(text.charCodeAt(text.length - 1))) return false
+/** The walk inside data-modifying and schema statements (see `walk`). */
+function walkDml(): boolean {
+  const stack = DML_STACK
+  while (stack.length > 0) {
+    const value = stack.pop()
+    if (value === null || typeof value !== 'object') continue
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) stack.push(value[i])
+      continue
+    }
+    const node = value as Record<string, unknown>
+    switch (node.kind as OperationNodeKind) {
+      case 'ValueNode':
+      case 'PrimitiveValueListNode':
+      case 'IdentifierNode':
+      case 'ColumnNode':
+      case 'TableNode':
+      case 'SchemableIdentifierNode':
+      case 'ReferenceNode':
+        continue
+      case 'FunctionNode':
+      case 'AggregateFunctionNode':
+        if (!call(node)) return abandon()
+        break
+      case 'RawNode':
+        if (!isInertRaw(node)) return abandon()
+        break
+      case 'ExplainNode':
+        return abandon()
+    }
+    pushChildren(node, stack)
   }
   return true
 }
 
+/** Every object-valued property of `node` (but its `with`, when `skipWith`), onto `stack`. */
+function pushChildren(node: Record<string, unknown>, stack: unknown[], skipWith = false): void {
+  for (const key in node) {
+    if (key === 'kind' || (skipWith && key === 'with')) continue
+    const child = node[key]
+    if (child !== null && typeof child === 'object') stack.push(child)
+  }
+}
+
+function abandon(): false {
+  READ_STACK.length = 0
+  DML_STACK.length = 0
+  return false
+}
+
+/**
+ * A function call: a primary-only or session function? `false` when the name is not a plain
+ * (qualified, quoted) name: Kysely compiles it as written, so it is SQL text.
+ */
+function call(node: Record<string, unknown>): boolean {
+  const func = node.func
+  if (typeof func !== 'string' || !isPlainName(func)) return false
+  const name = normalizeFunctionName(func)
+  if (walkOptions.primaryFunctions.has(name) || SESSION_READING_FUNCTIONS.has(name)) {
+    verdictOf().call(name, walkOptions)
+  }
+  return true
+}
+
+/**
+ * A raw node that cannot change the classification: its text is inert (`isInertRawText`), and no
+ * word of it glues onto a parameter's text: a fragment next to a parameter does not start or end
+ * with an identifier character on that side, and one between two parameters is not empty
+ * (`${sql.raw('pg_a')}${sql.raw('dvisory_lock')}(1)` is a call of `pg_advisory_lock`). Its
+ * parameters are walked as ordinary nodes.
+ */
+function isInertRaw(node: Record<string, unknown>): boolean {
+  const fragments = node.sqlFragments
+  const parameters = node.parameters
+  if (!Array.isArray(fragments) || !Array.isArray(parameters)) return false
+  const last = parameters.length // fragments[i] precedes parameters[i]
+  for (let i = 0; i < fragments.length; i++) {
+    const text = fragments[i]
+    if (typeof text !== 'string') return false
+    if (text.length === 0) {
+      if (i > 0 && i < last) return false // two parameters side by side
+      continue
+    }
+    if (!isInertRawText(text, walkOptions)) return false
+    if (i > 0 && i <= last && isWordChar(text.charCodeAt(0))) return false
+    if (i < last && isWordChar(text.charCodeAt(text.length - 1))) return false
+  }
+  return true
+}
+
+/** An identifier character: a fragment that starts or ends with one would glue onto its neighbour. */
 function isWordChar(c: number): boolean {
-  return c > 32 && c !== 44
+  const lower = c | 0x20
+  return (lower >= 97 && lower <= 122) || (c >= 48 && c <= 57) || c === 95 || c === 36 || c >= 128
 }
 
 /** Letters, digits, `_`, `$`, `.` and quotes: a function name, maybe qualified or quoted. */

@@ -1342,18 +1342,20 @@ export function classifyRawFragment(sql: string, options: ClassifyOptions): Clas
 }
 
 /**
- * Whether a raw SQL fragment is inert: made only of spaces, commas and words that mean nothing to
- * the classifier, alone or next to the text around them (`desc`, `asc`, `btree`, `true`, `1`).
- * No keyword of the classifier's rules, no name of a primary-only or session-reading function,
- * no punctuation (`(`, `@`, `:=`, `;`, quotes, comments). An inert fragment cannot change how the
- * statement it is part of is classified, wherever it stands in it, so the builder classifier may
- * step over it instead of reading the statement's whole text.
+ * Whether a raw SQL fragment is inert: it cannot change how the statement it is part of is
+ * classified, wherever it stands in it, so the builder classifier may step over it instead of
+ * reading the statement's whole text. It holds only spaces, words that mean nothing to the
+ * classifier (no keyword of its rules, no name of a primary-only or session-reading function),
+ * numbers, and the punctuation `, ( ) * . = < > +` (calls of other functions, arithmetic,
+ * comparisons). No quotes, comments, `@`, `:`, `;`, `-`, `/` or `$`, which could hide or change
+ * the meaning of the text around it.
  *
  * @example
  * ```ts
- * isInertRawText('desc', options)   // true
- * isInertRawText('in', options)     // false: `lock ${sql.raw('in')} share mode`
- * isInertRawText('now()', options)  // false: punctuation
+ * isInertRawText('desc', options)       // true: orderBy('id', 'desc')
+ * isInertRawText('count(*)', options)   // true
+ * isInertRawText('in', options)         // false: `lock ${sql.raw('in')} share mode`
+ * isInertRawText('get_lock(1)', options) // false
  * ```
  */
 export function isInertRawText(text: string, options: ClassifyOptions): boolean {
@@ -1361,16 +1363,19 @@ export function isInertRawText(text: string, options: ClassifyOptions): boolean 
   let pos = 0
   while (pos < len) {
     const c = text.charCodeAt(pos)
-    if (c <= 32 || c === 44 /* , */) {
+    if (c >= 128) return false
+    const cls = CHAR_CLASS[c]!
+    if (cls === C_SPACE || INERT_PUNCTUATION.has(c)) {
       pos++
       continue
     }
-    if (c >= 128 || (CHAR_CLASS[c] !== C_IDENT && CHAR_CLASS[c] !== C_DIGIT)) return false
+    if (cls !== C_IDENT && cls !== C_DIGIT) return false
     const start = pos
     while (++pos < len) {
       const d = text.charCodeAt(pos)
       if (d >= 128 || (CHAR_CLASS[d] !== C_IDENT && CHAR_CLASS[d] !== C_DIGIT)) break
     }
+    if (cls === C_DIGIT) continue // a number (or a name that starts with one: not a keyword)
     const word = text.slice(start, pos).toLowerCase()
     if (
       ATTENTION_WORDS.has(word) ||
@@ -1382,3 +1387,6 @@ export function isInertRawText(text: string, options: ClassifyOptions): boolean 
   }
   return true
 }
+
+/** `, ( ) * . = < > +` */
+const INERT_PUNCTUATION: ReadonlySet<number> = new Set([44, 40, 41, 42, 46, 61, 60, 62, 43])

@@ -12,7 +12,7 @@ import {
   POSTGRES_PRIMARY_FUNCTIONS,
   primaryFunctionSet,
 } from '../../src/routing/primary-functions.js'
-import { classifyRawFragment, classifyRawSql } from '../../src/routing/raw-sql.js'
+import { classifyRawFragment, classifyRawSql, isInertRawText } from '../../src/routing/raw-sql.js'
 
 const OPTIONS: Record<SqlFlavor, ClassifyOptions> = {
   mysql: { flavor: 'mysql', primaryFunctions: primaryFunctionSet('mysql') },
@@ -1094,6 +1094,54 @@ describe('classifyRawSql: one rule for the reason', () => {
         reason: 'primary-function',
       })
     }
+  })
+})
+
+describe('isInertRawText', () => {
+  it('accepts fragments that cannot change a classification', () => {
+    for (const text of [
+      'desc',
+      'asc',
+      'nulls first',
+      'btree',
+      'true',
+      'count(*)',
+      'a.b + 1 > 2',
+      '',
+    ]) {
+      expect(isInertRawText(text, OPTIONS.mysql), text).to.equal(true)
+    }
+  })
+
+  it('refuses keywords of the rules, function names that matter, and punctuation that hides text', () => {
+    for (const text of [
+      'in',
+      'for',
+      'Update',
+      'share',
+      'lock',
+      'into',
+      'delete',
+      'get_lock(1)',
+      'row_count',
+      'connection_id()',
+      "'x'",
+      '-- c',
+      '/* c */',
+      '@x',
+      ':=',
+      'a; b',
+      '$1',
+      'x\u00e9',
+    ]) {
+      expect(isInertRawText(text, OPTIONS.mysql), text).to.equal(false)
+    }
+    const withBump = {
+      flavor: 'mysql' as const,
+      primaryFunctions: primaryFunctionSet('mysql', ['app_bump']),
+    }
+    expect(isInertRawText('app_bump', withBump)).to.equal(false)
+    expect(isInertRawText('app_bump', OPTIONS.mysql)).to.equal(true)
   })
 })
 

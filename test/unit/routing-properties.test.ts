@@ -40,7 +40,8 @@ interface Spec {
   table: Table
   lock: Lock | null
   fn: { name: string } | null
-  rawFn: { name: string } | null
+  /** A raw call, written whole or with its name split over two `sql.raw()` (`${sql.raw('get_')}${sql.raw('lock')}(...)`). */
+  rawFn: { name: string; split: boolean } | null
   sub: Spec | null
   cte: { kind: 'select'; spec: Spec } | { kind: 'insert' | 'update' | 'delete' } | null
   union: Spec | null
@@ -115,7 +116,10 @@ const { spec: specArb } = fc.letrec<{ spec: Spec }>((tie) => {
         10,
       ),
       fn: rarely(fnArb, 2),
-      rawFn: rarely(fnArb, 6),
+      rawFn: rarely(
+        fc.tuple(fnArb, fc.boolean()).map(([f, split]) => ({ ...f, split })),
+        6,
+      ),
       sub: rarely(child, 4),
       cte: rarely(
         fc.oneof(
@@ -184,7 +188,11 @@ function render(db: Kysely<DB>, spec: Spec, depth = 0): SelectQueryBuilder<any, 
     q = q.select((eb) => eb.fn(name, [eb.val(1)]).as(`f${depth}`))
   }
   if (spec.rawFn !== null) {
-    q = q.select(sql.raw<number>(`${spec.rawFn.name}('k')`).as(`r${depth}`))
+    const { name, split } = spec.rawFn
+    const call = split
+      ? sql<number>`${sql.raw(name.slice(0, 3))}${sql.raw(name.slice(3))}(1)`
+      : sql.raw<number>(`${name}('k')`)
+    q = q.select(call.as(`r${depth}`))
   }
   if (spec.sub !== null) {
     const sub = render(db, spec.sub, depth + 1)
