@@ -97,6 +97,32 @@ describe('ClassificationCache', () => {
   })
 })
 
+describe('ClassificationCache with texts that differ in a few characters', () => {
+  it('tells apart texts of one length that differ anywhere, and bounds their chains', () => {
+    // A long locking read; `--` written over two of its spaces hides the lock clause.
+    const base = `select 1${' '.repeat(300)}from t for update`
+    const opts = options('mysql')
+    const cache = new ClassificationCache(opts, { capacity: 1000 })
+    fc.assert(
+      fc.property(fc.array(fc.nat(base.length - 30), { minLength: 1, maxLength: 40 }), (spots) => {
+        for (const spot of spots) {
+          const at = 8 + (spot % 290)
+          const text = `${base.slice(0, at)}--${base.slice(at + 2)}`
+          for (const sqlText of [base, text]) {
+            expect(cache.classify(CompiledQuery.raw(sqlText)), sqlText).to.deep.equal(
+              classifyRawSql(sqlText, opts),
+            )
+          }
+        }
+      }),
+      { numRuns: 200, seed: 99 },
+    )
+    // Texts sharing a fingerprint keep at most four entries each, so the cache holds far fewer
+    // than the 290 distinct texts generated if most fingerprints collide, and never more.
+    expect(cache.size).to.be.at.most(291)
+  })
+})
+
 describe('ClassificationCache properties', () => {
   for (const flavor of ['mysql', 'postgres'] as const) {
     it(`[${flavor}] classifies exactly as the classifiers do, before and after evictions`, () => {
