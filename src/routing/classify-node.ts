@@ -85,7 +85,7 @@ export function classifyNode(
       verdict.mark('write', 'ddl', false, 'ddl')
     }
     pushChildren(node as unknown as Record<string, unknown>, DML_STACK)
-    complete = walkDml()
+    complete = drain(DML_STACK, undefined)
   } else {
     // A RawNode, or a statement kind this version of the library does not know.
     complete = false
@@ -122,8 +122,16 @@ function verdictOf(): Verdict {
  * second one (MERGE's `THEN UPDATE`), and its locks are its own business.
  */
 function walk(root: OperationNode): boolean {
-  const stack = READ_STACK
-  stack.push(root)
+  READ_STACK.push(root)
+  return drain(READ_STACK, root) && drain(DML_STACK, undefined)
+}
+
+/**
+ * Visits what is on `stack` (and what it leads to). `root` is given for `READ_STACK`; on
+ * `DML_STACK` (inside a data-modifying or schema statement) only function calls count.
+ */
+function drain(stack: unknown[], root: OperationNode | undefined): boolean {
+  const outside = stack === READ_STACK
   while (stack.length > 0) {
     const value = stack.pop()
     if (value === null || typeof value !== 'object') continue
@@ -148,7 +156,7 @@ function walk(root: OperationNode): boolean {
         continue
       case 'SelectModifierNode': {
         const lock = typeof node.modifier === 'string' ? LOCK_CLAUSES[node.modifier] : undefined
-        if (lock !== undefined) verdictOf().mark('locking-read', lock, false)
+        if (lock !== undefined && outside) verdictOf().mark('locking-read', lock, false)
         break
       }
       case 'FunctionNode':
@@ -164,6 +172,7 @@ function walk(root: OperationNode): boolean {
       case 'UpdateQueryNode':
       case 'DeleteQueryNode':
       case 'MergeQueryNode': {
+        if (!outside) break // nested in another: its own business
         const [name, effect] = DML[node.kind as OperationNodeKind]!
         verdictOf().mark(
           'write',
@@ -175,41 +184,6 @@ function walk(root: OperationNode): boolean {
         pushChildren(node, DML_STACK, true)
         continue
       }
-    }
-    pushChildren(node, stack)
-  }
-  return walkDml()
-}
-
-/** The walk inside data-modifying and schema statements (see `walk`). */
-function walkDml(): boolean {
-  const stack = DML_STACK
-  while (stack.length > 0) {
-    const value = stack.pop()
-    if (value === null || typeof value !== 'object') continue
-    if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) stack.push(value[i])
-      continue
-    }
-    const node = value as Record<string, unknown>
-    switch (node.kind as OperationNodeKind) {
-      case 'ValueNode':
-      case 'PrimitiveValueListNode':
-      case 'IdentifierNode':
-      case 'ColumnNode':
-      case 'TableNode':
-      case 'SchemableIdentifierNode':
-      case 'ReferenceNode':
-        continue
-      case 'FunctionNode':
-      case 'AggregateFunctionNode':
-        if (!call(node)) return abandon()
-        break
-      case 'RawNode':
-        if (!isInertRaw(node)) return abandon()
-        break
-      case 'ExplainNode':
-        return abandon()
     }
     pushChildren(node, stack)
   }

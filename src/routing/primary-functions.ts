@@ -23,6 +23,17 @@ const ADVISORY_LOCKS = [
   'pg_advisory_unlock_all',
 ]
 
+/** PostgreSQL large-object functions that write (or import and export server files). */
+const LARGE_OBJECT_WRITERS = [
+  'lo_create',
+  'lo_creat',
+  'lo_import',
+  'lo_export',
+  'lo_unlink',
+  'lo_put',
+  'lo_from_bytea',
+]
+
 /** PostgreSQL large-object access through a descriptor, which belongs to the session's transaction. */
 const LARGE_OBJECT_DESCRIPTOR_FUNCTIONS = [
   'lo_open',
@@ -94,13 +105,7 @@ export const POSTGRES_PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
   'pg_notify',
   // Large objects: writes, server-side file import/export, and descriptor-based access (the
   // descriptor belongs to the session's transaction).
-  'lo_create',
-  'lo_creat',
-  'lo_import',
-  'lo_export',
-  'lo_unlink',
-  'lo_put',
-  'lo_from_bytea',
+  ...LARGE_OBJECT_WRITERS,
   ...LARGE_OBJECT_DESCRIPTOR_FUNCTIONS,
   // WAL and backup control, only possible on the primary (errors during recovery).
   'pg_create_restore_point',
@@ -160,13 +165,7 @@ export const SESSION_READING_FUNCTIONS: ReadonlySet<string> = new Set([
  * assumed to write: that is what the option is for.
  */
 const DATA_CHANGING_ENGINE_FUNCTIONS: ReadonlySet<string> = new Set([
-  'lo_create',
-  'lo_creat',
-  'lo_import',
-  'lo_export',
-  'lo_unlink',
-  'lo_put',
-  'lo_from_bytea',
+  ...LARGE_OBJECT_WRITERS,
   'lowrite',
   'lo_truncate',
   'lo_truncate64',

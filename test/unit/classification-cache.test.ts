@@ -1,22 +1,12 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import {
-  CompiledQuery,
-  DummyDriver,
-  Kysely,
-  MysqlAdapter,
-  MysqlIntrospector,
-  MysqlQueryCompiler,
-  PostgresAdapter,
-  PostgresIntrospector,
-  PostgresQueryCompiler,
-  sql,
-} from 'kysely'
+import { CompiledQuery, type Kysely, sql } from 'kysely'
 import type { ClassifyOptions, SqlFlavor } from '../../src/routing/classification.js'
 import { ClassificationCache, classifyCached } from '../../src/routing/classification-cache.js'
 import { classifyNode } from '../../src/routing/classify-node.js'
 import { primaryFunctionSet } from '../../src/routing/primary-functions.js'
 import { classifyRawSql } from '../../src/routing/raw-sql.js'
+import { offlineKysely } from './offline-kysely.js'
 
 interface DB {
   t: { id: number; v: string }
@@ -27,15 +17,7 @@ function options(flavor: SqlFlavor, extra: string[] = []): ClassifyOptions {
 }
 
 function offline(flavor: SqlFlavor): Kysely<DB> {
-  const mysql = flavor === 'mysql'
-  return new Kysely<DB>({
-    dialect: {
-      createAdapter: () => (mysql ? new MysqlAdapter() : new PostgresAdapter()),
-      createDriver: () => new DummyDriver(),
-      createIntrospector: (k) => (mysql ? new MysqlIntrospector(k) : new PostgresIntrospector(k)),
-      createQueryCompiler: () => (mysql ? new MysqlQueryCompiler() : new PostgresQueryCompiler()),
-    },
-  })
+  return offlineKysely<DB>(flavor)
 }
 
 describe('ClassificationCache', () => {

@@ -3,24 +3,20 @@ import {
   type CompiledQuery,
   type DatabaseConnection,
   DummyDriver,
-  Kysely,
-  MysqlAdapter,
-  MysqlIntrospector,
-  MysqlQueryCompiler,
-  PostgresAdapter,
-  PostgresIntrospector,
-  PostgresQueryCompiler,
+  type Kysely,
   type QueryResult,
   sql,
 } from 'kysely'
-import type {
-  Classification,
-  ClassifyOptions,
-  SqlFlavor,
+import {
+  type Classification,
+  type ClassifyOptions,
+  READ_OF_SESSION,
+  type SqlFlavor,
 } from '../../src/routing/classification.js'
 import { classifyNode } from '../../src/routing/classify-node.js'
 import { primaryFunctionSet } from '../../src/routing/primary-functions.js'
 import { classifyRawSql } from '../../src/routing/raw-sql.js'
+import { offlineKysely } from './offline-kysely.js'
 
 interface DB {
   t: { id: number; v: string; n: number }
@@ -47,15 +43,7 @@ function offline(flavor: SqlFlavor): { db: Kysely<DB>; executed: CompiledQuery[]
       return connection
     }
   }
-  const mysql = flavor === 'mysql'
-  const db = new Kysely<DB>({
-    dialect: {
-      createAdapter: () => (mysql ? new MysqlAdapter() : new PostgresAdapter()),
-      createDriver: () => new RecordingDriver(),
-      createIntrospector: (k) => (mysql ? new MysqlIntrospector(k) : new PostgresIntrospector(k)),
-      createQueryCompiler: () => (mysql ? new MysqlQueryCompiler() : new PostgresQueryCompiler()),
-    },
-  })
+  const db = offlineKysely<DB>(flavor, () => new RecordingDriver())
   return { db, executed }
 }
 
@@ -246,13 +234,7 @@ describe('classifyNode', () => {
         const identity = flavor === 'mysql' ? 'connection_id' : 'pg_backend_pid'
         expect(
           built(flavor, (db) => db.selectNoFrom((eb) => eb.fn(identity).as('id'))),
-        ).to.deep.equal({
-          read: true,
-          reason: 'read',
-          effect: 'none',
-          pinsSession: false,
-          readsSession: true,
-        })
+        ).to.deep.equal(READ_OF_SESSION)
         const previous = flavor === 'mysql' ? 'row_count' : 'lastval'
         expect(built(flavor, (db) => db.selectNoFrom((eb) => eb.fn(previous).as('n')))).to.include({
           read: false,
@@ -374,13 +356,7 @@ describe('classifyNode', () => {
     it('marks a read of a user or session variable as a read of the session', () => {
       expect(
         built('mysql', (db) => db.selectFrom('t').select(sql<number>`@x`.as('x'))),
-      ).to.deep.equal({
-        read: true,
-        reason: 'read',
-        effect: 'none',
-        pinsSession: false,
-        readsSession: true,
-      })
+      ).to.deep.equal(READ_OF_SESSION)
       expect(
         built('mysql', (db) => db.selectNoFrom(sql<number>`@@warning_count`.as('w'))),
       ).to.include({ read: true, readsSession: true })

@@ -1,24 +1,13 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import {
-  DummyDriver,
-  type Expression,
-  Kysely,
-  MysqlAdapter,
-  MysqlIntrospector,
-  MysqlQueryCompiler,
-  PostgresAdapter,
-  PostgresIntrospector,
-  PostgresQueryCompiler,
-  type SelectQueryBuilder,
-  sql,
-} from 'kysely'
+import { type Expression, Kysely, type SelectQueryBuilder, sql } from 'kysely'
 import { ReplicatedMysqlDialect } from '../../src/index.js'
 import type { Classification, ClassifyOptions } from '../../src/routing/classification.js'
 import { classifyNode } from '../../src/routing/classify-node.js'
 import { primaryFunctionSet } from '../../src/routing/primary-functions.js'
 import { classifyRawSql } from '../../src/routing/raw-sql.js'
 import { fakeMysqlNode } from '../support/fake-mysql.js'
+import { offlineKysely } from './offline-kysely.js'
 
 interface DB {
   a: { id: number; v: string }
@@ -225,16 +214,7 @@ function render(db: Kysely<DB>, spec: Spec, depth = 0): SelectQueryBuilder<any, 
 }
 
 function offlineDb(flavor: 'mysql' | 'postgres'): Kysely<DB> {
-  return new Kysely<DB>({
-    dialect: {
-      createAdapter: () => (flavor === 'mysql' ? new MysqlAdapter() : new PostgresAdapter()),
-      createDriver: () => new DummyDriver(),
-      createIntrospector: (db) =>
-        flavor === 'mysql' ? new MysqlIntrospector(db) : new PostgresIntrospector(db),
-      createQueryCompiler: () =>
-        flavor === 'mysql' ? new MysqlQueryCompiler() : new PostgresQueryCompiler(),
-    },
-  })
+  return offlineKysely<DB>(flavor)
 }
 
 describe('routing properties (fast-check over random builder queries)', () => {
@@ -403,6 +383,11 @@ function whereOf<Q extends { where: (...args: any[]) => Q }>(q: Q, where: Where)
   }
 }
 
+/** `db.with(name, <the select of spec>)`, typed loosely. */
+function withSelect(db: Kysely<DB>, name: string, spec: Spec): Kysely<DB> {
+  return db.with(name, (qc) => render(qc as unknown as Kysely<DB>, spec)) as unknown as Kysely<DB>
+}
+
 function renderStatement(db: Kysely<DB>, st: Statement, flavor: 'mysql' | 'postgres') {
   switch (st.kind) {
     case 'select': {
@@ -418,9 +403,7 @@ function renderStatement(db: Kysely<DB>, st: Statement, flavor: 'mysql' | 'postg
     case 'insert': {
       const base =
         st.cte !== null
-          ? (db.with('src', (qc) =>
-              render(qc as unknown as Kysely<DB>, st.cte!),
-            ) as unknown as Kysely<DB>)
+          ? withSelect(db, 'src', st.cte)
           : st.dmlCte && flavor === 'postgres'
             ? (db.with('gone', (qc) => qc.deleteFrom('b').returning('id')) as unknown as Kysely<DB>)
             : db
@@ -451,12 +434,7 @@ function renderStatement(db: Kysely<DB>, st: Statement, flavor: 'mysql' | 'postg
       return whereOf(base.updateTable(st.table).set({ id: value } as never), st.where)
     }
     case 'delete': {
-      const base =
-        st.cte !== null
-          ? (db.with('keep', (qc) =>
-              render(qc as unknown as Kysely<DB>, st.cte!),
-            ) as unknown as Kysely<DB>)
-          : db
+      const base = st.cte !== null ? withSelect(db, 'keep', st.cte) : db
       const q = whereOf(base.deleteFrom(st.table), st.where)
       return st.returning && flavor === 'postgres' ? q.returning('id') : q
     }
