@@ -1,4 +1,9 @@
-import type { Classification, ClassifyOptions } from './classification.js'
+import {
+  type Classification,
+  type ClassificationReason,
+  type ClassifyOptions,
+  READ,
+} from './classification.js'
 import { SESSION_READING_FUNCTIONS } from './primary-functions.js'
 import type { StatementEffect } from './statement-effect.js'
 import { type TransactionControl, Verdict } from './verdict.js'
@@ -227,8 +232,8 @@ function functionIndex(set: ReadonlySet<string>): FunctionIndex {
   return cachedIndex
 }
 
-/** The tokenizer and the statement rules; the signals found accumulate in the `Verdict` it is. */
-class RawSqlScanner extends Verdict {
+/** The tokenizer and the statement rules; the signals found accumulate in `verdict`. */
+class RawSqlScanner {
   private readonly sql: string
   private readonly len: number
   private readonly mysql: boolean
@@ -258,9 +263,10 @@ class RawSqlScanner extends Verdict {
   /** A string held a backslash before a quote: its end depends on the server's escaping mode. */
   ambiguous = false
   statements = 0
+  /** What the text holds, created at the first signal (most statements are plain reads). */
+  verdict: Verdict | undefined = undefined
 
   constructor(sql: string, options: ClassifyOptions, alt: boolean) {
-    super()
     this.sql = sql
     this.len = sql.length
     this.mysql = options.flavor === 'mysql'
@@ -643,6 +649,22 @@ class RawSqlScanner extends Verdict {
   // ---------------------------------------------------------------------------------------------
   // Results
 
+  private found(): Verdict {
+    if (this.verdict === undefined) this.verdict = new Verdict()
+    return this.verdict
+  }
+
+  /** Records a reason to run on the primary (see `Verdict.mark`). */
+  private mark(
+    reason: ClassificationReason,
+    detail: string | undefined,
+    pins: boolean,
+    effect?: StatementEffect,
+    tc?: TransactionControl,
+  ): void {
+    this.found().mark(reason, detail, pins, effect, tc)
+  }
+
   /** `name(` was seen: a primary-only or session-reading function? `quoted` names lose their quotes. */
   private callAt(start: number, end: number, quoted: boolean): void {
     if (quoted) {
@@ -659,7 +681,10 @@ class RawSqlScanner extends Verdict {
     ) {
       return
     }
-    this.call(this.sql.slice(start, end).toLowerCase(), this.options)
+    const name = this.sql.slice(start, end).toLowerCase()
+    if (this.options.primaryFunctions.has(name) || SESSION_READING_FUNCTIONS.has(name)) {
+      this.found().call(name, this.options)
+    }
   }
 
   /**
@@ -672,7 +697,7 @@ class RawSqlScanner extends Verdict {
     const c = sql.charCodeAt(pos + 1)
     if (c !== AT) {
       if ((c < 128 && CHAR_CLASS[c]! >= C_IDENT) || c >= 128 || c === 39 || c === 34 || c === 96) {
-        this.readsSession = true
+        this.found().readsSession = true
       }
       return
     }
@@ -681,14 +706,15 @@ class RawSqlScanner extends Verdict {
     if (sql.charCodeAt(end) === DOT) {
       if (name === 'global') return
       if (name === 'session' || name === 'local') {
-        this.readsSession = true
+        this.found().readsSession = true
         const start = end + 1
         end = this.wordEnd(start)
         name = sql.slice(start, end).toLowerCase()
       }
     }
-    if (name === 'identity' || name === 'last_insert_id') this.call('last_insert_id', this.options)
-    else if (SESSION_VARIABLES.has(name)) this.readsSession = true
+    if (name === 'identity' || name === 'last_insert_id')
+      this.found().call('last_insert_id', this.options)
+    else if (SESSION_VARIABLES.has(name)) this.found().readsSession = true
   }
 
   /** The end of the identifier characters from `pos`. */
@@ -710,7 +736,7 @@ class RawSqlScanner extends Verdict {
     while (this.punct(LPAREN)) this.next()
     if (this.tok !== T_WORD) {
       this.mark('unclassified', undefined, true, 'unknown')
-      this.readsSession = true
+      this.found().readsSession = true
       this.body(M_IGNORE, B_PLAIN)
       return
     }
@@ -871,7 +897,7 @@ class RawSqlScanner extends Verdict {
         return
     }
     this.mark('unclassified', word, true, 'unknown')
-    this.readsSession = true
+    this.found().readsSession = true
     this.body(M_IGNORE, B_PLAIN)
   }
 
@@ -889,7 +915,7 @@ class RawSqlScanner extends Verdict {
     if (this.tok === T_WORD) {
       if (!this.mysql) {
         // `SHOW name`: the session's value of a setting, like current_setting('name').
-        this.readsSession = true
+        this.found().readsSession = true
       } else {
         const what = this.lowerWord()
         switch (what) {
@@ -900,7 +926,7 @@ class RawSqlScanner extends Verdict {
           case 'profile':
           case 'profiles':
             this.mark('session-state', `show ${what}`, false)
-            this.readsSession = true
+            this.found().readsSession = true
             break
           // The binary log position: a replica would answer with its own.
           case 'master':
@@ -913,7 +939,7 @@ class RawSqlScanner extends Verdict {
           case 'local':
           case 'status':
           case 'variables':
-            this.readsSession = true
+            this.found().readsSession = true
             break
         }
       }
@@ -956,7 +982,7 @@ class RawSqlScanner extends Verdict {
         if (this.is('for')) {
           // EXPLAIN FOR CONNECTION n: about a connection of one particular server.
           this.mark('unclassified', 'explain for connection', true, 'unknown')
-          this.readsSession = true
+          this.found().readsSession = true
           this.body(M_IGNORE, B_PLAIN)
           return
         }
@@ -982,7 +1008,7 @@ class RawSqlScanner extends Verdict {
       // Executed (ANALYZE), or a statement EXPLAIN runs in part (EXECUTE, DECLARE, CREATE ... AS).
       if (++this.nesting > MAX_NESTING) {
         this.mark('unclassified', 'explain', true, 'unknown')
-        this.readsSession = true
+        this.found().readsSession = true
         this.body(M_IGNORE, B_PLAIN)
         return
       }
@@ -1204,11 +1230,11 @@ class RawSqlScanner extends Verdict {
         // A routine body (`BEGIN ... END`, `BEGIN ATOMIC ... END`) holds `;`-separated
         // statements: the rest of the text belongs to this statement.
         this.swallow = true
-        this.pins = true
+        this.found().pins = true
       }
       // MariaDB sequences: NEXT VALUE FOR s / PREVIOUS VALUE FOR s, wherever they are.
       if (code === K_FOR && prev1 === K_VALUE && (prev2 === K_NEXT || prev2 === K_PREVIOUS)) {
-        this.call(prev2 === K_NEXT ? 'nextval' : 'lastval', this.options)
+        this.found().call(prev2 === K_NEXT ? 'nextval' : 'lastval', this.options)
       }
 
       if (tok === T_PUNCT) {
@@ -1307,7 +1333,7 @@ function classify(sql: string, options: ClassifyOptions, fragment: boolean): Cla
   else scanner.runStatements()
   if (scanner.failed) return UNCLASSIFIED
   if (!fragment && scanner.statements === 0) return UNCLASSIFIED
-  if (!scanner.ambiguous) return scanner.result()
+  if (!scanner.ambiguous) return scanner.verdict?.result() ?? READ
   // A backslash before a quote: the string ends elsewhere if the server does not treat
   // backslashes as escapes (MySQL NO_BACKSLASH_ESCAPES) or does (PostgreSQL with
   // standard_conforming_strings off). Classify both readings. Where the other reading cannot be
@@ -1315,7 +1341,7 @@ function classify(sql: string, options: ClassifyOptions, fragment: boolean): Cla
   const other = new RawSqlScanner(sql, options, true)
   if (fragment) other.runFragment()
   else other.runStatements()
-  return Verdict.either(scanner, other)
+  return Verdict.either(scanner.verdict ?? new Verdict(), other.verdict ?? new Verdict())
 }
 
 /**
