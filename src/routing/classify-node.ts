@@ -71,6 +71,8 @@ export function classifyNode(
   const kind = node.kind
   found = undefined
   walkOptions = options
+  READ_STACK.length = 0 // empty unless a previous walk threw
+  DML_STACK.length = 0
   let complete: boolean
   if (kind === 'SelectQueryNode' || DML[kind] !== undefined) {
     complete = walk(node)
