@@ -71,8 +71,9 @@ export function classifyNode(
   const kind = node.kind
   found = undefined
   walkOptions = options
-  READ_STACK.length = 0 // empty unless a previous walk threw
-  DML_STACK.length = 0
+  // Empty unless a previous walk threw. (Setting the length of an empty array would drop its
+  // storage, and every walk would allocate it again.)
+  if (READ_STACK.length !== 0 || DML_STACK.length !== 0) abandon()
   let complete: boolean
   if (kind === 'SelectQueryNode' || DML[kind] !== undefined) {
     complete = walk(node)
