@@ -98,10 +98,13 @@ export class Router {
     }
     const c = statement.classification
     const hint = statement.hint
-    if (!c.read || session.pinned || hint?.target === 'primary') {
+    // A statement that reads the session's own state (`@x`, `@@warning_count`, `SHOW WARNINGS`)
+    // after the connection wrote on its primary session reads that session.
+    const sessionRead = c.readsSession && session.holdsPrimary
+    if (!c.read || session.pinned || sessionRead || hint?.target === 'primary') {
       checkHintAllowsWrite(hint, c, statement.query.sql)
       let reason: RouteReason
-      if (session.pinned && c.read) reason = 'session-pinned'
+      if ((session.pinned || sessionRead) && c.read) reason = 'session-pinned'
       else if (hint?.target === 'primary' && c.read) reason = 'hint'
       else reason = c.reason === 'read' ? 'session-pinned' : c.reason
       return { kind: 'primary', reason, detail: c.detail, fallback: false }

@@ -8,7 +8,8 @@ import type {
 import type { ConsistencyScope } from '../consistency/scope.js'
 import type { Classification, ClassifyOptions } from '../routing/classification.js'
 import { READ } from '../routing/classification.js'
-import { classifyNode } from '../routing/classify-node.js'
+import { classifyCached } from '../routing/classification-cache.js'
+import { changesData } from '../routing/statement-effect.js'
 import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
 import type { RouteReason } from './contracts/events.js'
@@ -257,7 +258,7 @@ export class RoutingConnection implements DatabaseConnection {
           transaction.failedWrite = true
         throw error
       }
-      if (!transaction.readOnly && changesData(statement.classification, outcome)) {
+      if (!transaction.readOnly && changesData(statement.classification, outcome.result)) {
         transaction.wrote = true
       }
       return outcome.result
@@ -287,7 +288,7 @@ export class RoutingConnection implements DatabaseConnection {
     const classification =
       this.#session.transaction?.readOnly === true
         ? READ
-        : classifyNode(query.query, query.sql, this.#c.classifyOptions)
+        : classifyCached(query, this.#c.classifyOptions)
     return {
       query,
       classification,
@@ -314,12 +315,16 @@ export class RoutingConnection implements DatabaseConnection {
     const control = classification.transactionControl
     const raw = session.rawTransaction
     if (raw !== undefined && control === undefined) {
-      if (changesData(classification, outcome)) raw.wrote = true
+      if (changesData(classification, outcome.result)) raw.wrote = true
     } else if (control === 'end') {
       session.rawTransaction = undefined
       if (raw !== undefined) await this.#recordWrite(session.primary!, outcome, raw.wrote)
     } else if (raw === undefined && (!classification.read || outcome.position !== undefined)) {
-      await this.#recordWrite(session.primary!, outcome, changesData(classification, outcome))
+      await this.#recordWrite(
+        session.primary!,
+        outcome,
+        changesData(classification, outcome.result),
+      )
     }
   }
 
@@ -389,32 +394,4 @@ export class RoutingConnection implements DatabaseConnection {
   release(): void {
     this.#session.release()
   }
-}
-
-/**
- * Whether a statement that ran on the primary changed data, so that later reads must observe it.
- * Locking reads, primary-only function calls, session statements and transaction control change
- * no data (on MariaDB they come back without a GTID, and counting them as writes of unknown
- * position would make the scope's reads sticky for nothing). Neither does DML that matched or
- * changed no row. Unclassified statements count as writes: when unsure, it is a write.
- */
-function changesData(classification: Classification, outcome: NodeQueryOutcome<unknown>): boolean {
-  if (classification.read) return false
-  switch (classification.reason) {
-    case 'locking-read':
-    case 'primary-function':
-    case 'session-state':
-    case 'transaction-control':
-      return false
-  }
-  const detail = classification.detail?.toLowerCase()
-  if (detail === 'create temporary table') return false
-  const { numAffectedRows, numChangedRows } = outcome.result
-  if (detail === 'insert' || detail === 'update' || detail === 'delete' || detail === 'merge') {
-    // DML that matched nothing, or an update that changed nothing (MySQL reports found rows as
-    // affected): nothing was written, and the server reports no GTID for it.
-    if (numAffectedRows === 0n) return false
-    if (detail === 'update' && numChangedRows === 0n) return false
-  }
-  return true
 }
