@@ -121,6 +121,7 @@ export class Cluster {
       settings: config,
       positionKind: () => engine.positionKind,
       emit,
+      lagResolutionMs: engine.lagResolutionMs,
     })
     this.monitor = new HealthMonitor({
       registry: this.registry,

@@ -11,6 +11,7 @@ import type {
   ReplicaSelector,
   SelectionContext,
 } from '../selection/replica-selector.js'
+import { releaseAfterCancel } from './cancels.js'
 import type { ResolvedConfig } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError, NodeUnreachableError, ReadTimeoutError } from './contracts/errors.js'
@@ -357,7 +358,7 @@ export class Executor {
   #succeeded(target: Target, started: number): void {
     this.#o.monitor.succeeded(target.node, target.connection, started)
     target.leaveFallback?.()
-    if (target.transient) target.connection.release()
+    if (target.transient) releaseAfterCancel(target.connection, target.connection.killed)
   }
 
   /**
@@ -382,9 +383,10 @@ export class Executor {
     o.monitor.failed(target.node, target.connection, error, started, connectionLevel)
     target.leaveFallback?.()
     if (target.transient) {
-      if (connectionLevel || killed || error instanceof ReadTimeoutError)
-        target.connection.destroy()
-      else target.connection.release()
+      releaseAfterCancel(
+        target.connection,
+        connectionLevel || killed || error instanceof ReadTimeoutError,
+      )
     }
     const retry = canRetry(
       { connectionLevel, replicaRead: target.transient, rowsDelivered },

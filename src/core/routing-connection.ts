@@ -10,8 +10,10 @@ import type { Classification, ClassifyOptions } from '../routing/classification.
 import { READ } from '../routing/classification.js'
 import { classifyCached } from '../routing/classification-cache.js'
 import { changesData } from '../routing/statement-effect.js'
+import { CONTROL_TIMEOUT_MS, releaseAfterCancel, trackCancel } from './cancels.js'
 import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
+import { annotateNodeError } from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
 import type { Executor } from './executor.js'
 import type { NodeRuntime } from './node-runtime.js'
@@ -106,7 +108,7 @@ export class RoutingConnection implements DatabaseConnection {
       case 'wait':
         return (await c.executor.execute<R>(session, statement, signal)).result
       case 'transaction':
-        return this.#inTransaction<R>(session.transaction!, statement, signal)
+        return this.#inTransaction<R>(statement, signal)
       case 'primary': {
         this.#beforePrimary(statement.classification)
         let outcome: NodeQueryOutcome<R>
@@ -175,17 +177,53 @@ export class RoutingConnection implements DatabaseConnection {
     await this.#control('session')
   }
 
+  /**
+   * Cancels (or kills) the running statement from a control connection to the node that runs it
+   * (a `kill` routed like an ordinary statement would reach the primary instead), opened outside
+   * the node's pool, so a pool full of aborted statements can always be cancelled. The
+   * statement's connection is not released until the cancel is acknowledged, so the cancel can
+   * only hit its own statement; a cancel that fails or times out closes that connection instead.
+   */
   async #control(kind: 'query' | 'session'): Promise<void> {
     const running = this.#session.running
-    if (running === undefined || running.connection.sessionId === undefined) return
-    if (kind === 'session') running.connection.killed = true
-    // A control connection from the same node's pool: the statement may run on a replica, and a
-    // `kill` routed like an ordinary statement would reach the primary instead.
-    const control = await running.node.pool.acquire()
+    const sessionId = running?.connection.sessionId
+    if (running === undefined || sessionId === undefined) return
+    const { node, connection } = running
+    if (kind === 'session') connection.killed = true
+    const engine = this.#c.engine
+    const work = (async () => {
+      const pool = node.pool
+      const outside = pool.openControl !== undefined
+      const control = outside
+        ? await pool.openControl!(CONTROL_TIMEOUT_MS)
+        : await pool.acquire(AbortSignal.timeout(CONTROL_TIMEOUT_MS))
+      let timer: NodeJS.Timeout | undefined
+      try {
+        await Promise.race([
+          engine.cancel(control, sessionId, kind),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`the cancel on node "${node.name}" timed out`)),
+              CONTROL_TIMEOUT_MS,
+            )
+          }),
+        ])
+        if (outside) control.destroy()
+        else control.release()
+      } catch (error) {
+        control.destroy()
+        throw error
+      } finally {
+        clearTimeout(timer)
+      }
+    })()
+    trackCancel(connection, work)
     try {
-      await this.#c.engine.cancel(control, running.connection.sessionId, kind)
-    } finally {
-      control.release()
+      await work
+    } catch (error) {
+      // Whether the statement stopped is unknown: its session is not reused.
+      connection.killed = true
+      throw annotateNodeError(error, node.name)
     }
   }
 
@@ -241,18 +279,18 @@ export class RoutingConnection implements DatabaseConnection {
 
   /** A statement in the open transaction; `commit` / `rollback` end it. */
   async #inTransaction<R>(
-    transaction: OpenTransaction,
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
-    const c = this.#c
     const session = this.#session
+    const transaction: OpenTransaction = session.transaction!
+    const executor = this.#c.executor
     const closing = session.closing
     session.closing = undefined
     if (closing === undefined) {
       let outcome: NodeQueryOutcome<R>
       try {
-        outcome = await c.executor.execute<R>(session, statement, signal)
+        outcome = await executor.execute<R>(session, statement, signal)
       } catch (error) {
         if (!transaction.readOnly && this.#observes(statement, error))
           transaction.failedWrite = true
@@ -265,16 +303,18 @@ export class RoutingConnection implements DatabaseConnection {
     }
     let outcome: NodeQueryOutcome<R>
     try {
-      outcome = await c.executor.execute<R>(session, statement, signal)
+      outcome = await executor.execute<R>(session, statement, signal)
     } finally {
       session.transaction = undefined
-      if (transaction.connection !== session.primary) transaction.connection.release()
+      if (transaction.connection !== session.primary) {
+        releaseAfterCancel(transaction.connection, transaction.connection.killed)
+      }
     }
     // The transaction is over: the primary session can say what a failed write in it observed.
     if (transaction.failedWrite === true) await this.#recordObserved()
     if (closing === 'commit') {
       // A commit the server answered by rolling back (PostgreSQL) wrote nothing: say so first.
-      c.engine.checkCommit?.(outcome.result)
+      this.#c.engine.checkCommit?.(outcome.result)
       if (!transaction.readOnly) {
         await this.#recordWrite(transaction.connection, outcome, transaction.wrote)
       }
@@ -384,7 +424,12 @@ export class RoutingConnection implements DatabaseConnection {
       c.planner.recordWrite(scope, position, c.now())
     } else if (wrote) {
       c.planner.recordWrite(scope, undefined, c.now())
-      if (c.consistency === 'causal') c.planner.writeWithoutPosition(connection.node.name)
+      // Only a write whose result should have carried a position says the server reports none
+      // (binary log or GTIDs off). A position that could not be read (PostgreSQL's primary died
+      // right after the write) says nothing of the kind: the engine reports real refusals itself.
+      if (c.consistency === 'causal' && c.engine.positionsFromResults) {
+        c.planner.writeWithoutPosition(connection.node.name)
+      }
     }
   }
 

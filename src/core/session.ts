@@ -1,5 +1,6 @@
 import type { DatabaseConnection, TransactionSettings } from 'kysely'
 import { ConsistencyScope, processWideScope } from '../consistency/scope.js'
+import { releaseAfterCancel } from './cancels.js'
 import { asDatabaseConnection } from './connection-setup.js'
 import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
@@ -136,7 +137,7 @@ export class Session implements SessionView {
     this.transaction = undefined
     if (transaction !== undefined && transaction.connection !== this.primary) {
       // Kysely always ends its transactions; a connection released mid-transaction is not reused.
-      transaction.connection.destroy()
+      releaseAfterCancel(transaction.connection, true)
     }
     const primary = this.primary
     this.primary = undefined
@@ -145,8 +146,7 @@ export class Session implements SessionView {
     this.opening = undefined
     this.closing = undefined
     if (primary !== undefined) {
-      if (transaction !== undefined || primary.killed) primary.destroy()
-      else primary.release()
+      releaseAfterCancel(primary, transaction !== undefined || primary.killed)
     }
   }
 }

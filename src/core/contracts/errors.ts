@@ -81,7 +81,9 @@ export class ConnectionSetupError extends KyselyReplicatedError {
  * so `code`, `errno`, `sqlState` and `instanceof` checks keep working. Never adds credentials.
  */
 export function annotateNodeError<E>(error: E, node: string): E {
-  if (error instanceof Error) {
+  // An abort (the caller's signal) is the caller's own reason, passed back untouched: Kysely
+  // recognises it by identity, and a DOMException's message cannot be set.
+  if (error instanceof Error && error.name !== 'AbortError' && error.name !== 'TimeoutError') {
     const e = error as Error & { node?: string }
     if (e.node === undefined) {
       e.node = node
