@@ -12,12 +12,13 @@ import type { PoolStats, ReplicaInfo, RoutingStats } from './contracts/stats.js'
 import { Executor } from './executor.js'
 import type { ManagedPool } from './managed-pool.js'
 import { NodeRegistry } from './node-registry.js'
-import { NodeRuntime } from './node-runtime.js'
+import { type MutableNodeInfo, NodeRuntime } from './node-runtime.js'
 import { ReadPlanner } from './read-planner.js'
 import { Router } from './router.js'
 import type { RoutingContext } from './routing-connection.js'
 import { RoutingStatistics } from './routing-statistics.js'
 import type { ReserveHook } from './session.js'
+import { Topology } from './topology.js'
 
 /** How long `destroy()` lets the prober and the pools end politely before it moves on. */
 export const DESTROY_GRACE_MS = 1000
@@ -61,6 +62,7 @@ export class Cluster {
   readonly statistics: RoutingStatistics
   readonly planner: ReadPlanner
   readonly monitor: HealthMonitor
+  readonly topology: Topology
   /** What every routing connection of this cluster shares. */
   readonly routing: RoutingContext
   #tracing: Tracing | undefined
@@ -91,20 +93,20 @@ export class Cluster {
       maxReplicationLagMs: config.maxReplicationLagMs,
     }
     const primary = new NodeRuntime({
-      info: { name: nodes.primary.name, role: 'primary' },
+      info: nodes.primary.pool.info as MutableNodeInfo,
       pool: nodes.primary.pool,
       weight: 1,
-      index: -1,
+      index: 0,
       health,
       decayMs: options.decayMs,
     })
     const replicas = nodes.replicas.map(
       (r, index) =>
         new NodeRuntime({
-          info: { name: r.name, role: 'replica' },
+          info: r.pool.info as MutableNodeInfo,
           pool: r.pool,
           weight: r.weight,
-          index,
+          index: index + 1,
           health,
           decayMs: options.decayMs,
         }),
@@ -136,6 +138,15 @@ export class Cluster {
       probeTimeoutMs: config.probeTimeoutMs,
       probeConcurrency: config.probeConcurrency,
       firstPassSample: options.firstPassSample,
+      probeAllNodes: config.topology.mode === 'dynamic',
+      onProbed: () => this.topology.review(),
+    })
+    this.topology = new Topology({
+      registry: this.registry,
+      emit,
+      settings: config.topology,
+      probeAll: () => this.monitor.probeAll(),
+      now,
     })
     const router = new Router({
       registry: this.registry,
@@ -154,6 +165,7 @@ export class Cluster {
       now,
       tracing: () => this.#tracing,
       onReserveConnection: options.onReserveConnection,
+      topology: this.topology,
     })
     this.routing = Object.freeze({
       engine,
@@ -164,7 +176,7 @@ export class Cluster {
         flavor: engine.flavor,
         primaryFunctions: primaryFunctionSet(engine.flavor, config.primaryFunctions),
       }),
-      primary,
+      registry: this.registry,
       router,
       executor,
       planner: this.planner,

@@ -61,8 +61,23 @@ export interface ConnectionHooks {
  * milliseconds from 0 to 2 147 483 647 (about 24.8 days, the longest delay Node.js timers run).
  */
 export interface ReplicatedDialectConfig<P, C = object> {
-  readonly primary: NodeConfig<P, C>
-  readonly replicas: ReadonlyArray<ReplicaConfig<P, C>>
+  /** The primary (its role is the starting point: the roles follow the servers, see `topology`). */
+  readonly primary?: NodeConfig<P, C>
+  readonly replicas?: ReadonlyArray<ReplicaConfig<P, C>>
+  /**
+   * Instead of `primary` + `replicas`: every node, roles discovered from the servers at start
+   * (the one that takes writes is the primary).
+   */
+  readonly nodes?: ReadonlyArray<ReplicaConfig<P, C>>
+  /**
+   * `'dynamic'` (default): roles follow the servers (switchovers, failovers). `'static'`: the
+   * configured roles, always. `writeWaitMs`: how long a write refused by a former primary waits
+   * for exactly one node to take writes (default 5000 ms).
+   */
+  readonly topology?:
+    | 'dynamic'
+    | 'static'
+    | { readonly mode?: 'dynamic' | 'static'; readonly writeWaitMs?: number }
   /**
    * How a replica is picked for a read: a built-in name or your own {@link ReplicaSelector}.
    * Default `'p2c-ewma'`.
@@ -189,6 +204,7 @@ export interface ResolvedConfig {
   readonly maxReplicationLagMs: number | undefined
   readonly readTimeoutMs: number | undefined
   readonly defaultRoute: 'replicas' | 'primary'
+  readonly topology: { readonly mode: 'dynamic' | 'static'; readonly writeWaitMs: number }
   readonly retryReads: boolean
   readonly fallback: 'primary' | 'error'
   readonly maxPrimaryReads: number | undefined
@@ -231,6 +247,8 @@ type ObjectForm<K extends keyof ReplicatedDialectConfig<unknown>> = Exclude<
 const CONFIG_KEYS = {
   primary: true,
   replicas: true,
+  nodes: true,
+  topology: true,
   selector: true,
   latency: true,
   consistency: true,
@@ -328,7 +346,7 @@ export function resolveConfig<P, C>(options: ResolveConfigOptions<P, C>): Resolv
   }
   // A misspelt option would otherwise be ignored without a word (plain JavaScript callers).
   checkKeys(config, CONFIG_KEYS, 'the config', fail, extraKeys)
-  checkNodes(config, isPool, fail)
+  checkNodes(nodeConfigs(config, isPool, fail), isPool, fail)
   checkCallbacks(config, fail)
   const resolved: ResolvedConfig = Object.freeze({
     ...resolveConsistency(config, fail),
@@ -336,6 +354,7 @@ export function resolveConfig<P, C>(options: ResolveConfigOptions<P, C>): Resolv
     ...resolveSelection(config, fail),
     ...resolveHealth(config, fail),
     ...resolveFailover(config, fail),
+    topology: resolveTopology(config.topology, fail),
     ...resolveObservability(config, fail),
   })
   warnAboutIgnoredSettings(config, resolved, dialectName)
@@ -528,6 +547,63 @@ function nonEmptyString(value: unknown, setting: string, fail: Fail): string {
 }
 
 // ---- nodes ----
+
+/**
+ * The config's nodes as `primary` + `replicas`: as given, or from `nodes` (the first is the
+ * provisional primary until the servers say which node takes writes).
+ */
+export function nodeConfigs<P, C>(
+  config: ReplicatedDialectConfig<P, C>,
+  isPool: (value: unknown) => boolean = () => true,
+  fail: Fail = (message) => {
+    throw new ReplicatedConfigError(message)
+  },
+): ReplicatedDialectConfig<P, C> & {
+  readonly primary: NodeConfig<P, C>
+  readonly replicas: ReadonlyArray<ReplicaConfig<P, C>>
+} {
+  const nodes = config.nodes
+  if (nodes === undefined) return config as never
+  if (config.primary !== undefined || config.replicas !== undefined) {
+    fail('give either `nodes` or `primary` + `replicas`, not both')
+  }
+  if (!Array.isArray(nodes) || nodes.length === 0) {
+    fail(`\`nodes\` must be a non-empty array of { name, pool }, got ${describeValue(nodes)}`)
+  }
+  for (let i = 0; i < nodes.length; i++) {
+    if (!Object.hasOwn(nodes, i)) {
+      fail(`\`nodes[${i}]\` is an empty slot of a sparse array: every entry must be { name, pool }`)
+    }
+    checkNodeShape(nodes[i], `nodes[${i}]`, REPLICA_KEYS, isPool, fail)
+    nonEmptyString(nodes[i]!.name, `nodes[${i}].name`, fail)
+  }
+  const { weight: _weight, ...first } = nodes[0]!
+  return { ...config, primary: first, replicas: nodes.slice(1) } as never
+}
+
+function resolveTopology(
+  value: ReplicatedDialectConfig<unknown, unknown>['topology'],
+  fail: Fail,
+): ResolvedConfig['topology'] {
+  if (value === undefined || value === 'dynamic' || value === 'static') {
+    return Object.freeze({ mode: value ?? 'dynamic', writeWaitMs: 5000 })
+  }
+  const section = value as { mode?: unknown; writeWaitMs?: unknown }
+  if (!isObject(section)) {
+    fail(
+      `\`topology\` must be 'dynamic', 'static' or { mode?, writeWaitMs? }, got ${describeValue(value)}`,
+    )
+  }
+  checkKeys(section, { mode: true, writeWaitMs: true }, '`topology`', fail)
+  const mode = section.mode === undefined ? 'dynamic' : section.mode
+  if (mode !== 'dynamic' && mode !== 'static') {
+    fail(`\`topology.mode\` must be 'dynamic' or 'static', got ${describeValue(mode)}`)
+  }
+  return Object.freeze({
+    mode,
+    writeWaitMs: durationMs(section.writeWaitMs, 'topology.writeWaitMs', fail) ?? 5000,
+  })
+}
 
 function checkNodes(
   config: ReplicatedDialectConfig<unknown, unknown>,
@@ -865,7 +941,9 @@ function warnAboutIgnoredSettings(
   const { selector, consistency } = resolved
   // A selector of your own may read `weight` and may not: only the built-ins are known.
   if (typeof selector === 'string' && selector !== 'weighted') {
-    const weighted = config.replicas.filter((r) => r.weight !== undefined).map((r) => `"${r.name}"`)
+    const weighted = (config.replicas ?? config.nodes ?? [])
+      .filter((r) => r.weight !== undefined)
+      .map((r) => `"${r.name}"`)
     if (weighted.length > 0) {
       ignored.push(
         `\`weight\` (on ${weighted.join(', ')}) is read only by selector 'weighted', not '${selector}'`,

@@ -14,7 +14,12 @@ import type {
 import { releaseAfterCancel } from './cancels.js'
 import type { ResolvedConfig } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
-import { annotateNodeError, NodeUnreachableError, ReadTimeoutError } from './contracts/errors.js'
+import {
+  annotateNodeError,
+  NodeUnreachableError,
+  PrimaryChangedError,
+  ReadTimeoutError,
+} from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
 import type { NodeRegistry } from './node-registry.js'
 import { NodeRuntime } from './node-runtime.js'
@@ -23,6 +28,10 @@ import { canRetry } from './retry-policy.js'
 import type { Route, Router, Statement } from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
 import { type ReserveHook, reserved, type Session } from './session.js'
+import type { Topology } from './topology.js'
+
+/** `#reach` re-planned the statement (its primary changed): reach again along the new route. */
+const REPLANNED = Symbol('replanned')
 
 /** A node and a connection on it, reached for one attempt of a statement. */
 export interface Target {
@@ -60,6 +69,8 @@ export interface ExecutorOptions {
   readonly router: Router
   readonly selector: ReplicaSelector
   readonly now: () => number
+  /** Follows the primary's role across switchovers and failovers. */
+  readonly topology: Topology
   /** OpenTelemetry, once loaded at init. */
   readonly tracing: () => Tracing | undefined
   /** `onReserveConnection`, run on every replica connection a statement reserves. */
@@ -99,7 +110,7 @@ export class Executor {
         return outcome
       } catch (error) {
         span?.end(error)
-        this.#failed(session, target, error, attempt.started, false, statement, signal)
+        await this.#failed(session, target, error, attempt.started, false, statement, signal)
       } finally {
         session.running = undefined
         if (attempt.timer !== undefined) clearTimeout(attempt.timer)
@@ -133,7 +144,7 @@ export class Executor {
       } catch (error) {
         failed = true
         span?.end(error)
-        this.#failed(session, target, error, started, delivered, statement, signal)
+        await this.#failed(session, target, error, started, delivered, statement, signal)
         continue
       } finally {
         session.running = undefined
@@ -168,7 +179,7 @@ export class Executor {
         target.leaveFallback?.()
         return target
       } catch (error) {
-        this.#failed(session, target, error, started, false, statement, signal)
+        await this.#failed(session, target, error, started, false, statement, signal)
       }
     }
   }
@@ -184,6 +195,7 @@ export class Executor {
   ): Promise<Target> {
     for (;;) {
       const reached = await this.#reach(session, statement, session.route!, signal, session.tried)
+      if (reached === REPLANNED) continue
       if (!(reached instanceof NodeRuntime)) return reached
       this.#retryWithout(session, reached, statement)
     }
@@ -236,7 +248,7 @@ export class Executor {
     route: Route,
     signal: AbortSignal | undefined,
     tried: readonly NodeRuntime[] | undefined,
-  ): Promise<Target | NodeRuntime> {
+  ): Promise<Target | NodeRuntime | typeof REPLANNED> {
     const o = this.#o
     if (route.kind === 'transaction') {
       const transaction = session.transaction!
@@ -250,7 +262,14 @@ export class Executor {
       })
     }
     if (route.kind === 'primary') {
-      const target = await this.#primary(session, route.reason, route.fallback, signal)
+      const former = o.registry.primary
+      let target: Target
+      try {
+        target = await this.#primary(session, route.reason, route.fallback, signal)
+      } catch (error) {
+        if (await this.#redirect(session, statement, former, error, true)) return REPLANNED
+        throw error
+      }
       return this.#report(session, statement, target, route.detail)
     }
     const node = this.#select(route.candidates)
@@ -367,7 +386,7 @@ export class Executor {
    * re-plans the statement without the node (the retry policy allows it) or throws the error
    * with the node's name.
    */
-  #failed(
+  async #failed(
     session: Session,
     target: Target,
     error: unknown,
@@ -375,7 +394,7 @@ export class Executor {
     rowsDelivered: boolean,
     statement: Statement,
     signal: AbortSignal | undefined,
-  ): void {
+  ): Promise<void> {
     const o = this.#o
     const killed = target.connection.killed
     const connectionLevel =
@@ -392,8 +411,57 @@ export class Executor {
       { connectionLevel, replicaRead: target.transient, rowsDelivered },
       { retryReads: o.config.retryReads, hint: statement.hint, signal },
     )
-    if (!retry) throw annotateNodeError(error, target.node.name)
-    this.#retryWithout(session, target.node, statement)
+    if (retry) {
+      this.#retryWithout(session, target.node, statement)
+      return
+    }
+    if (
+      !target.transient &&
+      (await this.#redirect(session, statement, target.node, error, false))
+    ) {
+      return
+    }
+    throw annotateNodeError(error, target.node.name)
+  }
+
+  /**
+   * The primary refused a statement before running it: read-only (it was demoted or fenced), or
+   * no connection could be made (`connecting`). Nothing ran, so it runs on the node that took
+   * over, once exactly one does (the topology's call, at most `topology.writeWaitMs`): re-planned
+   * with reason `'primary-changed'`. A statement whose connection died after it was sent has an
+   * unknown outcome and is never re-run; a session bound to the old primary (a transaction,
+   * session state) cannot move: `PrimaryChangedError`. Returns whether it was re-planned.
+   */
+  async #redirect(
+    session: Session,
+    statement: Statement,
+    former: NodeRuntime,
+    error: unknown,
+    connecting: boolean,
+  ): Promise<boolean> {
+    const o = this.#o
+    const route = session.route
+    if (!o.topology.dynamic) return false
+    const refused =
+      o.engine.isWriteRefusal(error) ||
+      (connecting && (o.engine.isConnectError?.(error) ?? o.engine.isConnectionError(error)))
+    if (!refused) return false
+    if (session.bound || route?.kind === 'transaction') {
+      throw new PrimaryChangedError(
+        `the primary "${former.name}" stopped taking writes under an open transaction or a session bound to it: retry the whole unit of work, it will run on the new primary`,
+        former.name,
+        { cause: error },
+      )
+    }
+    await o.topology.awaitNewPrimary(former)
+    session.dropPrimary()
+    session.route = {
+      kind: 'primary',
+      reason: 'primary-changed',
+      detail: route?.kind === 'primary' ? route.detail : undefined,
+      fallback: route?.kind === 'primary' ? route.fallback : false,
+    }
+    return true
   }
 
   /** Reaching a replica failed (checkout, causal wait): accounted; `true` when to re-plan. */

@@ -23,9 +23,15 @@ import type { PoolStats } from './contracts/stats.js'
 export class ManagedPool implements NodePool, LifecycleOwner {
   readonly #inner: LifecycleNodePool
   readonly #node: NodeInfo
+  /** The node's name and role: one object shared with the node's runtime, its hooks and its pool's set-up. */
+  get info(): NodeInfo {
+    return this.#node
+  }
   readonly #maxLifetimeMs: number | undefined
   readonly #hooks: ConnectionHooks | undefined
   readonly #isConnectionError: (error: unknown) => boolean
+  /** Connections created before this clock reading are retired (the node changed role). */
+  #generationAtMs = Number.NEGATIVE_INFINITY
   #inUse = 0
   #waiting = 0
   #opened = 0
@@ -84,6 +90,14 @@ export class ManagedPool implements NodePool, LifecycleOwner {
     let connection: LifecycleConnection
     try {
       connection = await this.#inner.acquire(signal)
+      // Set up for the node's former role: closed, and another taken (or opened) instead.
+      while (connection.createdAtMs <= this.#generationAtMs) {
+        this.#closed++
+        this.#retired++
+        connection.owner = undefined
+        connection.destroy()
+        connection = await this.#inner.acquire(signal)
+      }
     } catch (error) {
       if (error instanceof ConnectionSetupError) {
         // A connection was opened, its setup failed, and it was closed at once.
@@ -106,8 +120,18 @@ export class ManagedPool implements NodePool, LifecycleOwner {
     return connection
   }
 
+  /** Every connection open now is closed on its next release or checkout (the node changed role). */
+  retireAll(): void {
+    this.#generationAtMs = performance.now()
+  }
+
   retire(connection: LifecycleConnection): boolean {
     this.#inUse--
+    if (connection.createdAtMs <= this.#generationAtMs) {
+      this.#closed++
+      this.#retired++
+      return true
+    }
     if (
       this.#maxLifetimeMs !== undefined &&
       performance.now() - connection.createdAtMs >= this.#maxLifetimeMs

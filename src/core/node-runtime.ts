@@ -5,9 +5,15 @@ import type { ReplicaCandidate } from '../selection/replica-selector.js'
 import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import type { ManagedPool } from './managed-pool.js'
 
+/** A node's name and role, as the library keeps it: the role changes with the topology. */
+export interface MutableNodeInfo extends NodeInfo {
+  role: NodeInfo['role']
+}
+
 /** Everything the library tracks about one node. Mutable, owned by the node registry. */
 export class NodeRuntime {
-  readonly info: NodeInfo
+  /** The node's name and current role (the same object hooks and events get). */
+  readonly info: MutableNodeInfo
   readonly pool: ManagedPool
   readonly load: NodeLoad
   readonly health: NodeHealth
@@ -27,13 +33,17 @@ export class NodeRuntime {
   lastError: string | undefined
   /** Connections running a statement now (to rescue them when the node is found dead). */
   readonly running = new Set<PhysicalConnection>()
+  /** Being removed: no new statements (`removeReplica`). */
+  draining = false
+  /** What the last probe said of writes: accepted (`true`), refused, or unknown. */
+  writable: boolean | undefined
 
   constructor(options: {
-    readonly info: NodeInfo
+    readonly info: MutableNodeInfo
     readonly pool: ManagedPool
     /** Relative share of reads for weight-aware selectors. */
     readonly weight: number
-    /** Position in the replica list (`-1` for the primary). */
+    /** A number the node keeps for its life, unique in its dialect (`candidate.index`). */
     readonly index: number
     readonly health: HealthSettings
     readonly decayMs: number | undefined
@@ -52,5 +62,15 @@ export class NodeRuntime {
 
   get name(): string {
     return this.info.name
+  }
+
+  /**
+   * The node changed role (a switchover, a failover). Its pool's connections were set up for the
+   * old role (read-only replica sessions, GTID tracking on the primary): they are retired.
+   */
+  setRole(role: NodeInfo['role']): void {
+    if (this.info.role === role) return
+    this.info.role = role
+    this.pool.retireAll()
   }
 }

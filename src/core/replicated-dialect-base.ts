@@ -1,7 +1,7 @@
 import type { Driver } from 'kysely'
 import { createSelector } from '../selection/create-selector.js'
 import { Cluster } from './cluster.js'
-import { type ReplicatedDialectConfig, resolveConfig } from './config.js'
+import { nodeConfigs, type ReplicatedDialectConfig, resolveConfig } from './config.js'
 import type { Engine, EngineContext, NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import { DialectDestroyedError } from './contracts/errors.js'
 import type { LifecycleNodePool } from './contracts/lifecycle.js'
@@ -40,14 +40,16 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
   #taken = false
 
   protected constructor(parts: ReplicatedDialectParts<E>) {
-    const { config, dialectName } = parts
+    const { dialectName } = parts
     const resolved = resolveConfig({
-      config,
+      config: parts.config,
       isPool: parts.isPool,
       dialectName,
       extraKeys: parts.extraKeys,
     })
     this.#dialectName = dialectName
+    // Validated above: `nodes` (if given) as a provisional primary and its replicas.
+    const config = nodeConfigs(parts.config)
     this.#instancePools = [
       { name: config.primary.name ?? 'primary', node: config.primary },
       ...config.replicas.map((r) => ({ name: r.name, node: r })),

@@ -16,7 +16,7 @@ import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/e
 import { annotateNodeError } from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
 import type { Executor } from './executor.js'
-import type { NodeRuntime } from './node-runtime.js'
+import type { NodeRegistry } from './node-registry.js'
 import type { ReadPlanner } from './read-planner.js'
 import { readTimeoutOf, routeHintOf } from './route-hints.js'
 import type { Router, Statement } from './router.js'
@@ -35,7 +35,7 @@ export interface RoutingContext {
   readonly readTimeoutMs: number | undefined
   readonly onReserveConnection: ReserveHook | undefined
   readonly classifyOptions: ClassifyOptions
-  readonly primary: NodeRuntime
+  readonly registry: NodeRegistry
   readonly router: Router
   readonly executor: Executor
   readonly planner: ReadPlanner
@@ -80,7 +80,7 @@ export class RoutingConnection implements DatabaseConnection {
 
   constructor(context: RoutingContext, explicit: ConsistencyScope | undefined) {
     this.#c = context
-    this.#session = new Session(context.primary, explicit, context.onReserveConnection)
+    this.#session = new Session(context.registry, explicit, context.onReserveConnection)
   }
 
   /** Makes a released connection ready for its next acquisition (the driver reuses them). */
@@ -154,7 +154,7 @@ export class RoutingConnection implements DatabaseConnection {
           reason: route.reason,
         }
       case 'primary':
-        return { role: 'primary', node: c.primary.name, reason: route.reason }
+        return { role: 'primary', node: c.registry.primary.name, reason: route.reason }
       default: {
         const candidates = route.candidates.map((candidate) => candidate.name)
         return {
@@ -273,7 +273,7 @@ export class RoutingConnection implements DatabaseConnection {
       return result!
     }
     const connection = await session.primaryConnection(signal)
-    session.transaction = { node: c.primary, connection, readOnly: false, wrote: false }
+    session.transaction = { node: session.primaryNode!, connection, readOnly: false, wrote: false }
     return this.#execute<R>(query, signal)
   }
 

@@ -53,7 +53,10 @@ export interface RunningStatement {
  * executor and the routing connection change it. Reused across acquisitions ({@link reset}).
  */
 export class Session implements SessionView {
-  readonly #primaryNode: NodeRuntime
+  /** Where the primary is now (it moves with switchovers and failovers). */
+  readonly #registry: { readonly primary: NodeRuntime }
+  /** The node of {@link primary}. */
+  primaryNode: NodeRuntime | undefined
   readonly #reserve: ReserveHook | undefined
   /** The innermost explicit `consistencyScope` when acquired, if any. */
   #explicit: ConsistencyScope | undefined
@@ -79,11 +82,11 @@ export class Session implements SessionView {
   waitedMs: number | undefined
 
   constructor(
-    primaryNode: NodeRuntime,
+    registry: { readonly primary: NodeRuntime },
     explicit: ConsistencyScope | undefined,
     reserve: ReserveHook | undefined,
   ) {
-    this.#primaryNode = primaryNode
+    this.#registry = registry
     this.#explicit = explicit
     this.#reserve = reserve
   }
@@ -115,10 +118,25 @@ export class Session implements SessionView {
     return this.primary !== undefined
   }
 
-  /** The held primary session, checked out on first use. */
+  /**
+   * Whether the session is bound to the node it holds: session state (pinning) or an open
+   * transaction there cannot move to another primary.
+   */
+  get bound(): boolean {
+    return this.pinned || this.transaction !== undefined || this.rawTransaction !== undefined
+  }
+
+  /**
+   * The held primary session, checked out on first use. A session held on a former primary is
+   * given up for the new one, unless the session is {@link bound} to it.
+   */
   async primaryConnection(signal: AbortSignal | undefined): Promise<PhysicalConnection> {
+    const current = this.#registry.primary
+    if (this.primary !== undefined && this.primaryNode !== current && !this.bound) {
+      this.dropPrimary()
+    }
     if (this.primary === undefined) {
-      const node = this.#primaryNode
+      const node = current
       let connection: PhysicalConnection
       try {
         connection = await node.pool.acquire(signal)
@@ -127,8 +145,17 @@ export class Session implements SessionView {
       }
       if (this.#reserve !== undefined) await reserved(this.#reserve, node, connection)
       this.primary = connection
+      this.primaryNode = node
     }
     return this.primary
+  }
+
+  /** Gives up the held primary session (its node is no longer the primary): it is closed. */
+  dropPrimary(): void {
+    const primary = this.primary
+    this.primary = undefined
+    this.primaryNode = undefined
+    if (primary !== undefined) releaseAfterCancel(primary, true)
   }
 
   /** Returns everything held to the pools (the driver's `releaseConnection`). */
@@ -141,6 +168,7 @@ export class Session implements SessionView {
     }
     const primary = this.primary
     this.primary = undefined
+    this.primaryNode = undefined
     this.pinned = false
     this.rawTransaction = undefined
     this.opening = undefined

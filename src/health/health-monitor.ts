@@ -29,6 +29,7 @@ export class HealthMonitor {
   readonly #onResult: ((node: NodeRuntime, latencyMs: number, ok: boolean) => void) | undefined
   readonly #now: () => number
   readonly #prober: Prober
+  readonly #onProbed: (() => void) | undefined
   readonly #probeTimeoutMs: number
   readonly #watchdogMs: number
   #watchdog: NodeJS.Timeout | undefined
@@ -47,7 +48,12 @@ export class HealthMonitor {
     readonly probeConcurrency: number
     /** Replicas the first probe round measures at most (`'least-latency'`'s `sampleSize`). */
     readonly firstPassSample?: number | undefined
+    /** Whether every node is probed, the primary included (the topology is followed). */
+    readonly probeAllNodes: boolean
+    /** Told after every probe result (the topology's review). */
+    readonly onProbed?: (() => void) | undefined
   }) {
+    this.#onProbed = options.onProbed
     this.#registry = options.registry
     this.#engine = options.engine
     this.#emit = options.emit
@@ -59,7 +65,12 @@ export class HealthMonitor {
     this.#prober = new Prober({
       firstPassSample: options.firstPassSample,
       port: {
-        replicas: options.registry.replicas,
+        // With no replica there is nothing to fail over to: the primary alone is not probed.
+        nodes: () => {
+          const registry = options.registry
+          if (!options.probeAllNodes || registry.replicas.length === 0) return registry.replicas
+          return registry.all.filter((n) => !n.draining)
+        },
         intervalMs: interval,
         timeoutMs: options.probeTimeoutMs,
         concurrency: options.probeConcurrency,
@@ -171,8 +182,10 @@ export class HealthMonitor {
       this.#emit({ type: 'not-read-only', node: node.name })
     }
     node.readOnly = result.readOnly
+    node.writable = result.writable ?? (result.readOnly === true ? false : undefined)
     if (result.lagMs !== undefined) this.#transition(node, node.health.onLag(result.lagMs))
     this.#transition(node, node.health.onSuccess())
+    this.#onProbed?.()
   }
 
   probeFailed(node: NodeRuntime, error: unknown, nowMs: number): void {
@@ -182,11 +195,21 @@ export class HealthMonitor {
       error instanceof ProbeTimeoutError ||
       (engine.isConnectError?.(error) ?? engine.isConnectionError(error))
     if (connectionLevel) {
+      // A node that cannot be reached takes no writes either (a failover's dead primary).
+      node.writable = false
       this.#transition(node, node.health.onFailure(nowMs, Math.random), error)
       this.#rescue(node, error)
+      this.#onProbed?.()
     } else {
       this.#emit({ type: 'probe-failed', node: node.name, error })
     }
+  }
+
+  /** Probes every node now (a write refused by the primary), and waits for the results. */
+  probeAll(): Promise<void> {
+    return Promise.all(
+      this.#registry.all.filter((n) => !n.draining).map((n) => this.#prober.probeNode(n)),
+    ).then(() => undefined)
   }
 
   /**

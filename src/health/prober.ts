@@ -4,7 +4,8 @@ import { limitConcurrency } from './concurrency-limit.js'
 
 /** What the prober needs from the cluster: the replicas, the settings, the probe, and where results go. */
 export interface ProberPort {
-  readonly replicas: readonly NodeRuntime[]
+  /** The nodes to probe (the replicas; every node when the topology is followed). */
+  nodes(): readonly NodeRuntime[]
   readonly intervalMs: number
   readonly timeoutMs: number
   readonly concurrency: number
@@ -53,7 +54,7 @@ export class Prober {
 
   start(): void {
     const interval = this.#port.intervalMs
-    if (interval === 0 || this.#port.replicas.length === 0 || this.#timer || this.#stopped) {
+    if (interval === 0 || this.#timer || this.#stopped) {
       return
     }
     void this.runOnce()
@@ -79,9 +80,10 @@ export class Prober {
     const port = this.#port
     const limit = limitConcurrency(port.concurrency)
     const now = port.now()
-    const due = port.replicas.filter(
-      (node) => node.health.consecutiveFailures === 0 || node.health.claimTrial(now),
-    )
+    const nodes = port
+      .nodes()
+      .filter((node) => node.health.consecutiveFailures === 0 || node.health.claimTrial(now))
+    const due = nodes.filter((node) => node.info.role === 'replica')
     const sample = this.#firstPassSample
     if (this.#rounds++ === 0 && sample !== undefined && sample < due.length) {
       // A large pool: the first round measures a random sample, so the first picks do not wait
@@ -92,6 +94,8 @@ export class Prober {
       }
       due.length = sample
     }
+    // The primary (probed when the topology is followed) is never left out of a round.
+    for (const node of nodes) if (node.info.role !== 'replica') due.push(node)
     this.#running = Promise.all(due.map((node) => limit(() => this.#probe(node))))
       .then(() => undefined)
       .finally(() => {

@@ -163,11 +163,15 @@ export class MysqlEngine implements Engine {
 
   async probe(connection: PhysicalConnection): Promise<ProbeResult> {
     const mariadb = this.#kind === 'mariadb'
-    const { result } = await connection.execute<{ pos: string | null; ro: number | string }>(
+    const { result } = await connection.execute<{
+      pos: string | null
+      ro: number | string
+      sro: number | string
+    }>(
       CompiledQuery.raw(
         mariadb
-          ? 'select @@gtid_slave_pos as pos, @@read_only as ro'
-          : 'select @@gtid_executed as pos, @@read_only as ro',
+          ? 'select @@gtid_slave_pos as pos, @@read_only as ro, 0 as sro'
+          : 'select @@gtid_executed as pos, @@read_only as ro, @@super_read_only as sro',
       ),
     )
     const row = result.rows[0]
@@ -181,11 +185,13 @@ export class MysqlEngine implements Engine {
     }
     const readOnly = row === undefined ? undefined : Number(row.ro) === 1
     let lagMs: number | null | undefined
+    let replicating: boolean | undefined
     try {
       const status = await connection.execute<Record<string, unknown>>(
         CompiledQuery.raw(mariadb ? 'show slave status' : 'show replica status'),
       )
       const s = status.result.rows[0]
+      replicating = s !== undefined
       if (s !== undefined) {
         const seconds = s.Seconds_Behind_Master ?? s.Seconds_Behind_Source
         const sqlRunning = s.Slave_SQL_Running ?? s.Replica_SQL_Running
@@ -207,7 +213,17 @@ export class MysqlEngine implements Engine {
       if (this.isConnectionError(error)) throw error
       // No privilege for SHOW SLAVE STATUS: lag stays unknown.
     }
-    return { position, lagMs, readOnly }
+    const writable =
+      row === undefined || replicating === undefined
+        ? undefined
+        : !readOnly && Number(row.sro) !== 1 && !replicating
+    return { position, lagMs, readOnly, writable }
+  }
+
+  /** 1290 ER_OPTION_PREVENTS_STATEMENT (`--read-only`), 1836 ER_READ_ONLY_MODE. */
+  isWriteRefusal(error: unknown): boolean {
+    const errno = (error as { errno?: unknown } | null)?.errno
+    return errno === 1290 || errno === 1836
   }
 
   async cancel(

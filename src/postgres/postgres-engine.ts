@@ -286,6 +286,7 @@ export class PostgresEngine implements Engine {
       receiver: boolean
       paused: boolean | null
       lag_ms: number | string | null
+      fenced: boolean
     }>(
       CompiledQuery.raw(
         `select pg_is_in_recovery() as in_recovery,
@@ -293,7 +294,8 @@ export class PostgresEngine implements Engine {
           pg_last_wal_receive_lsn()::text as receive,
           exists (select 1 from pg_stat_wal_receiver) as receiver,
           case when pg_is_in_recovery() then pg_is_wal_replay_paused() end as paused,
-          (extract(epoch from clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::float8 as lag_ms`,
+          (extract(epoch from clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::float8 as lag_ms,
+          (select reset_val = 'on' from pg_settings where name = 'default_transaction_read_only') as fenced`,
       ),
     )
     const row = result.rows[0]
@@ -302,7 +304,9 @@ export class PostgresEngine implements Engine {
     const replay = parseLsnOrUndefined(row.replay)
     const position: ReplicationPosition | undefined =
       replay === undefined ? undefined : { kind: 'postgres', lsn: replay }
-    if (!readOnly) return { position, readOnly, lagMs: undefined }
+    // A primary fenced for a switchover (`default_transaction_read_only` in its configuration,
+    // not only this session's) is not in recovery yet refuses writes.
+    if (!readOnly) return { position, readOnly, lagMs: undefined, writable: row.fenced !== true }
     // Replay paused: the standby falls further behind with every write.
     if (row.paused === true) return { position, readOnly, lagMs: null }
     // No WAL receiver: the upstream is unreachable (a primary outage) or the standby restores from
@@ -352,6 +356,11 @@ export class PostgresEngine implements Engine {
     )
     const row = result.rows[0]
     return { max: Number(row?.max ?? 0), used: Number(row?.used ?? 0) }
+  }
+
+  /** SQLSTATE 25006 read_only_sql_transaction: a standby, or a primary fenced read-only. */
+  isWriteRefusal(error: unknown): boolean {
+    return sqlState(error) === '25006'
   }
 
   isConnectionError(error: unknown): boolean {

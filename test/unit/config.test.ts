@@ -99,6 +99,7 @@ describe('resolveConfig', () => {
       maxReplicationLagMs: undefined,
       readTimeoutMs: undefined,
       defaultRoute: 'replicas',
+      topology: { mode: 'dynamic', writeWaitMs: 5000 },
       retryReads: true,
       fallback: 'primary',
       maxPrimaryReads: undefined,

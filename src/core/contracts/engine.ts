@@ -97,6 +97,11 @@ export interface ProbeResult {
   readonly lagMs?: number | null | undefined
   /** Whether the server refuses writes (`read_only`, hot standby). */
   readonly readOnly?: boolean | undefined
+  /**
+   * Whether the node takes writes as a primary: not read-only (nor `super_read_only`, nor
+   * `default_transaction_read_only` in its configuration) and not replicating from another node.
+   */
+  readonly writable?: boolean | undefined
 }
 
 /** What an engine reports back to the cluster it serves, given to it at construction. */
@@ -150,6 +155,12 @@ export interface Engine {
   cancel(control: PhysicalConnection, sessionId: number, kind: 'query' | 'session'): Promise<void>
   /** `true` for errors that mean the node or the connection is gone (not SQL errors). */
   isConnectionError(error: unknown): boolean
+  /**
+   * `true` for a statement the server refused before executing it because it does not take
+   * writes (MariaDB/MySQL 1290, 1836; PostgreSQL 25006): nothing ran, so it can be run on the
+   * node that took over the primary's role.
+   */
+  isWriteRefusal(error: unknown): boolean
   /**
    * `true` for errors that mean a connection to the node cannot be made: those of
    * {@link isConnectionError} plus refused credentials, access or database (MySQL 1044, 1045,

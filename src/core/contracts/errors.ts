@@ -49,6 +49,39 @@ export class ReadTimeoutError extends KyselyReplicatedError {
   }
 }
 
+/**
+ * The primary changed under an open transaction or a session pinned to it: its statements cannot
+ * continue on another node. Retry the whole transaction (or unit of work): it will run on the new
+ * primary.
+ */
+export class PrimaryChangedError extends KyselyReplicatedError {
+  readonly code = 'KR_PRIMARY_CHANGED'
+  readonly retriable = true
+  constructor(
+    message: string,
+    readonly node: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+}
+
+/**
+ * The primary refused a write (read-only, or gone) and no single node took over its role in
+ * time (`topology.writeWaitMs`), or several nodes take writes (a split brain is refused, not
+ * guessed). Nothing was written.
+ */
+export class PrimaryUnavailableError extends KyselyReplicatedError {
+  readonly code = 'KR_PRIMARY_UNAVAILABLE'
+  constructor(
+    message: string,
+    readonly node: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+}
+
 /** No replica was usable for a read and `fallback` is `'error'` (or the primary fallback cap was reached). */
 export class NoReplicaAvailableError extends KyselyReplicatedError {}
 

@@ -20,6 +20,7 @@
  * - `'causal-waited'`: a replica that applied the scope's writes within the bounded wait.
  * - `'causal-timeout'`: no replica applied them in time: the read ran on the primary.
  * - `'causal-behind'`: every replica was known to be too far behind to wait for: the read ran on the primary.
+ * - `'primary-changed'`: the primary refused the statement before running it (read-only, or gone) and it ran on the node that took over.
  */
 export type RouteReason =
   | 'read'
@@ -41,6 +42,7 @@ export type RouteReason =
   | 'causal-waited'
   | 'causal-timeout'
   | 'causal-behind'
+  | 'primary-changed'
 
 /** One routing decision, reported through `onRoute`. */
 export interface RouteEvent {
@@ -75,3 +77,13 @@ export type ReplicationEvent =
   | { readonly type: 'causal-token-ignored'; readonly node: string; readonly message: string }
   | { readonly type: 'probe-failed'; readonly node: string; readonly error: unknown }
   | { readonly type: 'pool-oversized'; readonly node: string; readonly message: string }
+  | {
+      readonly type: 'primary-changed'
+      readonly node: string
+      readonly from: string
+      readonly to: string
+    }
+  | { readonly type: 'role-changed'; readonly node: string; readonly role: 'primary' | 'replica' }
+  | { readonly type: 'topology-conflict'; readonly node: string; readonly message: string }
+  | { readonly type: 'replica-added'; readonly node: string }
+  | { readonly type: 'replica-removed'; readonly node: string }
