@@ -5,9 +5,11 @@ import { HealthMonitor } from '../health/health-monitor.js'
 import { Tracing } from '../observability/tracing.js'
 import { primaryFunctionSet } from '../routing/primary-functions.js'
 import type { ReplicaSelector } from '../selection/replica-selector.js'
-import type { ResolvedConfig } from './config.js'
+import type { ReplicaConfig, ResolvedConfig } from './config.js'
 import type { Engine, PhysicalConnection } from './contracts/engine.js'
+import { NodeUnreachableError, ReplicatedConfigError } from './contracts/errors.js'
 import type { ReplicationEvent, RouteEvent } from './contracts/events.js'
+import type { NodeSource } from './contracts/node-setup.js'
 import type { PoolStats, ReplicaInfo, RoutingStats } from './contracts/stats.js'
 import { Executor } from './executor.js'
 import type { ManagedPool } from './managed-pool.js'
@@ -66,6 +68,8 @@ export class Cluster {
   /** What every routing connection of this cluster shares. */
   readonly routing: RoutingContext
   #tracing: Tracing | undefined
+  readonly #replicaPool: (source: NodeSource, name: string) => ManagedPool
+  readonly #decayMs: number | undefined
   #initPromise: Promise<void> | undefined
   #refusal: Error | undefined
   #destroyed = false
@@ -82,7 +86,11 @@ export class Cluster {
     readonly decayMs: number | undefined
     /** `'least-latency'`'s `sampleSize`: replicas the first probe round measures at most. */
     readonly firstPassSample?: number | undefined
+    /** Builds the pool of a replica added at run time. */
+    readonly replicaPool: (source: NodeSource, name: string) => ManagedPool
   }) {
+    this.#replicaPool = options.replicaPool
+    this.#decayMs = options.decayMs
     const { engine, config, nodes, selector } = options
     this.engine = engine
     this.config = config
@@ -274,6 +282,55 @@ export class Cluster {
   causalToken(): string | undefined {
     const required = this.planner.requirement(currentScope(), this.now())
     return required.position === undefined ? undefined : encodeCausalToken(required.position)
+  }
+
+  /** Adds a replica at run time (see `dialect.addReplica`). */
+  async addReplica(replica: ReplicaConfig<unknown, unknown>): Promise<void> {
+    const pool = this.#replicaPool(replica, replica.name)
+    await pool.init()
+    const config = this.config
+    const node = new NodeRuntime({
+      info: pool.info as MutableNodeInfo,
+      pool,
+      weight: replica.weight ?? 1,
+      index: Math.max(...this.registry.all.map((n) => n.candidate.index)) + 1,
+      health: {
+        cooldownMs: config.cooldownMs,
+        maxCooldownMs: config.maxCooldownMs,
+        maxReplicationLagMs: config.maxReplicationLagMs,
+      },
+      decayMs: this.#decayMs,
+    })
+    // Probed before it takes reads: its lag and position are known from the start.
+    await this.monitor.probeNode(node)
+    this.registry.add(node)
+    this.statistics.emit({ type: 'replica-added', node: node.name })
+  }
+
+  /** Drains and removes a replica (see `dialect.removeReplica`). */
+  async removeReplica(name: string, timeoutMs: number): Promise<void> {
+    const node = this.registry.node(name)
+    if (node === undefined || node === this.registry.primary) {
+      throw new ReplicatedConfigError(
+        `removeReplica("${name}"): ${node === undefined ? 'no node of that name' : 'it is the primary'} (replicas: ${this.registry.replicas.map((r) => `"${r.name}"`).join(', ') || 'none'})`,
+      )
+    }
+    this.registry.drain(node)
+    const deadline = this.now() + timeoutMs
+    while ((node.running.size > 0 || node.pool.stats().inUse > 0) && this.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    for (const connection of [...node.running]) {
+      connection.abandon?.(
+        new NodeUnreachableError(
+          `replica "${name}" was removed: the statement was abandoned`,
+          name,
+        ),
+      )
+    }
+    await node.pool.end(DESTROY_GRACE_MS)
+    this.registry.remove(node)
+    this.statistics.emit({ type: 'replica-removed', node: name })
   }
 
   /** Runs the prober once now (tests and `dialect.probeNow()`). */

@@ -549,6 +549,39 @@ function nonEmptyString(value: unknown, setting: string, fail: Fail): string {
 // ---- nodes ----
 
 /**
+ * Checks a replica given to `dialect.addReplica()` as the dialect's config is checked: a unique
+ * `name`, `pool` or `connection`, a positive `weight`. Throws {@link ReplicatedConfigError}.
+ */
+export function checkReplicaConfig(
+  replica: unknown,
+  options: {
+    readonly isPool: (value: unknown) => boolean
+    readonly dialectName: string
+    readonly names: readonly string[]
+  },
+): asserts replica is ReplicaConfig<unknown, unknown> {
+  const fail: Fail = (message) => {
+    throw new ReplicatedConfigError(`${options.dialectName}.addReplica: ${message}`)
+  }
+  checkNodeShape(replica, 'replica', REPLICA_KEYS, options.isPool, fail)
+  const node = replica as ReplicaConfig<unknown, unknown>
+  const name = nonEmptyString(node.name, 'replica.name', fail)
+  if (options.names.includes(name)) {
+    fail(`duplicate node name "${name}": every node needs its own name`)
+  }
+  checkNodeSettings(node, `replica "${name}"`, 'replica', options.isPool, fail)
+  const weight = node.weight
+  if (
+    weight !== undefined &&
+    !(typeof weight === 'number' && Number.isFinite(weight) && weight > 0)
+  ) {
+    fail(
+      `replica "${name}": \`weight\` must be a positive finite number, got ${describeValue(weight)}`,
+    )
+  }
+}
+
+/**
  * The config's nodes as `primary` + `replicas`: as given, or from `nodes` (the first is the
  * provisional primary until the servers say which node takes writes).
  */

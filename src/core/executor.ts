@@ -267,7 +267,7 @@ export class Executor {
       try {
         target = await this.#primary(session, route.reason, route.fallback, signal)
       } catch (error) {
-        if (await this.#redirect(session, statement, former, error, true)) return REPLANNED
+        if (await this.#redirect(session, former, error, true)) return REPLANNED
         throw error
       }
       return this.#report(session, statement, target, route.detail)
@@ -415,10 +415,7 @@ export class Executor {
       this.#retryWithout(session, target.node, statement)
       return
     }
-    if (
-      !target.transient &&
-      (await this.#redirect(session, statement, target.node, error, false))
-    ) {
+    if (!target.transient && (await this.#redirect(session, target.node, error, false))) {
       return
     }
     throw annotateNodeError(error, target.node.name)
@@ -434,7 +431,6 @@ export class Executor {
    */
   async #redirect(
     session: Session,
-    statement: Statement,
     former: NodeRuntime,
     error: unknown,
     connecting: boolean,

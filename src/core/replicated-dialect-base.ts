@@ -1,7 +1,13 @@
 import type { Driver } from 'kysely'
 import { createSelector } from '../selection/create-selector.js'
 import { Cluster } from './cluster.js'
-import { nodeConfigs, type ReplicatedDialectConfig, resolveConfig } from './config.js'
+import {
+  checkReplicaConfig,
+  nodeConfigs,
+  type ReplicaConfig,
+  type ReplicatedDialectConfig,
+  resolveConfig,
+} from './config.js'
 import type { Engine, EngineContext, NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import { DialectDestroyedError } from './contracts/errors.js'
 import type { LifecycleNodePool } from './contracts/lifecycle.js'
@@ -34,6 +40,7 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
   /** Nodes given a pool instance (not a factory, not `connection`): such pools cannot reopen. */
   readonly #instancePools: readonly string[]
   readonly #dialectName: string
+  readonly #isPool: (value: unknown) => boolean
   /** The cluster of the newest driver (the one the inspection methods report on). */
   #cluster: Cluster
   /** Whether a driver already took {@link #cluster}. */
@@ -48,6 +55,7 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
       extraKeys: parts.extraKeys,
     })
     this.#dialectName = dialectName
+    this.#isPool = parts.isPool
     // Validated above: `nodes` (if given) as a provisional primary and its replicas.
     const config = nodeConfigs(parts.config)
     this.#instancePools = [
@@ -104,6 +112,8 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
         decayMs: resolved.latency.decayMs,
         firstPassSample:
           resolved.selector === 'least-latency' ? resolved.latency.sampleSize : undefined,
+        replicaPool: (source: NodeSource, name: string) =>
+          managed(source, { name, role: 'replica' }),
       })
       return cluster
     }
@@ -136,6 +146,39 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
     }
     this.#taken = true
     return new ReplicatedDriver(this.#cluster)
+  }
+
+  /**
+   * Adds a replica at run time (an autoscaled read replica): its pool is opened, it is probed,
+   * and it takes reads once healthy. Its config is checked like the dialect's (`name` unique,
+   * `pool` or `connection`, `weight`).
+   *
+   * @example
+   * ```ts
+   * await dialect.addReplica({ name: 'replica-3', pool: createPool({ host: 'replica3.internal', ... }) })
+   * ```
+   */
+  async addReplica(replica: ReplicaConfig<unknown, unknown>): Promise<void> {
+    checkReplicaConfig(replica, {
+      isPool: this.#isPool,
+      dialectName: this.#dialectName,
+      names: this.#cluster.registry.all.map((n) => n.name),
+    })
+    await this.#cluster.addReplica(replica)
+  }
+
+  /**
+   * Removes a replica at run time: it takes no new statement at once, the statements in flight
+   * on it finish (at most `timeoutMs`, default 10 000 ms; then they are abandoned), and its pool
+   * is ended. Reads keep running on the other nodes throughout.
+   *
+   * @example
+   * ```ts
+   * await dialect.removeReplica('replica-3')
+   * ```
+   */
+  async removeReplica(name: string, options: { readonly timeoutMs?: number } = {}): Promise<void> {
+    await this.#cluster.removeReplica(name, options.timeoutMs ?? 10_000)
   }
 
   /**

@@ -205,6 +205,11 @@ export class HealthMonitor {
     }
   }
 
+  /** Probes one node now and waits for the result. */
+  probeNode(node: NodeRuntime): Promise<void> {
+    return this.#prober.probeNode(node)
+  }
+
   /** Probes every node now (a write refused by the primary), and waits for the results. */
   probeAll(): Promise<void> {
     return Promise.all(
