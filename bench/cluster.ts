@@ -19,19 +19,13 @@
  * `equal` and `slow` run as `--slices` rounds (5) in which every contender runs its share of the
  * duration in turn (0.5 s warm-up each), so other work on a shared machine hits all alike.
  *
- * Options: `--duration S` (10), `--warmup S` (1.5), `--concurrency N` (32), `--scenario
- * equal,slow,spike,kill,consistency`, `--selectors name,…` (default: all), `--dialect mysql|postgres`,
- * `--pairs-duration S` (4), `--replica-delay MS` (1000), `--slices N` (5), `--no-report`,
- * `--no-write` (print only), `--source` (run `src/`
- * through tsx instead of its tsc output: see `library.ts`). Progress goes to stderr.
- * Writes `bench/results/cluster.json` (`cluster-postgres.json` for PostgreSQL; merged by scenario
- * with an earlier run, so `--scenario` can redo one)
- * and regenerates `docs/benchmarks.md`.
+ * Options: `npm run bench:cluster -- --help`. Progress goes to stderr. Writes
+ * `bench/results/cluster.json` (`cluster-postgres.json` for PostgreSQL; merged by scenario with an
+ * earlier run, so `--scenario` can redo one) and regenerates `docs/benchmarks.md`.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
 import * as hdr from 'hdr-histogram-js'
 import { type Dialect, Kysely } from 'kysely'
 import { KyselyReplicationDialect } from 'kysely-replication'
@@ -39,6 +33,7 @@ import { RoundRobinReplicaStrategy } from 'kysely-replication/strategy/round-rob
 import type { ConsistencyMode, ReplicatedDialectConfig, RoutingStats } from '../src/index.js'
 import type { BuiltInSelectorName, ReplicaSelector } from '../src/selection/replica-selector.js'
 import type { NodeConnectionOptions, ReplicatedTestCluster } from '../test/support/cluster.js'
+import { parseCommandLine } from './cli.js'
 import {
   type BenchDatabase,
   type BenchDb,
@@ -52,21 +47,72 @@ import { loadLibrary } from './library.js'
 import { collectMeta, median, progress, RESULTS_DIR, writeResult } from './meta.js'
 import { type InjectedState, OracleSelector } from './oracle-selector.js'
 
-const { values: args } = parseArgs({
+const args = parseCommandLine({
+  usage: 'npm run bench:cluster -- [options]',
+  summary: [
+    'Cluster benchmarks on a real local primary and two replicas (MariaDB or PostgreSQL): every',
+    "selector, kysely-replication's round-robin and an oracle under the same closed-loop read load,",
+    'and write → read-back pairs per consistency mode. Progress goes to stderr. Writes',
+    'bench/results/cluster.json (cluster-postgres.json for PostgreSQL; merged by scenario with an',
+    'earlier run) and regenerates docs/benchmarks.md.',
+  ].join('\n'),
   options: {
-    duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '1.5' },
-    concurrency: { type: 'string', default: '32' },
-    scenario: { type: 'string', default: 'equal,slow,spike,kill,consistency' },
-    selectors: { type: 'string', default: 'all' },
-    dialect: { type: 'string', default: 'mysql' },
-    slices: { type: 'string', default: '5' },
-    'pairs-duration': { type: 'string', default: '4' },
-    'pairs-concurrency': { type: 'string', default: '8' },
-    'replica-delay': { type: 'string', default: '1000' },
-    'no-report': { type: 'boolean', default: false },
-    'no-write': { type: 'boolean', default: false },
-    source: { type: 'boolean', default: false },
+    duration: {
+      type: 'string',
+      value: 's',
+      default: '10',
+      help: 'measured seconds per selector in equal, slow, spike and kill',
+    },
+    warmup: {
+      type: 'string',
+      value: 's',
+      default: '1.5',
+      help: 'unrecorded seconds before each measurement',
+    },
+    concurrency: { type: 'string', value: 'n', default: '32', help: 'closed-loop read workers' },
+    scenario: {
+      type: 'string',
+      value: 'list',
+      default: 'equal,slow,spike,kill,consistency',
+      help: 'scenarios to run',
+    },
+    selectors: {
+      type: 'string',
+      value: 'list',
+      default: 'all',
+      help: 'contenders: built-in selector names, kysely-replication, oracle',
+    },
+    dialect: { type: 'string', value: 'mysql|postgres', default: 'mysql', help: 'the engine' },
+    slices: {
+      type: 'string',
+      value: 'n',
+      default: '5',
+      help: 'equal and slow: interleaved rounds per selector',
+    },
+    'pairs-duration': {
+      type: 'string',
+      value: 's',
+      default: '4',
+      help: 'consistency: seconds per mode',
+    },
+    'pairs-concurrency': {
+      type: 'string',
+      value: 'n',
+      default: '8',
+      help: 'consistency: write → read-back workers',
+    },
+    'replica-delay': {
+      type: 'string',
+      value: 'ms',
+      default: '1000',
+      help: 'consistency: apply delay of the replicas in the second set of rows',
+    },
+    'no-report': { type: 'boolean', help: 'leave docs/ alone' },
+    'no-write': { type: 'boolean', help: 'print only: no results file, no report' },
+    source: {
+      type: 'boolean',
+      help: 'run src/ through tsx instead of its tsc output (see bench/library.ts)',
+    },
   },
 })
 

@@ -11,17 +11,12 @@
  * Numbers to report, never to assert. Writes `bench/results/micro.json` and regenerates
  * `docs/benchmarks.md`.
  *
- * Options: `--section selectors,classification,overhead` (default: all), `--quick` (shorter
- * measurements), `--rounds N` and `--queries N` (overhead rounds, queries per dialect per round),
- * `--variants eventual,causal,kysely-replication` (overhead: which to run besides the baseline),
- * `--no-report` (leave docs/ alone), `--no-write` (print only, e.g. under `node --cpu-prof`),
- * `--source` (benchmark `src/` through tsx instead of its tsc output: see `library.ts`).
+ * Options: `npm run bench -- --help`.
  * A run of some sections keeps the other sections of the previous `micro.json`.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
 import v8 from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import {
@@ -43,6 +38,7 @@ import type {
   ReplicaSelector,
   SelectionContext,
 } from '../src/selection/replica-selector.js'
+import { parseCommandLine } from './cli.js'
 import { createFakeCluster, FakeMysqlPool } from './fake-pool.js'
 import { loadLibrary } from './library.js'
 import { collectMeta, median, progress, RESULTS_DIR, writeResult } from './meta.js'
@@ -53,16 +49,45 @@ const gc = runInNewContext('gc') as () => void
 ;(globalThis as { gc?: () => void }).gc = gc
 const { measure, do_not_optimize } = await import('mitata')
 
-const { values: args } = parseArgs({
+const args = parseCommandLine({
+  usage: 'npm run bench -- [options]',
+  summary: [
+    'Micro-benchmarks without a database: replica selection, classification, and the whole-query',
+    'overhead of each dialect on fake pools. Progress goes to stderr. Writes bench/results/micro.json',
+    '(a run of some sections keeps the others) and regenerates docs/benchmarks.md.',
+  ].join('\n'),
   options: {
-    section: { type: 'string', default: 'selectors,classification,overhead' },
-    quick: { type: 'boolean', default: false },
-    rounds: { type: 'string', default: '21' },
-    queries: { type: 'string', default: '3000' },
-    variants: { type: 'string', default: '' },
-    'no-report': { type: 'boolean', default: false },
-    'no-write': { type: 'boolean', default: false },
-    source: { type: 'boolean', default: false },
+    section: {
+      type: 'string',
+      value: 'list',
+      default: 'selectors,classification,overhead',
+      help: 'sections to run',
+    },
+    quick: { type: 'boolean', help: 'shorter measurements (selectors, classification)' },
+    rounds: {
+      type: 'string',
+      value: 'n',
+      default: '21',
+      help: 'overhead: alternating rounds',
+    },
+    queries: {
+      type: 'string',
+      value: 'n',
+      default: '3000',
+      help: 'overhead: queries per dialect per round',
+    },
+    variants: {
+      type: 'string',
+      value: 'list',
+      default: '',
+      help: 'overhead: dialects to run besides the baseline, by part of their name (e.g. eventual,causal)',
+    },
+    'no-report': { type: 'boolean', help: 'leave docs/ alone' },
+    'no-write': { type: 'boolean', help: 'print only (e.g. under node --cpu-prof)' },
+    source: {
+      type: 'boolean',
+      help: 'benchmark src/ through tsx instead of its tsc output (see bench/library.ts)',
+    },
   },
 })
 
