@@ -39,6 +39,10 @@ function ms(value: number): string {
   return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)
 }
 
+function signedUs(us: number): string {
+  return `${us >= 0 ? '+' : ''}${us.toFixed(2)}`
+}
+
 function pct(part: number, whole: number): string {
   return whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : '–'
 }
@@ -418,7 +422,7 @@ function targets(micro: MicroResults | undefined, clusters: ClusterRun[]): Targe
     if (!v.name.startsWith('ReplicatedMysqlDialect')) continue
     out.push({
       target: `whole-query overhead over MysqlDialect ≤ 5 %: ${v.name}`,
-      measured: `×${v.medianRatio.toFixed(3)} (+${v.medianAddedUs.toFixed(2)} µs/query)`,
+      measured: `×${v.medianRatio.toFixed(3)} (${signedUs(v.medianAddedUs)} µs/query)${v.context !== undefined && v.context !== 'none' ? ', against MysqlDialect in a per-request AsyncLocalStorage' : ''}`,
       ok: v.medianRatio <= 1.05,
     })
   }
@@ -529,28 +533,49 @@ function microSection(micro: MicroResults | undefined): string {
   }
   const o = micro.overhead
   if (o !== undefined) {
+    const contexts = new Set(o.variants.map((v) => v.context ?? 'none'))
+    const inContexts = contexts.size > 1 || !contexts.has('none')
+    const contextLabel = {
+      none: 'none',
+      request: 'AsyncLocalStorage.run',
+      scope: 'consistencyScope',
+    }
     const rows = o.variants.map((v) => [
       v.name,
+      ...(inContexts ? [contextLabel[v.context ?? 'none']] : []),
       v.medianUsPerQuery.toFixed(2),
       `×${v.medianRatio.toFixed(3)}`,
-      `${v.medianAddedUs >= 0 ? '+' : ''}${v.medianAddedUs.toFixed(2)}`,
+      signedUs(v.medianAddedUs),
+      ...(inContexts
+        ? [
+            v.toPlainBaseline === undefined
+              ? '–'
+              : `×${v.toPlainBaseline.medianRatio.toFixed(3)} (${signedUs(v.toPlainBaseline.medianAddedUs)} µs)`,
+          ]
+        : []),
       `${Math.min(...v.usPerQuery).toFixed(2)} – ${Math.max(...v.usPerQuery).toFixed(2)}`,
     ])
+    const contextText = inContexts
+      ? ` Each query also runs as a request of its own would: outside any context, inside a plain per-request \`AsyncLocalStorage.run()\` (what a web framework or tracer opens; Kysely's dialect and \`kysely-replication\` there), or inside a per-request \`consistencyScope()\` (how web apps use the replicated dialects). Variants in a context are compared with Kysely's dialect in a plain per-request context, measured in the same rounds; the last comparison column is with Kysely's dialect outside any context. On Node.js ${micro.meta.node}, the first \`run()\` of any \`AsyncLocalStorage\` turns promise hooks on for the whole process${o.storagesTurnedOff ? ', so every storage is turned off again before each variant outside a context (`bench/async-context.ts`): those run as in a process that never opened one' : ''}.`
+      : ''
     parts.push(
       '',
       '### Whole-query overhead on fake pools',
       '',
-      `${o.rounds} rounds × ${o.queriesPerRound} queries per dialect, the dialects alternating within each round; ${o.workload}. The fake mysql2 pools (\`bench/fake-pool.ts\`) answer on the next tick, so these are client-side costs only: against a real server, a point select on loopback costs about 70–150 µs more per query. Ratio and added time are medians over rounds of the comparison with the baseline measured in the same round. The replicated dialects run with two replicas and \`health: { probeIntervalMs: 0 }\`.`,
+      `${o.rounds} rounds × ${o.queriesPerRound} queries per dialect, the dialects alternating within each round; ${o.workload}. The fake mysql2 pools (\`bench/fake-pool.ts\`) answer on the next tick, so these are client-side costs only: against a real server, a point select on loopback costs about 70–150 µs more per query. Ratio and added time are medians over rounds of the comparison with the baseline measured in the same round. The replicated dialects run with two replicas and \`health: { probeIntervalMs: 0 }\`.${contextText}`,
       '',
       table(
         [
           'dialect',
+          ...(inContexts ? ['each query in'] : []),
           'µs / query (median)',
           'ratio to baseline',
           'µs added / query',
+          ...(inContexts ? ['vs Kysely outside any context'] : []),
           'range over rounds (µs)',
         ],
         rows,
+        inContexts ? ['l', 'l', 'r', 'r', 'r', 'r', 'r'] : undefined,
       ),
     )
   }
