@@ -174,7 +174,14 @@ export const postgresEngine: ClusterBenchEngine = {
   createPool(options, size) {
     // pg is an optional peer: loaded only when this engine runs.
     const { Pool } = requirePg()
-    return new Pool({ ...options, max: size, connectionTimeoutMillis: 2000 })
+    const pool = new Pool({ ...options, max: size, connectionTimeoutMillis: 2000 })
+    // A server that dies makes pg emit 'error' on its idle clients (through the pool) and on the
+    // clients checked out, which Kysely's PostgresDialect does not listen to: unheard, the event
+    // would end the benchmark. Every contender's pools get these listeners alike; the failure
+    // still reaches the query that was running.
+    pool.on('error', () => {})
+    pool.on('connect', (client) => client.on('error', () => {}))
+    return pool
   },
   replicatedDialect(config) {
     return new (library().index.ReplicatedPostgresDialect)(config)
