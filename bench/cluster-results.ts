@@ -125,7 +125,7 @@ export interface LoadRunResult extends RunFigures {
   /**
    * With `--repeat N` (N > 1): the figures of every repetition, in the order they ran. The rest of
    * this result (figures, timeline, events) is repetition {@link shownRepetition}, the one with
-   * the median p99.
+   * the median p99, except `errors`: those of all repetitions, summed.
    */
   readonly repetitions?: RunFigures[]
   readonly shownRepetition?: number

@@ -798,12 +798,19 @@ function figures(run: LoadRunResult): RunFigures {
   return rest
 }
 
-/** One result per contender from its repetitions: the one with the median p99, and all figures. */
+/**
+ * One result per contender from its repetitions: the one with the median p99, the figures of
+ * all, and the errors of all (summed).
+ */
 function combineRepetitions(runs: LoadRunResult[]): LoadRunResult {
   if (runs.length === 1) return runs[0]!
   const byP99 = runs.map((r, i) => [r.latencyMs.p99, i] as const).sort((a, b) => a[0] - b[0])
   const shown = byP99[(byP99.length - 1) >> 1]![1]
-  return { ...runs[shown]!, repetitions: runs.map(figures), shownRepetition: shown }
+  const errors: Record<string, number> = {}
+  for (const run of runs) {
+    for (const [key, n] of Object.entries(run.errors)) errors[key] = (errors[key] ?? 0) + n
+  }
+  return { ...runs[shown]!, errors, repetitions: runs.map(figures), shownRepetition: shown }
 }
 
 /**

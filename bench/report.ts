@@ -992,7 +992,8 @@ function clusterSection(run: ClusterRun, written: string[]): string {
       parts.push('', `![${scenario.title}: reads per node over time](img/${timeline})`)
     const errors = scenario.runs.filter((r) => Object.keys(r.errors).length > 0)
     if (errors.length > 0) {
-      parts.push('', 'Errors seen by the application:', '')
+      const over = repeat > 1 ? ` (over the ${repeat} runs per selector)` : ''
+      parts.push('', `Errors seen by the application${over}:`, '')
       for (const r of errors) {
         parts.push(
           `- ${r.label}: ${Object.entries(r.errors)
