@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const RESULTS_DIR = path.join(ROOT, 'bench', 'results')
+/** Where results of short development runs go (`--quick`): git ignores it, the report never reads it. */
+export const SCRATCH_RESULTS_DIR = path.join(ROOT, '.tmp', 'bench-results')
 
 export interface BenchMeta {
   readonly date: string
@@ -87,10 +89,10 @@ function readOwnVersion(): string {
   }
 }
 
-/** Writes `data` as pretty JSON to `bench/results/<name>` (through a temp file). */
-export function writeResult(name: string, data: unknown): string {
-  fs.mkdirSync(RESULTS_DIR, { recursive: true })
-  const file = path.join(RESULTS_DIR, name)
+/** Writes `data` as pretty JSON to `<dir>/<name>` (default `bench/results/`; through a temp file). */
+export function writeResult(name: string, data: unknown, dir = RESULTS_DIR): string {
+  fs.mkdirSync(dir, { recursive: true })
+  const file = path.join(dir, name)
   const tmp = file.replace(/\.json$/, '.tmp.json')
   fs.writeFileSync(tmp, `${JSON.stringify(data, null, 2)}\n`)
   fs.renameSync(tmp, file)

@@ -7,22 +7,20 @@
  *   together with a selection;
  * - whole-query overhead: one mixed workload (nine reads to one write) through Kysely's own
  *   `MysqlDialect`, `ReplicatedMysqlDialect` ('eventual' and 'causal') and `kysely-replication`,
- *   all on fake mysql2 pools that answer at once (`fake-pool.ts`), in alternating rounds.
+ *   all on fake mysql2 pools that answer at once (`fake-pool.ts`), in alternating rounds; each
+ *   both outside any context and with every query in a per-request context (the replicated
+ *   dialects in `consistencyScope()`, the others in a plain `AsyncLocalStorage.run()`).
  *
  * Numbers to report, never to assert. Writes `bench/results/micro.json` and regenerates
  * `docs/benchmarks.md`.
  *
- * Options: `--section selectors,classification,overhead` (default: all), `--quick` (shorter
- * measurements), `--rounds N` and `--queries N` (overhead rounds, queries per dialect per round),
- * `--variants eventual,causal,kysely-replication` (overhead: which to run besides the baseline),
- * `--no-report` (leave docs/ alone), `--no-write` (print only, e.g. under `node --cpu-prof`),
- * `--source` (benchmark `src/` through tsx instead of its tsc output: see `library.ts`).
+ * Options: `npm run bench -- --help`.
  * A run of some sections keeps the other sections of the previous `micro.json`.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
 import v8 from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import {
@@ -44,6 +42,8 @@ import type {
   ReplicaSelector,
   SelectionContext,
 } from '../src/selection/replica-selector.js'
+import { trackStorages } from './async-context.js'
+import { parseCommandLine } from './cli.js'
 import { createFakeCluster, FakeMysqlPool } from './fake-pool.js'
 import { loadLibrary } from './library.js'
 import { collectMeta, median, progress, RESULTS_DIR, writeResult } from './meta.js'
@@ -54,16 +54,45 @@ const gc = runInNewContext('gc') as () => void
 ;(globalThis as { gc?: () => void }).gc = gc
 const { measure, do_not_optimize } = await import('mitata')
 
-const { values: args } = parseArgs({
+const args = parseCommandLine({
+  usage: 'npm run bench -- [options]',
+  summary: [
+    'Micro-benchmarks without a database: replica selection, classification, and the whole-query',
+    'overhead of each dialect on fake pools. Progress goes to stderr. Writes bench/results/micro.json',
+    '(a run of some sections keeps the others) and regenerates docs/benchmarks.md.',
+  ].join('\n'),
   options: {
-    section: { type: 'string', default: 'selectors,classification,overhead' },
-    quick: { type: 'boolean', default: false },
-    rounds: { type: 'string', default: '21' },
-    queries: { type: 'string', default: '3000' },
-    variants: { type: 'string', default: '' },
-    'no-report': { type: 'boolean', default: false },
-    'no-write': { type: 'boolean', default: false },
-    source: { type: 'boolean', default: false },
+    section: {
+      type: 'string',
+      value: 'list',
+      default: 'selectors,classification,overhead',
+      help: 'sections to run',
+    },
+    quick: { type: 'boolean', help: 'shorter measurements (selectors, classification)' },
+    rounds: {
+      type: 'string',
+      value: 'n',
+      default: '21',
+      help: 'overhead: alternating rounds',
+    },
+    queries: {
+      type: 'string',
+      value: 'n',
+      default: '3000',
+      help: 'overhead: queries per dialect per round',
+    },
+    variants: {
+      type: 'string',
+      value: 'list',
+      default: '',
+      help: 'overhead: dialects to run besides the baseline, by part of their name (e.g. eventual,causal)',
+    },
+    'no-report': { type: 'boolean', help: 'leave docs/ alone' },
+    'no-write': { type: 'boolean', help: 'print only (e.g. under node --cpu-prof)' },
+    source: {
+      type: 'boolean',
+      help: 'benchmark src/ through tsx instead of its tsc output (see bench/library.ts)',
+    },
   },
 })
 
@@ -78,7 +107,9 @@ const {
   createSelector,
   BUILT_IN_SELECTOR_NAMES,
 } = lib
-const { ReplicatedMysqlDialect } = lib.index
+const { ReplicatedMysqlDialect, consistencyScope } = lib.index
+// Before anything runs in a storage: see async-context.ts.
+const storages = trackStorages()
 const sections = new Set(args.section.split(',').map((s) => s.trim()))
 const MIN_CPU_TIME_NS = (args.quick ? 150 : 500) * 1e6
 
@@ -115,6 +146,10 @@ export interface ClassificationResult {
 
 export interface OverheadVariant {
   readonly name: string
+  /** What each query ran in (absent in results from before contexts were measured: `none`). */
+  readonly context?: QueryContext
+  /** The variant compared with (absent in older results: the plain baseline). */
+  readonly baseline?: string
   /** Microseconds per query, one value per round. */
   readonly usPerQuery: number[]
   readonly medianUsPerQuery: number
@@ -122,6 +157,8 @@ export interface OverheadVariant {
   readonly medianRatio: number
   /** Median over rounds of (this - baseline) in µs per query. */
   readonly medianAddedUs: number
+  /** For a variant in a context: the same comparison with Kysely's dialect outside any context. */
+  readonly toPlainBaseline?: { readonly medianRatio: number; readonly medianAddedUs: number }
 }
 
 export interface MicroResults {
@@ -134,6 +171,11 @@ export interface MicroResults {
     readonly queriesPerRound: number
     readonly workload: string
     readonly baseline: string
+    /**
+     * Whether every AsyncLocalStorage was turned off before each variant outside a context (see
+     * `async-context.ts`); false where storages need no promise hooks.
+     */
+    readonly storagesTurnedOff?: boolean
     readonly variants: OverheadVariant[]
   }
 }
@@ -193,6 +235,10 @@ function bytesPer(fn: () => unknown, batch = 5000, batches = 21): number {
   for (let i = 0; i < batch * 4; i++) do_not_optimize(fn())
   const baseline = run(() => undefined)
   return Math.max(0, Math.round((run(fn) - baseline) * 10) / 10)
+}
+
+function signed(us: number): string {
+  return `${us >= 0 ? '+' : ''}${us.toFixed(2)}`
 }
 
 function formatNs(ns: number): string {
@@ -460,24 +506,53 @@ async function benchClassification(): Promise<ClassificationResult[]> {
 
 type Db = Kysely<BenchDatabase>
 
+/**
+ * What each query of a variant runs in: nothing (`none`), a plain per-request
+ * `AsyncLocalStorage.run()` as a web framework or tracer would open (`request`), or the library's
+ * per-request `consistencyScope()` (`scope`), which is how web apps use causal mode.
+ */
+export type QueryContext = 'none' | 'request' | 'scope'
+
 interface Variant {
   readonly name: string
+  readonly context: QueryContext
+  /** The variant it is compared with in each round: Kysely's own dialect in the same context. */
+  readonly baseline: string
   readonly db: Db
+  /** Runs one query in the variant's context. */
+  readonly enter: <T>(query: () => Promise<T>) => Promise<T>
   /** Pools whose statement counts are checked after the run. */
   readonly pools: FakeMysqlPool[]
 }
 
+const PLAIN_BASELINE = 'Kysely MysqlDialect (baseline)'
+const REQUEST_BASELINE = 'Kysely MysqlDialect, per-request AsyncLocalStorage (baseline)'
+
+/** A web framework's request context: an object per request in a storage of its own. */
+const requestContext = new AsyncLocalStorage<{ readonly requestId: number }>()
+let requestId = 0
+
+const ENTER: Record<QueryContext, <T>(query: () => Promise<T>) => Promise<T>> = {
+  none: (query) => query(),
+  request: (query) => requestContext.run({ requestId: ++requestId }, query),
+  scope: (query) => consistencyScope(query),
+}
+
 function makeVariants(): Variant[] {
   const variants: Variant[] = []
-  {
+  const add = (
+    name: string,
+    context: QueryContext,
+    db: Db,
+    pools: FakeMysqlPool[],
+    baseline = context === 'none' ? PLAIN_BASELINE : REQUEST_BASELINE,
+  ) => variants.push({ name, context, baseline, db, pools, enter: ENTER[context] })
+  const plain = (context: QueryContext, name: string) => {
     const pool = new FakeMysqlPool('primary', 'primary', { gtidSeq: 0 })
-    variants.push({
-      name: 'Kysely MysqlDialect (baseline)',
-      db: new Kysely<BenchDatabase>({ dialect: new MysqlDialect({ pool: pool as never }) }),
-      pools: [pool],
-    })
+    const db = new Kysely<BenchDatabase>({ dialect: new MysqlDialect({ pool: pool as never }) })
+    add(name, context, db, [pool])
   }
-  for (const consistency of ['eventual', 'causal'] as const) {
+  const replicated = (context: QueryContext, consistency: 'eventual' | 'causal', name: string) => {
     const cluster = createFakeCluster(2)
     const config: ReplicatedMysqlDialectConfig = {
       primary: { pool: cluster.primary as never },
@@ -485,59 +560,93 @@ function makeVariants(): Variant[] {
       consistency,
       health: { probeIntervalMs: 0 },
     }
-    variants.push({
-      name: `ReplicatedMysqlDialect (${consistency})`,
-      db: new Kysely<BenchDatabase>({ dialect: new ReplicatedMysqlDialect(config) }),
-      pools: [cluster.primary, ...cluster.replicas],
-    })
+    const db = new Kysely<BenchDatabase>({ dialect: new ReplicatedMysqlDialect(config) })
+    add(name, context, db, [cluster.primary, ...cluster.replicas])
   }
-  {
+  const replication = (context: QueryContext, name: string) => {
     const cluster = createFakeCluster(2)
-    variants.push({
-      name: 'kysely-replication (round-robin)',
-      db: new Kysely<BenchDatabase>({
-        dialect: new KyselyReplicationDialect({
-          primaryDialect: new MysqlDialect({ pool: cluster.primary as never }),
-          replicaDialects: cluster.replicas.map(
-            (r) => new MysqlDialect({ pool: r as never }),
-          ) as unknown as readonly [MysqlDialect, ...MysqlDialect[]],
-          replicaStrategy: new RoundRobinReplicaStrategy({ onTransaction: 'error' }),
-        }),
+    const db = new Kysely<BenchDatabase>({
+      dialect: new KyselyReplicationDialect({
+        primaryDialect: new MysqlDialect({ pool: cluster.primary as never }),
+        replicaDialects: cluster.replicas.map(
+          (r) => new MysqlDialect({ pool: r as never }),
+        ) as unknown as readonly [MysqlDialect, ...MysqlDialect[]],
+        replicaStrategy: new RoundRobinReplicaStrategy({ onTransaction: 'error' }),
       }),
-      pools: [cluster.primary, ...cluster.replicas],
     })
+    add(name, context, db, [cluster.primary, ...cluster.replicas])
   }
+  plain('none', PLAIN_BASELINE)
+  replicated('none', 'eventual', 'ReplicatedMysqlDialect (eventual)')
+  replicated('none', 'causal', 'ReplicatedMysqlDialect (causal)')
+  replication('none', 'kysely-replication (round-robin)')
+  plain('request', REQUEST_BASELINE)
+  replicated('scope', 'eventual', 'ReplicatedMysqlDialect (eventual), per-request consistencyScope')
+  replicated('scope', 'causal', 'ReplicatedMysqlDialect (causal), per-request consistencyScope')
+  replication('request', 'kysely-replication (round-robin), per-request AsyncLocalStorage')
   return variants
 }
 
-/** Nine reads to one write, each built and compiled by Kysely as an application would. */
-async function workload(db: Db, queries: number, offset: number): Promise<void> {
+/**
+ * The variants `--variants` asks for (by part of their name, case-insensitive; all when empty),
+ * with the baselines they are compared with.
+ */
+function selectVariants(all: Variant[], filter: string): Variant[] {
+  const wanted = filter
+    .split(',')
+    .map((v) => v.trim().toLowerCase())
+    .filter((v) => v !== '')
+  const chosen = all.filter(
+    (v) => wanted.length === 0 || wanted.some((w) => v.name.toLowerCase().includes(w)),
+  )
+  const baselines = new Set([PLAIN_BASELINE, ...chosen.map((v) => v.baseline)])
+  return all.filter((v) => baselines.has(v.name) || chosen.includes(v))
+}
+
+/**
+ * Nine reads to one write, each built and compiled by Kysely as an application would, each in the
+ * variant's context (a request of its own).
+ */
+async function workload(v: Variant, queries: number, offset: number): Promise<void> {
+  const { db, enter } = v
   for (let i = 0; i < queries; i++) {
     const id = offset + i
     if (i % 10 === 9) {
-      await db.updateTable('person').set({ last_seen: id }).where('id', '=', id).execute()
+      await enter(() =>
+        db.updateTable('person').set({ last_seen: id }).where('id', '=', id).execute(),
+      )
     } else {
-      await db
-        .selectFrom('person')
-        .select(['id', 'first_name', 'last_name'])
-        .where('id', '=', id)
-        .executeTakeFirst()
+      await enter(() =>
+        db
+          .selectFrom('person')
+          .select(['id', 'first_name', 'last_name'])
+          .where('id', '=', id)
+          .executeTakeFirst(),
+      )
     }
   }
 }
 
+/** Medians over rounds of the ratio to, and the time added over, a baseline measured in the same rounds. */
+function compare(us: number[], base: number[]): { medianRatio: number; medianAddedUs: number } {
+  return {
+    medianRatio: median(us.map((x, i) => x / base[i]!)),
+    medianAddedUs: median(us.map((x, i) => x - base[i]!)),
+  }
+}
+
 async function benchOverhead(rounds: number, queries: number): Promise<MicroResults['overhead']> {
-  const wanted = args.variants
-    .split(',')
-    .map((v) => v.trim().toLowerCase())
-    .filter((v) => v !== '')
-  // The baseline always runs; `--variants eventual,causal` picks among the others.
-  const variants = makeVariants().filter(
-    (v, i) =>
-      i === 0 || wanted.length === 0 || wanted.some((w) => v.name.toLowerCase().includes(w)),
-  )
+  const variants = selectVariants(makeVariants(), args.variants)
+  const run = async (v: Variant, offset: number) => {
+    // Outside any context, promise hooks must be off as in a process that never opened one.
+    if (v.context === 'none') storages.disableAll()
+    await workload(v, queries, offset)
+  }
   // Warm-up: JIT, connection setup (session tracking, read-only sessions) and pools.
-  for (const v of variants) await workload(v.db, Math.max(queries, 2000), 0)
+  for (const v of variants) {
+    if (v.context === 'none') storages.disableAll()
+    await workload(v, Math.max(queries, 2000), 0)
+  }
   const perRound = new Map<string, number[]>(variants.map((v) => [v.name, []]))
   for (let round = 0; round < rounds; round++) {
     // Rotate the order so no dialect always runs first (or right after a GC-heavy one).
@@ -546,35 +655,37 @@ async function benchOverhead(rounds: number, queries: number): Promise<MicroResu
       // No gc() here: a forced full GC throws away optimized code and feedback, and the next
       // few thousand queries then run two to three times slower while V8 warms up again.
       const started = performance.now()
-      await workload(v.db, queries, round * queries)
+      await run(v, round * queries)
       const us = ((performance.now() - started) * 1000) / queries
       perRound.get(v.name)!.push(us)
     }
     progress(
       `  round ${String(round + 1).padStart(2)}/${rounds}: ${variants
-        .map((v) => `${v.name.split(' ')[0]} ${perRound.get(v.name)!.at(-1)!.toFixed(2)}`)
+        .map((v) => `${shortName(v)} ${perRound.get(v.name)!.at(-1)!.toFixed(2)}`)
         .join('  ')} µs/query`,
     )
   }
+  storages.disableAll()
   // Sanity: every dialect really ran its queries on its fake pools.
   for (const v of variants) {
     const ran = v.pools.reduce((sum, p) => sum + p.queries, 0)
     if (ran < rounds * queries) throw new Error(`${v.name} ran only ${ran} statements`)
   }
-  const baseline = variants[0]!
-  const base = perRound.get(baseline.name)!
+  const plain = perRound.get(PLAIN_BASELINE)!
   const out: OverheadVariant[] = variants.map((v) => {
     const us = perRound.get(v.name)!
     return {
       name: v.name,
+      context: v.context,
+      baseline: v.baseline,
       usPerQuery: us.map((x) => Math.round(x * 1000) / 1000),
       medianUsPerQuery: median(us),
-      medianRatio: median(us.map((x, i) => x / base[i]!)),
-      medianAddedUs: median(us.map((x, i) => x - base[i]!)),
+      ...compare(us, perRound.get(v.baseline)!),
+      ...(v.baseline !== PLAIN_BASELINE ? { toPlainBaseline: compare(us, plain) } : {}),
     }
   })
   const routes = variants.map(
-    (v) => `${v.name}: ${v.pools.map((p) => `${p.name}=${p.queries}`).join(' ')}`,
+    (v) => `${shortName(v)}: ${v.pools.map((p) => `${p.name}=${p.queries}`).join(' ')}`,
   )
   progress(`  statements per pool: ${routes.join('; ')}`)
   for (const v of variants) await v.db.destroy()
@@ -583,9 +694,18 @@ async function benchOverhead(rounds: number, queries: number): Promise<MicroResu
     queriesPerRound: queries,
     workload:
       'sequential awaited queries, 9 point selects (builder, 3 columns) to 1 single-row update; every query built and compiled by Kysely',
-    baseline: baseline.name,
+    baseline: PLAIN_BASELINE,
+    storagesTurnedOff: storages.active,
     variants: out,
   }
+}
+
+/** A variant's name in a progress line. */
+function shortName(v: Variant): string {
+  const first = v.name.split(' ')[0]!.replace('ReplicatedMysqlDialect', 'Replicated')
+  const mode = /\((eventual|causal)\)/.exec(v.name)?.[1]
+  const context = v.context === 'none' ? '' : v.context === 'scope' ? '+scope' : '+ALS'
+  return `${first}${mode === undefined ? '' : `(${mode})`}${context}`
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -620,7 +740,7 @@ async function main(): Promise<void> {
     results.overhead = await benchOverhead(rounds, queries)
     for (const v of results.overhead!.variants) {
       progress(
-        `  ${v.name.padEnd(36)} ${v.medianUsPerQuery.toFixed(2)} µs/query  ×${v.medianRatio.toFixed(3)}  +${v.medianAddedUs.toFixed(2)} µs`,
+        `  ${v.name.padEnd(66)} ${v.medianUsPerQuery.toFixed(2).padStart(6)} µs/query  ×${v.medianRatio.toFixed(3)}  ${signed(v.medianAddedUs)} µs${v.toPlainBaseline === undefined ? '' : `  (vs no context: ×${v.toPlainBaseline.medianRatio.toFixed(3)} ${signed(v.toPlainBaseline.medianAddedUs)} µs)`}`,
       )
     }
   }

@@ -11,10 +11,11 @@ import type {
   ClusterResults,
   ConsistencyRunResult,
   LoadRunResult,
+  RunFigures,
   ScenarioResult,
-} from './cluster.js'
+} from './cluster-results.js'
 import type { BenchMeta } from './meta.js'
-import { RESULTS_DIR, ROOT } from './meta.js'
+import { median, RESULTS_DIR, ROOT } from './meta.js'
 import type { MicroResults } from './micro.js'
 
 const DOCS = path.join(ROOT, 'docs')
@@ -37,6 +38,10 @@ function ns(value: number): string {
 
 function ms(value: number): string {
   return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)
+}
+
+function signedUs(us: number): string {
+  return `${us >= 0 ? '+' : ''}${us.toFixed(2)}`
 }
 
 function pct(part: number, whole: number): string {
@@ -186,23 +191,45 @@ function latencyChart(scenario: ScenarioResult): string {
   return svgDoc(width, height, body)
 }
 
-/** Shaded time ranges of a run: spikes (on → off) and a kill (kill → accepting). */
+/** The scenario steps that open and close a shaded range of the timeline, per scenario. */
+const SHADED: Record<string, { open: string; close: string; legend: string }> = {
+  spike: { open: 'spike on', close: 'spike off', legend: 'replica-1 slow' },
+  kill: { open: 'kill -9', close: 'accepting', legend: 'replica-2 down' },
+  hang: { open: 'freeze', close: 'thaw', legend: 'replica-2 frozen' },
+  blackhole: { open: 'blackhole', close: 'pass', legend: 'replica-2 blackholed' },
+}
+
+/** The dialect's events drawn as vertical lines on the timeline. */
+const MARKERS: Record<string, { color: string; legend: string }> = {
+  'node-down': { color: '#8b0000', legend: 'node-down event' },
+  'node-up': { color: '#2ca02c', legend: 'node-up event' },
+}
+
+/** Shaded time ranges of a run (spikes, the fault), in s. */
 function eventRanges(
+  scenario: string,
   run: LoadRunResult,
   durationS: number,
-): Array<{ from: number; to: number; label: string }> {
-  const ranges: Array<{ from: number; to: number; label: string }> = []
-  let open: { at: number; label: string } | undefined
+): Array<{ from: number; to: number }> {
+  const shaded = SHADED[scenario]
+  if (shaded === undefined) return []
+  const ranges: Array<{ from: number; to: number }> = []
+  let open: number | undefined
   for (const e of run.events) {
-    if (e.label === 'spike on' || e.label === 'kill -9')
-      open = { at: e.atMs / 1000, label: e.label === 'spike on' ? 'spike' : 'killed' }
-    else if ((e.label === 'spike off' || e.label === 'accepting') && open !== undefined) {
-      ranges.push({ from: open.at, to: e.atMs / 1000, label: open.label })
+    if (e.node !== undefined) continue
+    if (e.label === shaded.open) open = e.atMs / 1000
+    else if (e.label === shaded.close && open !== undefined) {
+      ranges.push({ from: open, to: e.atMs / 1000 })
       open = undefined
     }
   }
-  if (open !== undefined) ranges.push({ from: open.at, to: durationS, label: open.label })
+  if (open !== undefined) ranges.push({ from: open, to: durationS })
   return ranges
+}
+
+/** The node the scenario's fault hits (its events are the markers), if any. */
+function faultNode(scenario: ScenarioResult): string | undefined {
+  return scenario.runs.find((r) => r.fault !== undefined)?.fault?.node
 }
 
 /** Reads per node per second, one small panel per contender. */
@@ -213,7 +240,11 @@ function timelineChart(scenario: ScenarioResult, durationS: number): string {
   const m = { left: 52, right: 14, top: 30, bottom: 30 }
   const rows = Math.ceil(scenario.runs.length / cols)
   const width = cols * panelW + 20
-  const legendH = 30
+  const victim = faultNode(scenario)
+  const markerOf = (run: LoadRunResult) =>
+    run.events.filter((e) => e.node !== undefined && e.node === victim && MARKERS[e.label])
+  const markers = [...new Set(scenario.runs.flatMap((r) => markerOf(r).map((e) => e.label)))]
+  const legendH = markers.length > 0 ? 52 : 30
   const height = 36 + legendH + rows * panelH
   const nodes = new Set<string>()
   for (const run of scenario.runs)
@@ -240,8 +271,17 @@ function timelineChart(scenario: ScenarioResult, durationS: number): string {
   })
   body.push(`<rect x="${14 + series.length * 130}" y="42" width="18" height="12" fill="#f3c6c6"/>`)
   body.push(
-    `<text x="${14 + series.length * 130 + 24}" y="52">${scenario.name === 'kill' ? 'replica-2 down' : 'replica-1 slow'}</text>`,
+    `<text x="${14 + series.length * 130 + 24}" y="52">${esc(SHADED[scenario.name]?.legend ?? '')}</text>`,
   )
+  markers.forEach((label, i) => {
+    const lx = 14 + i * 260
+    body.push(
+      `<line x1="${lx + 11}" x2="${lx + 11}" y1="64" y2="78" stroke="${MARKERS[label]!.color}" stroke-width="1.5" stroke-dasharray="3 2"/>`,
+    )
+    body.push(
+      `<text x="${lx + 28}" y="75">${esc(`${MARKERS[label]!.legend} for ${victim}`)}</text>`,
+    )
+  })
   scenario.runs.forEach((run, i) => {
     const ox = 10 + (i % cols) * panelW
     const oy = 36 + legendH + Math.floor(i / cols) * panelH
@@ -249,8 +289,16 @@ function timelineChart(scenario: ScenarioResult, durationS: number): string {
     const ph = panelH - m.top - m.bottom
     const x = (t: number) => ox + m.left + (pw * t) / durationS
     const y = (v: number) => oy + m.top + ph - (ph * v) / yMax
-    body.push(`<text x="${ox + m.left}" y="${oy + 18}" font-weight="600">${esc(run.label)}</text>`)
-    for (const r of eventRanges(run, durationS)) {
+    const shown =
+      run.repetitions !== undefined && run.shownRepetition !== undefined
+        ? ` (run ${run.shownRepetition + 1} of ${run.repetitions.length}: median p99)`
+        : ''
+    body.push(
+      shown === ''
+        ? `<text x="${ox + m.left}" y="${oy + 18}" font-weight="600">${esc(run.label)}</text>`
+        : `<text x="${ox + m.left}" y="${oy + 18}"><tspan font-weight="600">${esc(run.label)}</tspan>${esc(shown)}</text>`,
+    )
+    for (const r of eventRanges(scenario.name, run, durationS)) {
       body.push(
         `<rect x="${x(r.from).toFixed(1)}" y="${oy + m.top}" width="${Math.max(1, x(r.to) - x(r.from)).toFixed(1)}" height="${ph}" fill="#f3c6c6" opacity="0.7"/>`,
       )
@@ -284,6 +332,12 @@ function timelineChart(scenario: ScenarioResult, durationS: number): string {
         `<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"${s === 'failed' ? ' stroke-dasharray="3 2"' : ''}/>`,
       )
     })
+    for (const e of markerOf(run)) {
+      const mx = x(e.atMs / 1000).toFixed(1)
+      body.push(
+        `<line x1="${mx}" x2="${mx}" y1="${oy + m.top}" y2="${oy + m.top + ph}" stroke="${MARKERS[e.label]!.color}" stroke-width="1.5" stroke-dasharray="3 2"/>`,
+      )
+    }
   })
   return svgDoc(width, height, body)
 }
@@ -418,7 +472,7 @@ function targets(micro: MicroResults | undefined, clusters: ClusterRun[]): Targe
     if (!v.name.startsWith('ReplicatedMysqlDialect')) continue
     out.push({
       target: `whole-query overhead over MysqlDialect ≤ 5 %: ${v.name}`,
-      measured: `×${v.medianRatio.toFixed(3)} (+${v.medianAddedUs.toFixed(2)} µs/query)`,
+      measured: `×${v.medianRatio.toFixed(3)} (${signedUs(v.medianAddedUs)} µs/query)${v.context !== undefined && v.context !== 'none' ? ', against MysqlDialect in a per-request AsyncLocalStorage' : ''}`,
       ok: v.medianRatio <= 1.05,
     })
   }
@@ -430,6 +484,10 @@ function targets(micro: MicroResults | undefined, clusters: ClusterRun[]): Targe
 
 function clusterTargets(cluster: ClusterResults, prefix: string): Target[] {
   const out: Target[] = []
+  // Medians over the runs where a scenario was repeated.
+  const p99 = (r: LoadRunResult) => med(r, (f) => f.latencyMs.p99)
+  const mean = (r: LoadRunResult) => med(r, (f) => f.latencyMs.mean)
+  const throughput = (r: LoadRunResult) => med(r, (f) => f.throughput)
   for (const name of ['slow', 'spike']) {
     const s = cluster.scenarios.find((x) => x.name === name)
     const p2c = s?.runs.find((r) => r.label === 'p2c-ewma')
@@ -438,29 +496,30 @@ function clusterTargets(cluster: ClusterResults, prefix: string): Target[] {
     if (s === undefined || p2c === undefined || rr === undefined) continue
     out.push({
       target: `${prefix}${s.title}: p2c-ewma p99 ≤ 0.3 × round-robin's`,
-      measured: `${ms(p2c.latencyMs.p99)} ms vs ${ms(rr.latencyMs.p99)} ms (×${(p2c.latencyMs.p99 / rr.latencyMs.p99).toFixed(2)})`,
-      ok: p2c.latencyMs.p99 <= 0.3 * rr.latencyMs.p99,
+      measured: `${ms(p99(p2c))} ms vs ${ms(p99(rr))} ms (×${(p99(p2c) / p99(rr)).toFixed(2)})`,
+      ok: p99(p2c) <= 0.3 * p99(rr),
     })
     out.push({
       target: `${prefix}${s.title}: p2c-ewma throughput ≥ round-robin's`,
-      measured: `${p2c.throughput} vs ${rr.throughput} reads/s`,
-      ok: p2c.throughput >= rr.throughput,
+      measured: `${throughput(p2c)} vs ${throughput(rr)} reads/s`,
+      ok: throughput(p2c) >= throughput(rr),
     })
     if (oracle !== undefined) {
       out.push({
         target: `${prefix}${s.title}: p2c-ewma mean ≤ 1.2 × oracle's`,
-        measured: `${ms(p2c.latencyMs.mean)} ms vs ${ms(oracle.latencyMs.mean)} ms (×${(p2c.latencyMs.mean / oracle.latencyMs.mean).toFixed(2)})`,
-        ok: p2c.latencyMs.mean <= 1.2 * oracle.latencyMs.mean,
+        measured: `${ms(mean(p2c))} ms vs ${ms(mean(oracle))} ms (×${(mean(p2c) / mean(oracle)).toFixed(2)})`,
+        ok: mean(p2c) <= 1.2 * mean(oracle),
       })
     }
   }
   const kill = cluster.scenarios.find((x) => x.name === 'kill')
   if (kill !== undefined) {
     const healthAware = kill.runs.filter((r) => r.label !== 'kysely-replication')
+    const failed = (r: LoadRunResult) => spread(r, (f) => f.failed)
     out.push({
-      target: `${prefix}0 failed reads with a killed replica (every selector of this library)`,
-      measured: healthAware.map((r) => `${r.label}: ${r.failed}`).join(', '),
-      ok: healthAware.every((r) => r.failed === 0),
+      target: `${prefix}0 failed reads with a killed replica (every selector of this library${kill.repeat !== undefined && kill.repeat > 1 ? ', every run' : ''})`,
+      measured: healthAware.map((r) => `${r.label}: ${showSpread(failed(r), count)}`).join(', '),
+      ok: healthAware.every((r) => failed(r).max === 0),
     })
   }
   return out
@@ -529,46 +588,141 @@ function microSection(micro: MicroResults | undefined): string {
   }
   const o = micro.overhead
   if (o !== undefined) {
+    const contexts = new Set(o.variants.map((v) => v.context ?? 'none'))
+    const inContexts = contexts.size > 1 || !contexts.has('none')
+    const contextLabel = {
+      none: 'none',
+      request: 'AsyncLocalStorage.run',
+      scope: 'consistencyScope',
+    }
     const rows = o.variants.map((v) => [
       v.name,
+      ...(inContexts ? [contextLabel[v.context ?? 'none']] : []),
       v.medianUsPerQuery.toFixed(2),
       `×${v.medianRatio.toFixed(3)}`,
-      `${v.medianAddedUs >= 0 ? '+' : ''}${v.medianAddedUs.toFixed(2)}`,
+      signedUs(v.medianAddedUs),
+      ...(inContexts
+        ? [
+            v.toPlainBaseline === undefined
+              ? '–'
+              : `×${v.toPlainBaseline.medianRatio.toFixed(3)} (${signedUs(v.toPlainBaseline.medianAddedUs)} µs)`,
+          ]
+        : []),
       `${Math.min(...v.usPerQuery).toFixed(2)} – ${Math.max(...v.usPerQuery).toFixed(2)}`,
     ])
+    const contextText = inContexts
+      ? ` Each query also runs as a request of its own would: outside any context, inside a plain per-request \`AsyncLocalStorage.run()\` (what a web framework or tracer opens; Kysely's dialect and \`kysely-replication\` there), or inside a per-request \`consistencyScope()\` (how web apps use the replicated dialects). Variants in a context are compared with Kysely's dialect in a plain per-request context, measured in the same rounds; the last comparison column is with Kysely's dialect outside any context. On Node.js ${micro.meta.node}, the first \`run()\` of any \`AsyncLocalStorage\` turns promise hooks on for the whole process${o.storagesTurnedOff ? ', so every storage is turned off again before each variant outside a context (`bench/async-context.ts`): those run as in a process that never opened one' : ''}.`
+      : ''
     parts.push(
       '',
       '### Whole-query overhead on fake pools',
       '',
-      `${o.rounds} rounds × ${o.queriesPerRound} queries per dialect, the dialects alternating within each round; ${o.workload}. The fake mysql2 pools (\`bench/fake-pool.ts\`) answer on the next tick, so these are client-side costs only: against a real server, a point select on loopback costs about 70–150 µs more per query. Ratio and added time are medians over rounds of the comparison with the baseline measured in the same round. The replicated dialects run with two replicas and \`health: { probeIntervalMs: 0 }\`.`,
+      `${o.rounds} rounds × ${o.queriesPerRound} queries per dialect, the dialects alternating within each round; ${o.workload}. The fake mysql2 pools (\`bench/fake-pool.ts\`) answer on the next tick, so these are client-side costs only: against a real server, a point select on loopback costs about 70–150 µs more per query. Ratio and added time are medians over rounds of the comparison with the baseline measured in the same round. The replicated dialects run with two replicas and \`health: { probeIntervalMs: 0 }\`.${contextText}`,
       '',
       table(
         [
           'dialect',
+          ...(inContexts ? ['each query in'] : []),
           'µs / query (median)',
           'ratio to baseline',
           'µs added / query',
+          ...(inContexts ? ['vs Kysely outside any context'] : []),
           'range over rounds (µs)',
         ],
         rows,
+        inContexts ? ['l', 'l', 'r', 'r', 'r', 'r', 'r'] : undefined,
       ),
     )
   }
   return parts.join('\n')
 }
 
+/** A figure of a contender over its runs: the median, the range, and the runs that had none. */
+interface Spread {
+  readonly median: number | null
+  readonly min: number | null
+  readonly max: number | null
+  readonly runs: number
+  readonly missing: number
+}
+
+function spread(run: LoadRunResult, get: (f: RunFigures) => number | null | undefined): Spread {
+  const all = (run.repetitions ?? [run]).map(get)
+  const values = all.filter((v): v is number => typeof v === 'number' && Number.isFinite(v))
+  return {
+    median: values.length > 0 ? median(values) : null,
+    min: values.length > 0 ? Math.min(...values) : null,
+    max: values.length > 0 ? Math.max(...values) : null,
+    runs: all.length,
+    missing: all.length - values.length,
+  }
+}
+
+/**
+ * `median unit (min–max)` over several runs, the value alone for one (or when all runs show the
+ * same); `none` where a run had none.
+ */
+function showSpread(s: Spread, format: (v: number) => string, none = '–', unit = ''): string {
+  if (s.median === null) return none
+  const [lo, hi] = [format(s.min!), format(s.max!)]
+  const range = s.runs > 1 && lo !== hi ? ` (${lo}–${hi})` : ''
+  const missing = s.missing > 0 ? `; ${none} in ${s.missing} of ${s.runs}` : ''
+  return `${format(s.median)}${unit}${range}${missing}`
+}
+
+/** The median of a figure over a contender's runs (the figure itself for one run). */
+function med(run: LoadRunResult, get: (f: RunFigures) => number): number {
+  return spread(run, get).median ?? get(run)
+}
+
+function count(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1)
+}
+
+function share(part: number, whole: number): number | null {
+  return whole > 0 ? (100 * part) / whole : null
+}
+
+/** A percentage without its unit: `showSpread(s, percent, '–', ' %')`. */
+function percent(v: number): string {
+  return v.toFixed(1)
+}
+
+function seconds(msValue: number): string {
+  return (msValue / 1000).toFixed(2)
+}
+
 function scenarioTable(s: ScenarioResult): string {
   const nodes = [...new Set(s.runs.flatMap((r) => Object.keys(r.readsPerNode)))].sort()
   const rows = s.runs.map((r) => [
     r.label,
-    r.throughput.toFixed(0),
-    ms(r.latencyMs.mean),
-    ms(r.latencyMs.p50),
-    ms(r.latencyMs.p90),
-    ms(r.latencyMs.p99),
-    ms(r.latencyMs.p999),
-    String(r.failed),
-    ...nodes.map((n) => pct(r.readsPerNode[n] ?? 0, r.reads)),
+    showSpread(
+      spread(r, (f) => f.throughput),
+      (v) => v.toFixed(0),
+    ),
+    ms(med(r, (f) => f.latencyMs.mean)),
+    showSpread(
+      spread(r, (f) => f.latencyMs.p50),
+      ms,
+    ),
+    ms(med(r, (f) => f.latencyMs.p90)),
+    showSpread(
+      spread(r, (f) => f.latencyMs.p99),
+      ms,
+    ),
+    ms(med(r, (f) => f.latencyMs.p999)),
+    showSpread(
+      spread(r, (f) => f.failed),
+      count,
+    ),
+    ...nodes.map((n) =>
+      showSpread(
+        spread(r, (f) => share(f.readsPerNode[n] ?? 0, f.reads)),
+        percent,
+        '–',
+        ' %',
+      ),
+    ),
   ])
   return table(
     [
@@ -586,10 +740,164 @@ function scenarioTable(s: ScenarioResult): string {
   )
 }
 
-function consistencyTable(rows: ConsistencyRunResult[]): string {
+/** `spike`: where the reads started during and between the spikes went. */
+function spikeTable(s: ScenarioResult): string | undefined {
+  const runs = s.runs.filter((r) => r.spike !== undefined)
+  if (runs.length === 0) return undefined
+  const replica = runs[0]!.spike!.replica
+  const rows = runs.map((r) => [
+    r.label,
+    showSpread(
+      spread(r, (f) => f.latencyMs.p99),
+      ms,
+    ),
+    showSpread(
+      spread(r, (f) => f.spike?.inWindows.reads),
+      count,
+    ),
+    showSpread(
+      spread(r, (f) => f.spike && share(f.spike.inWindows.onNode, f.spike.inWindows.reads)),
+      percent,
+      '–',
+      ' %',
+    ),
+    showSpread(
+      spread(r, (f) => f.spike && share(f.spike.outside.onNode, f.spike.outside.reads)),
+      percent,
+      '–',
+      ' %',
+    ),
+    showSpread(
+      spread(r, (f) => f.spike?.inWindows.p99Ms),
+      ms,
+    ),
+    showSpread(
+      spread(r, (f) => f.spike?.outside.p99Ms),
+      ms,
+    ),
+  ])
+  return [
+    `Where the reads went, by the time each read started: inside the spike windows (from the step that turned the delay on to the one that turned it off) or between them. The oracle sends none to ${replica} during a spike; round-robin half.`,
+    '',
+    table(
+      [
+        'selector',
+        'p99, all reads',
+        'reads started in spikes',
+        `on ${replica} in spikes`,
+        `on ${replica} between spikes`,
+        'p99 of reads started in spikes',
+        'p99 between spikes',
+      ],
+      rows,
+    ),
+  ].join('\n')
+}
+
+/** `kill`, `hang`, `blackhole`: what the fault did to the reads (see {@link FAULT_COLUMNS}). */
+function faultTable(s: ScenarioResult, windowS: number | undefined): string | undefined {
+  const runs = s.runs.filter((r) => r.fault !== undefined)
+  if (runs.length === 0) return undefined
+  const { node } = runs[0]!.fault!
+  const windowMs = (windowS ?? 5) * 1000
+  // A run that ended sooner after the fault counted over a shorter window: say so.
+  const clipped = (x: NonNullable<RunFigures['fault']>) =>
+    x.after.windowMs < windowMs - 50 ? x.after.windowMs : undefined
+  const rows = runs.map((r) => {
+    const f = (get: (x: NonNullable<RunFigures['fault']>) => number | null | undefined) =>
+      spread(r, (x) => (x.fault === undefined ? undefined : get(x.fault)))
+    const events = r.fault!.detectionMs !== undefined
+    return [
+      r.label,
+      showSpread(
+        spread(r, (x) => x.failed),
+        count,
+      ),
+      `${showSpread(
+        f((x) => x.inFlight.p99Ms),
+        ms,
+      )} / ${showSpread(
+        f((x) => x.inFlight.maxMs),
+        ms,
+      )}`,
+      `${showSpread(
+        f((x) => x.startedBefore),
+        count,
+      )} → ${showSpread(
+        f((x) => x.startedDuring),
+        count,
+      )}`,
+      events
+        ? showSpread(
+            f((x) => x.detectionMs),
+            seconds,
+            'none',
+          )
+        : 'n/a',
+      events
+        ? showSpread(
+            f((x) => x.nodeUpMs),
+            seconds,
+            'none',
+          )
+        : 'n/a',
+      showSpread(
+        f((x) => x.backInUseMs),
+        seconds,
+        'none',
+      ),
+      `${showSpread(
+        f((x) => share(x.after.onNode, x.after.reads)),
+        percent,
+        '–',
+        ' %',
+      )}${
+        spread(r, (x) => (x.fault === undefined ? undefined : clipped(x.fault))).median !== null
+          ? ` (over ${showSpread(
+              f((x) => x.after.windowMs),
+              seconds,
+            )} s: the run ended)`
+          : ''
+      }`,
+    ]
+  })
+  return table(
+    [
+      'selector',
+      'failed reads',
+      'in flight during the fault: p99 / max (ms)',
+      'reads started: before → during the fault',
+      `node-down for ${node} after (s)`,
+      'node-up after the end (s)',
+      `${node} answers again after (s)`,
+      `on ${node} in the ${windowMs / 1000} s after`,
+    ],
+    rows,
+  )
+}
+
+/** What the columns of the fault tables mean. */
+const FAULT_COLUMNS =
+  "How the fault tables are measured, per run, from a log of every read (start, end, the node that answered, as the server said) and the dialect's own `onEvent` events: the fault runs from the step that made it (`kill -9`, `freeze`, `blackhole`) to the one that ended it (`accepting`, `thaw`, `pass`). *In flight during the fault*: every read running at some moment of it, successful or failed: how long callers waited. *Reads started*: in the span of the fault's length just before it, and during it (what a stalled replica does to the throughput of a closed loop). *node-down after*: from the start of the fault to the dialect's first `node-down` event for the node (n/a: `kysely-replication` has no events; none: no such event). *node-up after the end*: from the end of the fault to the first `node-up` after the `node-down` (negative: before the scenario's step that ends the fault returned, as when a restarted server accepts before the harness's check does). *Answers again after*: from the end of the fault to the start of the first read started after it that the node itself answered. Last column: the share of the successful reads started in the window after the fault that the node answered (about 50 % once it is fully back)."
+
+function consistencyTable(
+  rows: ConsistencyRunResult[],
+  pairs: { concurrency: number; durationS: number },
+): string {
+  const workers = (r: ConsistencyRunResult) => {
+    const pairWorkers = `${r.pairWorkers ?? pairs.concurrency} pair workers`
+    if (!r.extraWriters) return pairWorkers
+    const rate =
+      r.extraWrites === undefined
+        ? ''
+        : ` (${(r.extraWrites / pairs.durationS).toFixed(0)} writes/s)`
+    return `${pairWorkers} + ${r.extraWriters} writers${rate}`
+  }
+  const withWriters = rows.some((r) => (r.extraWriters ?? 0) > 0)
   return table(
     [
       'mode',
+      ...(withWriters ? ['workers'] : []),
       'replica delay',
       'pairs',
       'stale reads',
@@ -602,6 +910,7 @@ function consistencyTable(rows: ConsistencyRunResult[]): string {
     ],
     rows.map((r) => [
       r.mode,
+      ...(withWriters ? [workers(r)] : []),
       r.replicaDelayMs === 0 ? 'none' : `${r.replicaDelayMs} ms`,
       String(r.pairs),
       `${r.stale} (${pct(r.stale, r.pairs)})`,
@@ -612,7 +921,7 @@ function consistencyTable(rows: ConsistencyRunResult[]): string {
       r.routing === undefined ? '–' : String(r.routing.causalWaits),
       String(r.failed),
     ]),
-    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ['l', ...(withWriters ? (['l'] as const) : []), 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   )
 }
 
@@ -630,11 +939,20 @@ function clusterSection(run: ClusterRun, written: string[]): string {
     wallClockS?: number
     slices?: number
     sliceWarmupS?: number
+    repeat?: number
+    faults?: { node: string; stallS: number; recoveryWindowS: number }
   }
   const c = s.calibration ?? {}
+  const clockDriven = cluster.scenarios
+    .filter((x) => x.name !== 'equal' && x.name !== 'slow')
+    .map((x) => x.name)
+  const runsOfClock =
+    s.repeat === undefined
+      ? `spike and kill run each selector once for the whole ${s.durationS} s.`
+      : `the scenarios driven by the clock (${clockDriven.join(', ')}) run each selector for the whole run, once or more in an order rotated by one each time (\`--repeat\`; see each scenario): where a scenario ran several times, its tables show the median over the runs with the range in parentheses, its charts the run with the median p99.`
   const slicing =
     s.slices !== undefined && s.slices > 1
-      ? ` Scenarios without a time-driven pattern (equal, slow) run as ${s.slices} rounds in which every selector runs ${s.durationS / s.slices} s in turn (after ${s.sliceWarmupS} s of warm-up on a fresh Kysely), so other work on the machine hits all selectors alike; spike and kill run each selector once for the whole ${s.durationS} s.`
+      ? ` Scenarios without a time-driven pattern (equal, slow) run as ${s.slices} rounds in which every selector runs ${s.durationS / s.slices} s in turn (after ${s.sliceWarmupS} s of warm-up on a fresh Kysely), so other work on the machine hits all selectors alike; ${runsOfClock}`
       : ''
   const parts: string[] = [
     `${cluster.engine.serverVersion}: a primary and two ${mysql ? 'GTID replicas' : 'streaming hot standbys'} as local processes (\`test/support/cluster.ts\`), each replica behind a latency-injecting TCP proxy (\`bench/latency-proxy.ts\`, in a child process). Every run: a fresh Kysely, ${s.concurrency} closed-loop workers, ${s.warmupS} s warm-up, then ${s.durationS} s measured; \`${s.readQuery}\`; \`consistency: 'eventual'\`; ${s.health}. Reads per node come from the server itself (\`${mysql ? '@@server_id' : 'inet_server_port()'}\` in every read). Latencies in ms, of successful reads. Total wall-clock time of the last run: ${s.wallClockS ?? '?'} s.${slicing}`,
@@ -643,11 +961,29 @@ function clusterSection(run: ClusterRun, written: string[]): string {
     '',
     "The oracle is a selector that is told the injected delays and which replica is down, and picks the least-busy of the truly fastest replicas: the yardstick. `kysely-replication` runs its `RoundRobinReplicaStrategy` over Kysely's own dialect on the same pools and proxies (it has no health checks or retries).",
   ]
+  if (cluster.scenarios.some((x) => x.runs.some((r) => r.fault !== undefined))) {
+    parts.push('', FAULT_COLUMNS)
+  }
   if (cluster.scenarios.length > 0) {
     parts.push('', `![p50 and p99 per scenario](img/${prefix}latency-overview.svg)`)
   }
   for (const scenario of cluster.scenarios) {
-    parts.push('', `### ${scenario.title}`, '', scenario.description, '', scenarioTable(scenario))
+    const repeat = scenario.repeat ?? 1
+    const length =
+      scenario.durationS !== undefined && scenario.name !== 'equal' && scenario.name !== 'slow'
+        ? ` ${scenario.durationS} s measured per run${repeat > 1 ? `, ${repeat} runs per selector` : ''}.`
+        : ''
+    parts.push(
+      '',
+      `### ${scenario.title}`,
+      '',
+      `${scenario.description}${length}`,
+      '',
+      scenarioTable(scenario),
+    )
+    for (const extra of [spikeTable(scenario), faultTable(scenario, s.faults?.recoveryWindowS)]) {
+      if (extra !== undefined) parts.push('', extra)
+    }
     const latency = `${prefix}latency-${scenario.name}.svg`
     if (written.includes(latency))
       parts.push('', `![${scenario.title}: latency percentiles](img/${latency})`)
@@ -656,7 +992,8 @@ function clusterSection(run: ClusterRun, written: string[]): string {
       parts.push('', `![${scenario.title}: reads per node over time](img/${timeline})`)
     const errors = scenario.runs.filter((r) => Object.keys(r.errors).length > 0)
     if (errors.length > 0) {
-      parts.push('', 'Errors seen by the application:', '')
+      const over = repeat > 1 ? ` (over the ${repeat} runs per selector)` : ''
+      parts.push('', `Errors seen by the application${over}:`, '')
       for (const r of errors) {
         parts.push(
           `- ${r.label}: ${Object.entries(r.errors)
@@ -671,9 +1008,9 @@ function clusterSection(run: ClusterRun, written: string[]): string {
       '',
       '### Consistency: write → read-back pairs',
       '',
-      `${s.pairs.concurrency} workers, ${s.pairs.durationS} s per mode, each pair in its own \`consistencyScope\`: an update of one row (each worker owns its rows), then a select of it; stale = the read did not see the write. Selector ${s.pairs.selector}; "replica delay" is ${mysql ? '`MASTER_DELAY` on both replicas (MariaDB compares whole seconds, so 1 s means an effective delay between 0 and 1 s)' : '`recovery_min_apply_delay` on both standbys'}.`,
+      `${s.pairs.concurrency} workers, ${s.pairs.durationS} s per mode, each pair in its own \`consistencyScope\`: an update of one row (each worker owns its rows), then a select of it; stale = the read did not see the write.${cluster.consistency.some((r) => (r.extraWriters ?? 0) > 0) ? ' In the last rows, fewer pair workers run beside workers that only write (an update of a row of another table, each in its own scope), so the replicas apply a stream of other writes while the pairs wait for theirs.' : ''} Selector ${s.pairs.selector}; "replica delay" is ${mysql ? '`MASTER_DELAY` on both replicas (MariaDB compares whole seconds, so 1 s means an effective delay between 0 and 1 s)' : '`recovery_min_apply_delay` on both standbys'}.`,
       '',
-      consistencyTable(cluster.consistency),
+      consistencyTable(cluster.consistency, s.pairs),
     )
   }
   return parts.join('\n')
@@ -703,14 +1040,17 @@ export function generateReport(): string[] {
     written.push(name)
   }
   for (const { results, prefix } of clusters) {
-    const durationS = Number((results.settings as { durationS?: number }).durationS ?? 10)
+    const defaultS = Number((results.settings as { durationS?: number }).durationS ?? 10)
     if (results.scenarios.length > 0) {
       writeSvg(`${prefix}latency-overview.svg`, p99Overview(results.scenarios))
     }
     for (const scenario of results.scenarios) {
       writeSvg(`${prefix}latency-${scenario.name}.svg`, latencyChart(scenario))
-      if (scenario.name === 'spike' || scenario.name === 'kill') {
-        writeSvg(`${prefix}timeline-${scenario.name}.svg`, timelineChart(scenario, durationS))
+      if (SHADED[scenario.name] !== undefined) {
+        writeSvg(
+          `${prefix}timeline-${scenario.name}.svg`,
+          timelineChart(scenario, scenario.durationS ?? defaultS),
+        )
       }
     }
   }
@@ -737,8 +1077,9 @@ export function generateReport(): string[] {
     'Numbers measured on one machine, to compare alternatives and to see where time goes: nothing in `npm test` asserts a duration. Regenerate with:',
     '',
     '```sh',
-    'npm run bench            # micro-benchmarks, no database (about 1 minute)',
-    'npm run bench:cluster    # real MariaDB primary + 2 replicas (about 8 minutes; --duration, --scenario, --selectors, --dialect)',
+    'npm run bench            # micro-benchmarks, no database (about 1 minute; --help for the options)',
+    'npm run bench:cluster    # real MariaDB primary + 2 replicas (about 12 minutes; --dialect, --scenario, --selectors, --repeat, --help)',
+    'npm run bench:cluster -- --quick   # every scenario in about 2 minutes, for development (results in .tmp/bench-results/, docs untouched)',
     'npm run bench:report     # docs/benchmarks.md and docs/img/*.svg from bench/results/*.json',
     '```',
     '',
