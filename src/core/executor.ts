@@ -267,7 +267,7 @@ export class Executor {
       try {
         target = await this.#primary(session, route.reason, route.fallback, signal)
       } catch (error) {
-        if (await this.#redirect(session, former, error, true)) return REPLANNED
+        if (await this.#redirect(session, statement, former, error, true)) return REPLANNED
         throw error
       }
       return this.#report(session, statement, target, route.detail)
@@ -415,7 +415,10 @@ export class Executor {
       this.#retryWithout(session, target.node, statement)
       return
     }
-    if (!target.transient && (await this.#redirect(session, target.node, error, false))) {
+    if (
+      !target.transient &&
+      (await this.#redirect(session, statement, target.node, error, false))
+    ) {
       return
     }
     throw annotateNodeError(error, target.node.name)
@@ -431,6 +434,7 @@ export class Executor {
    */
   async #redirect(
     session: Session,
+    statement: Statement,
     former: NodeRuntime,
     error: unknown,
     connecting: boolean,
@@ -438,9 +442,12 @@ export class Executor {
     const o = this.#o
     const route = session.route
     if (!o.topology.dynamic) return false
-    const refused =
-      o.engine.isWriteRefusal(error) ||
-      (connecting && (o.engine.isConnectError?.(error) ?? o.engine.isConnectionError(error)))
+    // A read is safe to run again whatever happened to it; a write only if it never ran.
+    const lost =
+      (connecting || statement.classification.read) &&
+      (error instanceof NodeUnreachableError ||
+        (o.engine.isConnectError?.(error) ?? o.engine.isConnectionError(error)))
+    const refused = o.engine.isWriteRefusal(error) || lost
     if (!refused) return false
     if (session.bound || route?.kind === 'transaction') {
       throw new PrimaryChangedError(
@@ -449,7 +456,7 @@ export class Executor {
         { cause: error },
       )
     }
-    await o.topology.awaitNewPrimary(former)
+    await o.topology.awaitNewPrimary(former, error)
     session.dropPrimary()
     session.route = {
       kind: 'primary',

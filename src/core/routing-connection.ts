@@ -110,7 +110,9 @@ export class RoutingConnection implements DatabaseConnection {
       case 'transaction':
         return this.#inTransaction<R>(statement, signal)
       case 'primary': {
-        this.#beforePrimary(statement.classification)
+        // Pinned once it ran (a statement that failed left no session state, and a session not
+        // yet bound to its primary can follow a switchover).
+        this.#beforePrimary(statement.classification, false)
         let outcome: NodeQueryOutcome<R>
         try {
           outcome = await c.executor.execute<R>(session, statement, signal)
@@ -118,6 +120,7 @@ export class RoutingConnection implements DatabaseConnection {
           if (this.#observes(statement, error)) await this.#recordObserved()
           throw error
         }
+        if (statement.classification.pinsSession) session.pinned = true
         await this.#afterPrimary(statement.classification, outcome)
         return outcome.result
       }
@@ -133,7 +136,7 @@ export class RoutingConnection implements DatabaseConnection {
     const session = this.#session
     const statement = this.#statement(query)
     const route = session.plan(c.router.plan(statement, session, c.now()))
-    if (route.kind === 'primary') this.#beforePrimary(statement.classification)
+    if (route.kind === 'primary') this.#beforePrimary(statement.classification, true)
     yield* c.executor.stream<R>(session, statement, chunkSize, options?.signal)
   }
 
@@ -338,9 +341,9 @@ export class RoutingConnection implements DatabaseConnection {
   }
 
   /** Before a statement on the primary session: pinning and the start of a raw transaction. */
-  #beforePrimary(classification: Classification): void {
+  #beforePrimary(classification: Classification, pin: boolean): void {
     const session = this.#session
-    if (classification.pinsSession) session.pinned = true
+    if (pin && classification.pinsSession) session.pinned = true
     const control = classification.transactionControl
     if (control === 'begin' || control === 'begin-read-only')
       session.rawTransaction = { wrote: false }

@@ -73,7 +73,7 @@ export class Topology {
    * A write was refused by `former` (read-only, or no connection): waits, probing every node,
    * until another node is the one primary, at most `writeWaitMs`.
    */
-  async awaitNewPrimary(former: NodeRuntime): Promise<NodeRuntime> {
+  async awaitNewPrimary(former: NodeRuntime, cause?: unknown): Promise<NodeRuntime> {
     const registry = this.#registry
     const deadline = this.#now() + this.#settings.writeWaitMs
     for (;;) {
@@ -83,10 +83,9 @@ export class Topology {
       if (!this.dynamic || this.#now() >= deadline) {
         const writable = registry.all.filter((n) => n.writable === true).map((n) => `"${n.name}"`)
         throw new PrimaryUnavailableError(
-          this.dynamic
-            ? `no single node took over the writes of "${former.name}" within ${this.#settings.writeWaitMs} ms (nodes taking writes: ${writable.join(', ') || 'none'})`
-            : `the primary "${former.name}" refused the write and topology is 'static'`,
+          `no single node took over the writes of "${former.name}" within ${this.#settings.writeWaitMs} ms (nodes taking writes: ${writable.join(', ') || 'none'})${cause instanceof Error ? `: ${cause.message}` : ''}`,
           former.name,
+          { cause },
         )
       }
       await this.#probeAll()

@@ -229,10 +229,7 @@ export class HealthMonitor {
       node.name,
       { cause },
     )
-    for (const connection of [...node.running]) {
-      if (connection.abandon !== undefined) connection.abandon(reason)
-      else connection.destroy()
-    }
+    for (const connection of [...node.running]) connection.abandon?.(reason)
   }
 
   /** A connection for a probe: from the pool, or outside it when the pool has none to spare. */

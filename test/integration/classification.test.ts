@@ -18,7 +18,12 @@ forEachDialect((fx) => {
     before(async () => {
       const settings = { consistency: 'eventual', health: { probeIntervalMs: 0 } } as const
       t = fx.create(cluster(), settings)
-      misrouted = fx.create(cluster(), { ...settings, primaryNode: 'replica-1' })
+      // Misrouted on purpose: the configured roles hold ('static'), so the replica refuses.
+      misrouted = fx.create(cluster(), {
+        ...settings,
+        primaryNode: 'replica-1',
+        topology: 'static',
+      })
       await t.db.schema.dropTable('classified').ifExists().execute()
       await t.db.schema
         .createTable('classified')

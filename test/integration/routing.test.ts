@@ -54,6 +54,8 @@ forEachDialect((fx) => {
         consistency: 'eventual',
         health: { probeIntervalMs: 0 },
         primaryNode: 'replica-1',
+        // The configured roles hold: the write is not moved to the real primary.
+        topology: 'static',
       })
       try {
         const err = await wrong.db

@@ -134,8 +134,11 @@ function createTestDialect(
   }
   const routes: RouteEvent[] = []
   const userOnRoute = config.onRoute
+  // The cluster's current roles (a test may have switched them over): named after their nodes.
+  const primary = cluster.nodes.find((n) => n.name === (primaryNode ?? cluster.primary.name))!
   const dialect = newDialect({
-    primary: node(cluster.nodes.find((n) => n.name === (primaryNode ?? 'primary'))!),
+    // (Pointed at another node on purpose, it keeps the name 'primary'.)
+    primary: { name: primaryNode === undefined ? primary.name : 'primary', ...node(primary) },
     replicas: cluster.replicas
       .filter((r) => replicaNames === undefined || replicaNames.includes(r.name))
       .map((r) => ({ name: r.name, ...node(r) })),
