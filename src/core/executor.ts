@@ -90,7 +90,7 @@ export class Executor {
             ? await target.connection.execute<R>(attempt.sent, signal)
             : await span.run(() => target.connection.execute<R>(attempt.sent, signal))
         span?.end()
-        this.#succeeded(target, attempt.started)
+        this.#succeeded(target, attempt.started, statement)
         return outcome
       } catch (error) {
         span?.end(error)
@@ -135,7 +135,7 @@ export class Executor {
           // Read to the end, or the caller stopped early: close the driver's stream.
           await iterator.return?.()
           span?.end()
-          this.#succeeded(target, started)
+          this.#succeeded(target, started, statement)
         }
       }
       return
@@ -158,6 +158,7 @@ export class Executor {
       try {
         await operation(target.connection)
         this.#o.monitor.succeeded(target.node, started)
+        this.#o.statistics.metrics?.statement(target, statement.query.sql, this.#o.now() - started) // Metrics
         target.leaveFallback?.()
         return target
       } catch (error) {
@@ -326,8 +327,9 @@ export class Executor {
     return target
   }
 
-  #succeeded(target: Target, started: number): void {
+  #succeeded(target: Target, started: number, statement: Statement): void {
     this.#o.monitor.succeeded(target.node, started)
+    this.#o.statistics.metrics?.statement(target, statement.query.sql, this.#o.now() - started) // Metrics
     target.leaveFallback?.()
     if (target.transient) target.connection.release()
   }
@@ -351,6 +353,7 @@ export class Executor {
     const killed = target.connection.killed
     const connectionLevel = !killed && o.engine.isConnectionError(error)
     o.monitor.failed(target.node, error, started, connectionLevel)
+    o.statistics.metrics?.statement(target, statement.query.sql, o.now() - started, error) // Metrics
     target.leaveFallback?.()
     if (target.transient) {
       if (connectionLevel || killed) target.connection.destroy()
