@@ -1,3 +1,4 @@
+import { debugEnabled, debugEvent, debugRoute } from '../observability/debug-log.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { ReplicationEvent, RouteEvent, RouteReason } from './contracts/events.js'
 import type { RoutingStats } from './contracts/stats.js'
@@ -13,8 +14,8 @@ export interface RouteDecision {
 
 /**
  * Where routing decisions and notable events go: the counters behind `getRoutingStats()`, the
- * user's `onRoute` and `onEvent` listeners and the OpenTelemetry metrics. A listener's error never
- * reaches a statement.
+ * user's `onRoute` and `onEvent` listeners, the OpenTelemetry metrics and the `NODE_DEBUG` log.
+ * A listener's error never reaches a statement.
  */
 export class RoutingStatistics {
   /**
@@ -44,9 +45,19 @@ export class RoutingStatistics {
     this.#byReason[reason] = (this.#byReason[reason] ?? 0) + 1
     this.#byNode[node.name] = (this.#byNode[node.name] ?? 0) + 1
     this.metrics?.route(node.name, node.info.role, reason)
+    if (this.#onRoute === undefined && !debugEnabled) return
+    const event: RouteEvent = {
+      node: node.name,
+      role: node.info.role,
+      reason,
+      sql,
+      detail,
+      waitedMs,
+    }
+    if (debugEnabled) debugRoute(event)
     if (this.#onRoute !== undefined) {
       try {
-        this.#onRoute({ node: node.name, role: node.info.role, reason, sql, detail, waitedMs })
+        this.#onRoute(event)
       } catch {
         // A listener's error must not fail the statement or leak the connection it was routed to.
       }
@@ -55,6 +66,7 @@ export class RoutingStatistics {
 
   /** Reports a notable event to `onEvent`. */
   emit(event: ReplicationEvent): void {
+    if (debugEnabled) debugEvent(event)
     try {
       this.#onEvent?.(event)
     } catch {

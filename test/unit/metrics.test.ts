@@ -181,12 +181,15 @@ describe('OpenTelemetry metrics', () => {
       replicas[0]!.hang = /sleep/
       const running = sql`select sleep(10)`.execute(db).catch(() => undefined)
       const sleeping = () => replicas[0]!.statements.some((s) => s.sql.includes('sleep'))
-      for (let i = 0; i < 1000 && !sleeping(); i++) await new Promise((r) => setImmediate(r))
+      // Real time, not event loop turns: the first statement also loads the OpenTelemetry API.
+      for (const until = Date.now() + 10_000; !sleeping() && Date.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 1))
+      }
+      expect(sleeping(), 'the statement reached replica-1').to.equal(true)
       const byName = await collect()
       replicas[0]!.lose() // The read is then retried on replica-2, which answers.
       await running
       await db.destroy()
-      expect(sleeping(), 'the statement reached replica-1').to.equal(true)
       expect(
         valuesBy(byName.get('db.client.connection.count'), [
           'db.client.connection.pool.name',
