@@ -15,6 +15,7 @@ import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type * as Health from '../src/health/node-load.js'
 import type * as Index from '../src/index.js'
+import type * as ClassificationCache from '../src/routing/classification-cache.js'
 import type * as ClassifyNode from '../src/routing/classify-node.js'
 import type * as PrimaryFunctions from '../src/routing/primary-functions.js'
 import type * as RawSql from '../src/routing/raw-sql.js'
@@ -27,6 +28,7 @@ export interface Library {
   readonly index: typeof Index
   readonly classifyNode: typeof ClassifyNode.classifyNode
   readonly classifyRawSql: typeof RawSql.classifyRawSql
+  readonly ClassificationCache: typeof ClassificationCache.ClassificationCache
   readonly primaryFunctionSet: typeof PrimaryFunctions.primaryFunctionSet
   readonly createSelector: typeof CreateSelector.createSelector
   readonly BUILT_IN_SELECTOR_NAMES: typeof CreateSelector.BUILT_IN_SELECTOR_NAMES
@@ -88,21 +90,22 @@ export async function loadLibrary(fromSource: boolean): Promise<Library> {
     (await import(
       pathToFileURL(path.join(base, fromSource ? file.replace(/\.js$/, '.ts') : file)).href
     )) as T
-  const [index, classifyNode, rawSql, primaryFunctions, createSelector, health] = await Promise.all(
-    [
+  const [index, classifyNode, rawSql, cache, primaryFunctions, createSelector, health] =
+    await Promise.all([
       load<typeof Index>('index.js'),
       load<typeof ClassifyNode>('routing/classify-node.js'),
       load<typeof RawSql>('routing/raw-sql.js'),
+      load<typeof ClassificationCache>('routing/classification-cache.js'),
       load<typeof PrimaryFunctions>('routing/primary-functions.js'),
       load<typeof CreateSelector>('selection/create-selector.js'),
       load<typeof Health>('health/node-load.js'),
-    ],
-  )
+    ])
   return {
     origin,
     index,
     classifyNode: classifyNode.classifyNode,
     classifyRawSql: rawSql.classifyRawSql,
+    ClassificationCache: cache.ClassificationCache,
     primaryFunctionSet: primaryFunctions.primaryFunctionSet,
     createSelector: createSelector.createSelector,
     BUILT_IN_SELECTOR_NAMES: createSelector.BUILT_IN_SELECTOR_NAMES,

@@ -2,7 +2,8 @@
  * Micro-benchmarks without a database (`npm run bench`):
  *
  * - every selector picking among 2, 8, 64 and 1024 replicas: time and heap allocated per pick;
- * - classification of builder queries (`classifyNode`) and raw SQL (`classifyRawSql`), alone and
+ * - classification of builder queries (`classifyNode`) and raw SQL (`classifyRawSql`), cold and
+ *   through the `ClassificationCache` (a statement seen before), alone and
  *   together with a selection;
  * - whole-query overhead: one mixed workload (nine reads to one write) through Kysely's own
  *   `MysqlDialect`, `ReplicatedMysqlDialect` ('eventual' and 'causal') and `kysely-replication`,
@@ -72,6 +73,7 @@ const {
   NodeLoad,
   classifyNode,
   classifyRawSql,
+  ClassificationCache,
   primaryFunctionSet,
   createSelector,
   BUILT_IN_SELECTOR_NAMES,
@@ -209,7 +211,7 @@ function makeCandidates(n: number): ReplicaCandidate[] {
     const load = new NodeLoad()
     load.recordProbe(0.2 + (i % 7) * 0.05, 0)
     for (let k = 0; k < 5; k++) load.finish(0.5 + ((i * 13 + k) % 11) * 0.1, k * 10, true)
-    for (let k = 0; k < i % 4; k++) load.start()
+    for (let k = 0; k < i % 4; k++) load.start(0)
     candidates.push(
       Object.freeze({ name: `replica-${i + 1}`, weight: 1 + (i % 4), index: i, stats: load }),
     )
@@ -404,6 +406,26 @@ async function benchClassification(): Promise<ClassificationResult[]> {
     sql: rawBuilder.sql,
     classify: () => classifyNode(rawBuilder.query, rawBuilder.sql, options),
   })
+
+  // The same statements through the cache, as the router sees them: Kysely compiles each
+  // execution anew, so the SQL is a new (concatenated) string every time and the lookup hashes it.
+  const cache = new ClassificationCache(options)
+  for (const c of cases.filter((c) => c.name === 'builder: point select' || c.sql === RAW_1KB)) {
+    const compiled = c.kind === 'builder' ? builderQueries()[0]!.compiled : undefined
+    const query = compiled?.query ?? sql.raw(RAW_1KB).compile(compiler).query
+    // Two equal heads, used in turn, so that the compiler cannot fold `head + tail` into one
+    // constant string whose hash V8 would keep.
+    const half = c.sql.length >> 1
+    const heads = [c.sql.slice(0, half), `${c.sql} `.slice(0, half)]
+    const tail = c.sql.slice(half)
+    let turn = 0
+    cases.push({
+      name: `cached: ${c.name.replace(/^(builder|raw): /, '')}`,
+      kind: c.kind,
+      sql: c.sql,
+      classify: () => cache.classify({ query, sql: heads[turn++ & 1]! + tail }),
+    })
+  }
 
   const results: ClassificationResult[] = []
   for (const c of cases) {

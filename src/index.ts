@@ -13,8 +13,10 @@ export {
   DialectDestroyedError,
   InvalidCausalTokenError,
   KyselyReplicatedError,
+  NodeUnreachableError,
   NoReplicaAvailableError,
   ReadOnlyViolationError,
+  ReadTimeoutError,
   ReplicatedConfigError,
 } from './core/contracts/errors.js'
 export type {
@@ -24,8 +26,27 @@ export type {
   RouteReason,
 } from './core/contracts/events.js'
 export type { PoolStats, ReplicaInfo, RoutingStats } from './core/contracts/stats.js'
+export { explainRoute, type RouteExplanation } from './core/explain-route.js'
+export type {
+  ReadonlyCommonTableExpression,
+  ReadonlyCompiledQuery,
+  ReadonlyConnectionBuilder,
+  ReadonlyControlledTransaction,
+  ReadonlyControlledTransactionBuilder,
+  ReadonlyKysely,
+  ReadonlyQueryCreator,
+  ReadonlyTransaction,
+  ReadonlyTransactionBuilder,
+} from './core/readonly-kysely.js'
 export type { RouteHint } from './core/route-hints.js'
-export { onPrimary, onReplica, RouteHintPlugin, readOnly } from './core/route-hints.js'
+export {
+  onPrimary,
+  onReplica,
+  ReadTimeoutPlugin,
+  RouteHintPlugin,
+  readOnly,
+  withReadTimeout,
+} from './core/route-hints.js'
 export type { MysqlPool, MysqlPoolConnection, MysqlPromisePool } from './mysql/mysql-pool-types.js'
 export { ReplicatedMysqlDialect } from './mysql/replicated-mysql-dialect.js'
 export type { ReplicatedMysqlDialectConfig } from './mysql/replicated-mysql-dialect-config.js'

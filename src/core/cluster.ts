@@ -18,6 +18,27 @@ import { ReadPlanner } from './read-planner.js'
 import { Router } from './router.js'
 import type { RoutingContext } from './routing-connection.js'
 import { RoutingStatistics } from './routing-statistics.js'
+import type { ReserveHook } from './session.js'
+
+/** How long `destroy()` lets the prober and the pools end politely before it moves on. */
+export const DESTROY_GRACE_MS = 1000
+
+/** `promise`'s value, or `undefined` after `ms` (its later outcome is ignored, never thrown). */
+async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  promise.catch(() => {})
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), ms)
+        timer.unref()
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 /** The nodes of a cluster as the dialect built them. */
 export interface ClusterNodes {
@@ -55,6 +76,7 @@ export class Cluster {
     readonly selector: ReplicaSelector
     readonly onRoute?: ((event: RouteEvent) => void) | undefined
     readonly onEvent?: ((event: ReplicationEvent) => void) | undefined
+    readonly onReserveConnection?: ReserveHook | undefined
     /** Decay of the nodes' latency estimates (`latency.decayMs`). */
     readonly decayMs: number | undefined
     /** `'least-latency'`'s `sampleSize`: replicas the first probe round measures at most. */
@@ -100,6 +122,7 @@ export class Cluster {
       settings: config,
       positionKind: () => engine.positionKind,
       emit,
+      lagResolutionMs: engine.lagResolutionMs,
     })
     this.monitor = new HealthMonitor({
       registry: this.registry,
@@ -115,7 +138,11 @@ export class Cluster {
       probeConcurrency: config.probeConcurrency,
       firstPassSample: options.firstPassSample,
     })
-    const router = new Router({ registry: this.registry, planner: this.planner })
+    const router = new Router({
+      registry: this.registry,
+      planner: this.planner,
+      defaultRoute: config.defaultRoute,
+    })
     const executor = new Executor({
       engine,
       config,
@@ -127,10 +154,13 @@ export class Cluster {
       selector,
       now,
       tracing: () => this.#tracing,
+      onReserveConnection: options.onReserveConnection,
     })
     this.routing = Object.freeze({
       engine,
       consistency: config.consistency,
+      readTimeoutMs: config.readTimeoutMs,
+      onReserveConnection: options.onReserveConnection,
       classifyOptions: Object.freeze({
         flavor: engine.flavor,
         primaryFunctions: primaryFunctionSet(engine.flavor, config.primaryFunctions),
@@ -184,12 +214,19 @@ export class Cluster {
     return this.#initPromise
   }
 
-  /** Stops the prober and ends every pool. */
+  /**
+   * Stops the prober and the watchdog and ends every pool, within about
+   * {@link DESTROY_GRACE_MS} twice even when a node hangs: the pools end politely, then destroy
+   * what is left. Never rejects after it resolved.
+   */
   async destroy(): Promise<void> {
     this.#destroyed = true
     this.statistics.metrics?.close() // Metrics: no more collection of a destroyed cluster.
-    await this.monitor.stop()
-    const results = await Promise.allSettled(this.registry.all.map((n) => n.pool.end()))
+    // A probe of a hung node ends at its timeout; destroy does not wait that long.
+    await withDeadline(this.monitor.stop(), DESTROY_GRACE_MS)
+    const ending = Promise.allSettled(this.registry.all.map((n) => n.pool.end(DESTROY_GRACE_MS)))
+    const results = await withDeadline(ending, DESTROY_GRACE_MS + 250)
+    if (results === undefined) return
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed) throw failed.reason
   }

@@ -89,6 +89,19 @@ export interface ReplicatedDialectConfig<P, C = object> {
    * connections a pool opens later), before its first query. Use it for session settings.
    */
   readonly onCreateConnection?: (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
+  /**
+   * Kysely's hook, on every physical connection a statement or a transaction reserves, replicas
+   * included: each read on a replica, the primary session when a Kysely connection first uses it,
+   * the connection a transaction opens on. The usual place for per-request session settings (a
+   * tenant id for row-level security). It must not leave a transaction open.
+   */
+  readonly onReserveConnection?: (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
+  /**
+   * Where statements go when nothing says otherwise: `'replicas'` (default: reads to replicas,
+   * as classified), or `'primary'`: everything runs on the primary except reads made through
+   * `onReplica(db)` or `readOnly(db)`, for a gradual rollout.
+   */
+  readonly defaultRoute?: 'replicas' | 'primary'
   /** Makes every replica session read-only when it is created, so a misrouted write fails. Default `true`. */
   readonly replicaSessionReadOnly?: boolean
   /** Extra function names (case-insensitive) whose calls must run on the primary. */
@@ -112,6 +125,13 @@ export interface ReplicatedDialectConfig<P, C = object> {
   }
   /** Replicas further behind than this are not used for reads. Default: no limit. */
   readonly maxReplicationLagMs?: number
+  /**
+   * A hard bound on every read on a replica: past it the statement is abandoned (its connection
+   * closed) and fails with `ReadTimeoutError`. Default: none (a hung replica is detected by the
+   * health checks, so a long report query is never killed by default). Per query:
+   * `withReadTimeout(db, ms)`.
+   */
+  readonly readTimeoutMs?: number
   /** Read retries on connection-level failures. Default `{ reads: true }`; `{ reads: false }` turns them off. */
   readonly retry?: { readonly reads?: boolean }
   /**
@@ -175,6 +195,8 @@ export interface ResolvedConfig {
   readonly cooldownMs: number
   readonly maxCooldownMs: number
   readonly maxReplicationLagMs: number | undefined
+  readonly readTimeoutMs: number | undefined
+  readonly defaultRoute: 'replicas' | 'primary'
   readonly retryReads: boolean
   readonly fallback: 'primary' | 'error'
   readonly maxPrimaryReads: number | undefined
@@ -224,12 +246,15 @@ const CONFIG_KEYS = {
   stickyWindowMs: true,
   causalWaitTimeoutMs: true,
   onCreateConnection: true,
+  onReserveConnection: true,
+  defaultRoute: true,
   replicaSessionReadOnly: true,
   primaryFunctions: true,
   onRoute: true,
   onEvent: true,
   health: true,
   maxReplicationLagMs: true,
+  readTimeoutMs: true,
   retry: true,
   fallback: true,
   hooks: true,
@@ -629,7 +654,7 @@ function checkNodeSettings(
 // ---- callbacks ----
 
 function checkCallbacks(config: ReplicatedDialectConfig<unknown, unknown>, fail: Fail): void {
-  for (const key of ['onCreateConnection', 'onRoute', 'onEvent'] as const) {
+  for (const key of ['onCreateConnection', 'onReserveConnection', 'onRoute', 'onEvent'] as const) {
     callback(config[key], key, fail)
   }
   const hooks = section(config.hooks, 'hooks', HOOK_KEYS, fail)
@@ -661,7 +686,7 @@ function resolveConsistency(
 function resolveSession(
   config: ReplicatedDialectConfig<unknown, unknown>,
   fail: Fail,
-): Pick<ResolvedConfig, 'replicaSessionReadOnly' | 'primaryFunctions'> {
+): Pick<ResolvedConfig, 'replicaSessionReadOnly' | 'primaryFunctions' | 'defaultRoute'> {
   const functions = config.primaryFunctions === undefined ? [] : config.primaryFunctions
   if (!Array.isArray(functions)) {
     fail(`\`primaryFunctions\` must be an array of function names, got ${describeValue(functions)}`)
@@ -676,10 +701,15 @@ function resolveSession(
       )
     }
   }
+  const defaultRoute = config.defaultRoute === undefined ? 'replicas' : config.defaultRoute
+  if (defaultRoute !== 'replicas' && defaultRoute !== 'primary') {
+    fail(`\`defaultRoute\` must be 'replicas' or 'primary', got ${describeValue(defaultRoute)}`)
+  }
   return {
     replicaSessionReadOnly:
       flag(config.replicaSessionReadOnly, 'replicaSessionReadOnly', fail) ?? true,
     primaryFunctions: Object.freeze([...functions]),
+    defaultRoute,
   }
 }
 
@@ -737,6 +767,7 @@ function resolveHealth(
   | 'cooldownMs'
   | 'maxCooldownMs'
   | 'maxReplicationLagMs'
+  | 'readTimeoutMs'
 > {
   const health = section(config.health, 'health', HEALTH_KEYS, fail, {
     instead: 'to turn the background prober off, write health: { probeIntervalMs: 0 }',
@@ -755,6 +786,7 @@ function resolveHealth(
     cooldownMs,
     maxCooldownMs,
     maxReplicationLagMs: durationMs(config.maxReplicationLagMs, 'maxReplicationLagMs', fail),
+    readTimeoutMs: durationMs(config.readTimeoutMs, 'readTimeoutMs', fail, true),
   }
 }
 

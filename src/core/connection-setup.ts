@@ -59,7 +59,7 @@ export class ConnectionSetup {
 }
 
 /** Wraps a physical connection as the `DatabaseConnection` Kysely's hooks expect. */
-function asDatabaseConnection(connection: PhysicalConnection): DatabaseConnection {
+export function asDatabaseConnection(connection: PhysicalConnection): DatabaseConnection {
   return {
     async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
       return (await connection.execute<R>(query)).result

@@ -11,9 +11,10 @@ import type {
   ReplicaSelector,
   SelectionContext,
 } from '../selection/replica-selector.js'
+import { releaseAfterCancel } from './cancels.js'
 import type { ResolvedConfig } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
-import { annotateNodeError } from './contracts/errors.js'
+import { annotateNodeError, NodeUnreachableError, ReadTimeoutError } from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
 import type { NodeRegistry } from './node-registry.js'
 import { NodeRuntime } from './node-runtime.js'
@@ -21,7 +22,7 @@ import type { ReadPlanner } from './read-planner.js'
 import { canRetry } from './retry-policy.js'
 import type { Route, Router, Statement } from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
-import type { Session } from './session.js'
+import { type ReserveHook, reserved, type Session } from './session.js'
 
 /** A node and a connection on it, reached for one attempt of a statement. */
 export interface Target {
@@ -44,6 +45,8 @@ interface Attempt {
   readonly span: StatementSpan | undefined
   /** Clock reading at the start, for the latency sample. */
   readonly started: number
+  /** The read timeout's timer, when one applies. */
+  readonly timer: NodeJS.Timeout | undefined
 }
 
 /** What the executor needs besides the router: the cluster's parts, by narrow reference. */
@@ -59,6 +62,8 @@ export interface ExecutorOptions {
   readonly now: () => number
   /** OpenTelemetry, once loaded at init. */
   readonly tracing: () => Tracing | undefined
+  /** `onReserveConnection`, run on every replica connection a statement reserves. */
+  readonly onReserveConnection: ReserveHook | undefined
 }
 
 /**
@@ -97,6 +102,7 @@ export class Executor {
         this.#failed(session, target, error, attempt.started, false, statement, signal)
       } finally {
         session.running = undefined
+        if (attempt.timer !== undefined) clearTimeout(attempt.timer)
       }
     }
   }
@@ -112,7 +118,7 @@ export class Executor {
     signal: AbortSignal | undefined,
   ): AsyncIterableIterator<QueryResult<R>> {
     for (;;) {
-      const { target, sent, span, started } = await this.#begin(session, statement, signal)
+      const { target, sent, span, started, timer } = await this.#begin(session, statement, signal)
       let delivered = false
       let failed = false
       const iterator = target.connection.stream<R>(sent, chunkSize, signal)
@@ -131,6 +137,7 @@ export class Executor {
         continue
       } finally {
         session.running = undefined
+        if (timer !== undefined) clearTimeout(timer)
         if (!failed) {
           // Read to the end, or the caller stopped early: close the driver's stream.
           await iterator.return?.()
@@ -154,10 +161,10 @@ export class Executor {
   ): Promise<Target> {
     for (;;) {
       const target = await this.#next(session, statement, signal)
-      const started = this.#o.monitor.started(target.node)
+      const started = this.#o.monitor.started(target.node, target.connection)
       try {
         await operation(target.connection)
-        this.#o.monitor.succeeded(target.node, started)
+        this.#o.monitor.succeeded(target.node, target.connection, started)
         this.#o.statistics.metrics?.statement(target, statement.query.sql, this.#o.now() - started) // Metrics
         target.leaveFallback?.()
         return target
@@ -200,7 +207,24 @@ export class Executor {
     const sent = this.#decorate(statement.query, target)
     const span = this.#span(target, sent)
     session.running = target
-    return { target, sent, span, started: this.#o.monitor.started(target.node) }
+    const started = this.#o.monitor.started(target.node, target.connection)
+    const ms = statement.readTimeoutMs
+    const timer = ms === undefined || !target.transient ? undefined : this.#readTimeout(target, ms)
+    return { target, sent, span, started, timer }
+  }
+
+  /** Abandons the read on `target` after `ms`: a hard bound the caller asked for. */
+  #readTimeout(target: Target, ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      const error = new ReadTimeoutError(
+        `a read on node "${target.node.name}" ran longer than its ${ms} ms read timeout and was abandoned`,
+        target.node.name,
+      )
+      if (target.connection.abandon !== undefined) target.connection.abandon(error)
+      else target.connection.destroy()
+    }, ms)
+    timer.unref()
+    return timer
   }
 
   /**
@@ -242,6 +266,7 @@ export class Executor {
       if (this.#unreachable(node, error, statement, signal)) return node
       throw annotateNodeError(error, node.name)
     }
+    if (o.onReserveConnection !== undefined) await reserved(o.onReserveConnection, node, connection)
     const reason =
       route.kind === 'replica' ? route.reason : tried === undefined ? 'causal-waited' : 'retry'
     let waitedMs: number | undefined
@@ -249,6 +274,8 @@ export class Executor {
       // A causal read: wait for the replica to apply the scope's writes, at most causalWaitTimeoutMs.
       const started = o.now()
       let caughtUp: boolean
+      // Registered as running: a rescue abandons a wait on a node found hung, like a statement.
+      node.running.add(connection)
       try {
         caughtUp = await o.engine.waitForPosition(
           connection,
@@ -256,7 +283,9 @@ export class Executor {
           o.config.causalWaitTimeoutMs,
           signal,
         )
+        node.running.delete(connection)
       } catch (error) {
+        node.running.delete(connection)
         if (o.engine.isConnectionError(error)) connection.destroy()
         else connection.release()
         if (this.#unreachable(node, error, statement, signal)) return node
@@ -306,7 +335,7 @@ export class Executor {
       }
     } catch (error) {
       leaveFallback?.()
-      o.monitor.failed(node, error, undefined, o.engine.isConnectionError(error))
+      o.monitor.unreachable(node, error)
       throw error
     }
   }
@@ -328,10 +357,10 @@ export class Executor {
   }
 
   #succeeded(target: Target, started: number, statement: Statement): void {
-    this.#o.monitor.succeeded(target.node, started)
+    this.#o.monitor.succeeded(target.node, target.connection, started)
     this.#o.statistics.metrics?.statement(target, statement.query.sql, this.#o.now() - started) // Metrics
     target.leaveFallback?.()
-    if (target.transient) target.connection.release()
+    if (target.transient) releaseAfterCancel(target.connection, target.connection.killed)
   }
 
   /**
@@ -351,13 +380,16 @@ export class Executor {
   ): void {
     const o = this.#o
     const killed = target.connection.killed
-    const connectionLevel = !killed && o.engine.isConnectionError(error)
-    o.monitor.failed(target.node, error, started, connectionLevel)
+    const connectionLevel =
+      !killed && (error instanceof NodeUnreachableError || o.engine.isConnectionError(error))
+    o.monitor.failed(target.node, target.connection, error, started, connectionLevel)
     o.statistics.metrics?.statement(target, statement.query.sql, o.now() - started, error) // Metrics
     target.leaveFallback?.()
     if (target.transient) {
-      if (connectionLevel || killed) target.connection.destroy()
-      else target.connection.release()
+      releaseAfterCancel(
+        target.connection,
+        connectionLevel || killed || error instanceof ReadTimeoutError,
+      )
     }
     const retry = canRetry(
       { connectionLevel, replicaRead: target.transient, rowsDelivered },
@@ -375,8 +407,7 @@ export class Executor {
     signal: AbortSignal | undefined,
   ): boolean {
     const o = this.#o
-    const connectionLevel = o.engine.isConnectionError(error)
-    o.monitor.failed(node, error, undefined, connectionLevel)
+    const connectionLevel = o.monitor.unreachable(node, error)
     return canRetry(
       { connectionLevel, replicaRead: true, rowsDelivered: false },
       { retryReads: o.config.retryReads, hint: statement.hint, signal },

@@ -57,8 +57,16 @@ export class ManagedPool implements NodePool, LifecycleOwner {
     return this.#inner.init(signal)
   }
 
-  end(): Promise<void> {
-    return this.#inner.end()
+  end(graceMs?: number): Promise<void> {
+    return this.#inner.end(graceMs)
+  }
+
+  /** A connection outside the pool (see {@link NodePool.openControl}), when the engine can open one. */
+  get openControl(): ((connectTimeoutMs: number) => Promise<PhysicalConnection>) | undefined {
+    const inner = this.#inner
+    return inner.openControl === undefined
+      ? undefined
+      : (connectTimeoutMs) => inner.openControl!(connectTimeoutMs)
   }
 
   endpoint(): NodeEndpoint | undefined {

@@ -90,6 +90,7 @@ export class NodeRegistry {
         inFlight: node.load.inFlight,
         readsServed: node.load.readsServed,
         errors: node.load.errors,
+        lastError: node.lastError,
         nextAttemptAt: next === undefined ? undefined : new Date(epochOffset + next),
       }
     })

@@ -2,7 +2,7 @@ import type { ReplicationPosition } from '../consistency/position.js'
 import { type HealthSettings, NodeHealth } from '../health/node-health.js'
 import { NodeLoad } from '../health/node-load.js'
 import type { ReplicaCandidate } from '../selection/replica-selector.js'
-import type { NodeInfo } from './contracts/engine.js'
+import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import type { ManagedPool } from './managed-pool.js'
 
 /** Everything the library tracks about one node. Mutable, owned by the node registry. */
@@ -23,6 +23,10 @@ export class NodeRuntime {
   readOnly: boolean | undefined
   /** Clock reading of the last probe (successful or not). */
   lastProbeAtMs: number | undefined
+  /** The message of the failure that last took the node down. */
+  lastError: string | undefined
+  /** Connections running a statement now (to rescue them when the node is found dead). */
+  readonly running = new Set<PhysicalConnection>()
 
   constructor(options: {
     readonly info: NodeInfo

@@ -45,6 +45,7 @@ export class ReadPlanner {
   readonly #settings: ReadPlannerSettings
   readonly #positionKind: () => ReplicationPosition['kind']
   readonly #emit: (event: ReplicationEvent) => void
+  readonly #lagResolutionMs: number
   #fallbackReads = 0
   #causalSupported = true
   #causalUnsupportedReported = false
@@ -56,7 +57,10 @@ export class ReadPlanner {
     /** The engine's position kind (a MySQL engine learns MariaDB or MySQL on first connection). */
     readonly positionKind: () => ReplicationPosition['kind']
     readonly emit: (event: ReplicationEvent) => void
+    /** The granularity of the probes' lag readings (see `Engine.lagResolutionMs`). */
+    readonly lagResolutionMs: number
   }) {
+    this.#lagResolutionMs = options.lagResolutionMs
     this.#registry = options.registry
     this.#settings = options.settings
     this.#positionKind = options.positionKind
@@ -102,7 +106,9 @@ export class ReadPlanner {
     if (usable.length === 0) return this.#noReplica()
     let covering: ReplicaCandidate[] | undefined
     let waitable: ReplicaCandidate[] | undefined
-    const lagLimit = this.#settings.causalWaitTimeoutMs
+    // A lag reading within its granularity (MariaDB reports whole seconds) does not rule a replica
+    // out: under steady writes it reads 1 s while the replica is milliseconds behind.
+    const lagLimit = this.#settings.causalWaitTimeoutMs + this.#lagResolutionMs
     for (const candidate of usable) {
       const node = this.#registry.replicaByIndex(candidate.index)
       if (node.position !== undefined && positionCovers(node.position, position)) {

@@ -98,6 +98,7 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
         selector,
         onRoute: config.onRoute,
         onEvent: config.onEvent,
+        onReserveConnection: config.onReserveConnection,
         decayMs: resolved.latency.decayMs,
         firstPassSample:
           resolved.selector === 'least-latency' ? resolved.latency.sampleSize : undefined,

@@ -8,7 +8,7 @@ import type {
   RootOperationNode,
   UnknownRow,
 } from 'kysely'
-import type { ReadonlyKysely } from 'kysely/readonly'
+import type { ReadonlyKysely } from './readonly-kysely.js'
 
 /** A routing hint attached to a query by {@link onPrimary}, {@link onReplica} or {@link readOnly}. */
 export type RouteHint =
@@ -25,6 +25,51 @@ const hints = new WeakMap<QueryId, RouteHint>()
 /** The hint of a compiled query, if any. */
 export function routeHintOf(queryId: QueryId | undefined): RouteHint | undefined {
   return queryId === undefined ? undefined : hints.get(queryId)
+}
+
+/** Read timeouts by query id (see {@link withReadTimeout}). */
+const readTimeouts = new WeakMap<QueryId, number>()
+
+/** The read timeout of a compiled query, if one was given. */
+export function readTimeoutOf(queryId: QueryId | undefined): number | undefined {
+  return queryId === undefined ? undefined : readTimeouts.get(queryId)
+}
+
+/** A Kysely plugin that gives every query it sees a read timeout. Prefer {@link withReadTimeout}. */
+export class ReadTimeoutPlugin implements KyselyPlugin {
+  readonly #ms: number
+
+  constructor(ms: number) {
+    if (typeof ms !== 'number' || !(ms > 0) || !(ms <= 2_147_483_647)) {
+      throw new RangeError(
+        `withReadTimeout: the timeout must be a number of milliseconds above 0 and at most 2147483647, got ${String(ms)}`,
+      )
+    }
+    this.#ms = ms
+  }
+
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    if (!readTimeouts.has(args.queryId)) readTimeouts.set(args.queryId, this.#ms)
+    return args.node
+  }
+
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return args.result
+  }
+}
+
+/**
+ * A `Kysely` whose reads on replicas are abandoned after `ms` milliseconds (their connection is
+ * closed) and fail with `ReadTimeoutError`: a hard bound for one code path, beside the dialect's
+ * `readTimeoutMs`. Writes and reads on the primary are not bounded.
+ *
+ * @example
+ * ```ts
+ * const rows = await withReadTimeout(db, 200).selectFrom('feed').selectAll().execute()
+ * ```
+ */
+export function withReadTimeout<DB>(db: Kysely<DB>, ms: number): Kysely<DB> {
+  return db.withPlugin(new ReadTimeoutPlugin(ms))
 }
 
 /**
@@ -78,7 +123,7 @@ export function onReplica<DB>(db: Kysely<DB>, name?: string): Kysely<DB> {
 }
 
 /**
- * A typed read-only view of `db` (Kysely's `ReadonlyKysely`): `insertInto`, `updateTable`,
+ * A typed read-only view of `db` ({@link ReadonlyKysely}): `insertInto`, `updateTable`,
  * `deleteFrom`, `mergeInto`, `schema`, ... do not compile. Its queries run on replicas (subject
  * to the consistency mode), and a write smuggled in as raw SQL throws `ReadOnlyViolationError`.
  *

@@ -14,6 +14,8 @@ export interface Statement {
   readonly query: CompiledQuery
   readonly classification: Classification
   readonly hint: RouteHint | undefined
+  /** A hard bound on it when it runs on a replica (`readTimeoutMs`, `withReadTimeout`). */
+  readonly readTimeoutMs?: number | undefined
   /** The reason of a plain replica read of it: `'read'`, or `'read-only-transaction'` for the `begin` of one. */
   readonly readReason?: RouteReason
 }
@@ -48,6 +50,11 @@ export type Route =
     }
   | Exclude<ReadPlan, { readonly kind: 'primary' }>
 
+const DEFAULT_PRIMARY: Route = Object.freeze({
+  kind: 'primary',
+  reason: 'default-route',
+  fallback: false,
+})
 const IN_TRANSACTION: Route = Object.freeze({ kind: 'transaction', reason: 'transaction' })
 const IN_READ_ONLY_TRANSACTION: Route = Object.freeze({
   kind: 'transaction',
@@ -62,10 +69,17 @@ const IN_READ_ONLY_TRANSACTION: Route = Object.freeze({
 export class Router {
   readonly #registry: NodeRegistry
   readonly #planner: ReadPlanner
+  /** `defaultRoute: 'primary'`: reads go to replicas only through `onReplica` / `readOnly`. */
+  readonly #primaryByDefault: boolean
 
-  constructor(options: { readonly registry: NodeRegistry; readonly planner: ReadPlanner }) {
+  constructor(options: {
+    readonly registry: NodeRegistry
+    readonly planner: ReadPlanner
+    readonly defaultRoute: 'replicas' | 'primary'
+  }) {
     this.#registry = options.registry
     this.#planner = options.planner
+    this.#primaryByDefault = options.defaultRoute === 'primary'
   }
 
   /**
@@ -84,13 +98,19 @@ export class Router {
     }
     const c = statement.classification
     const hint = statement.hint
-    if (!c.read || session.pinned || hint?.target === 'primary') {
+    // A statement that reads the session's own state (`@x`, `@@warning_count`, `SHOW WARNINGS`)
+    // after the connection wrote on its primary session reads that session.
+    const sessionRead = c.readsSession && session.holdsPrimary
+    if (!c.read || session.pinned || sessionRead || hint?.target === 'primary') {
       checkHintAllowsWrite(hint, c, statement.query.sql)
       let reason: RouteReason
-      if (session.pinned && c.read) reason = 'session-pinned'
+      if ((session.pinned || sessionRead) && c.read) reason = 'session-pinned'
       else if (hint?.target === 'primary' && c.read) reason = 'hint'
       else reason = c.reason === 'read' ? 'session-pinned' : c.reason
       return { kind: 'primary', reason, detail: c.detail, fallback: false }
+    }
+    if (this.#primaryByDefault && hint === undefined) {
+      return DEFAULT_PRIMARY
     }
     // A read: a replica, a causal wait, or the primary when no replica will do.
     const plan =

@@ -8,16 +8,20 @@ import type {
 import type { ConsistencyScope } from '../consistency/scope.js'
 import type { Classification, ClassifyOptions } from '../routing/classification.js'
 import { READ } from '../routing/classification.js'
-import { classifyNode } from '../routing/classify-node.js'
+import { classifyCached } from '../routing/classification-cache.js'
+import { changesData } from '../routing/statement-effect.js'
+import { CONTROL_TIMEOUT_MS, releaseAfterCancel, trackCancel } from './cancels.js'
 import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
+import { annotateNodeError } from './contracts/errors.js'
+import type { RouteReason } from './contracts/events.js'
 import type { Executor } from './executor.js'
 import type { NodeRuntime } from './node-runtime.js'
 import type { ReadPlanner } from './read-planner.js'
-import { routeHintOf } from './route-hints.js'
+import { readTimeoutOf, routeHintOf } from './route-hints.js'
 import type { Router, Statement } from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
-import { type OpenTransaction, Session } from './session.js'
+import { type OpenTransaction, type ReserveHook, Session } from './session.js'
 
 interface AbortOptions {
   readonly signal?: AbortSignal | undefined
@@ -27,6 +31,9 @@ interface AbortOptions {
 export interface RoutingContext {
   readonly engine: Engine
   readonly consistency: ConsistencyMode
+  /** The dialect's `readTimeoutMs`. */
+  readonly readTimeoutMs: number | undefined
+  readonly onReserveConnection: ReserveHook | undefined
   readonly classifyOptions: ClassifyOptions
   readonly primary: NodeRuntime
   readonly router: Router
@@ -34,6 +41,17 @@ export interface RoutingContext {
   readonly planner: ReadPlanner
   readonly statistics: RoutingStatistics
   now(): number
+}
+
+/** Where a statement would run, as `explainRoute` reports it. */
+export interface RouteExplanation {
+  readonly role: 'primary' | 'replica'
+  /** The node, when the rules name one (the primary, a named replica, a transaction's node). */
+  readonly node: string | undefined
+  /** The reason `onRoute` would report (`'causal-waited'` when it would wait for a replica first). */
+  readonly reason: RouteReason
+  /** The replicas the selector would pick among (replica routes). */
+  readonly candidates?: readonly string[]
 }
 
 /** The `begin` of a read-only transaction, as the router sees it: a read. */
@@ -62,7 +80,7 @@ export class RoutingConnection implements DatabaseConnection {
 
   constructor(context: RoutingContext, explicit: ConsistencyScope | undefined) {
     this.#c = context
-    this.#session = new Session(context.primary, explicit)
+    this.#session = new Session(context.primary, explicit, context.onReserveConnection)
   }
 
   /** Makes a released connection ready for its next acquisition (the driver reuses them). */
@@ -90,7 +108,7 @@ export class RoutingConnection implements DatabaseConnection {
       case 'wait':
         return (await c.executor.execute<R>(session, statement, signal)).result
       case 'transaction':
-        return this.#inTransaction<R>(session.transaction!, statement, signal)
+        return this.#inTransaction<R>(statement, signal)
       case 'primary': {
         this.#beforePrimary(statement.classification)
         let outcome: NodeQueryOutcome<R>
@@ -119,6 +137,36 @@ export class RoutingConnection implements DatabaseConnection {
     yield* c.executor.stream<R>(session, statement, chunkSize, options?.signal)
   }
 
+  /**
+   * @internal Where `query` would run on this connection now, without running it (see
+   * `explainRoute`): the routing rules, hints and session state, with the cluster's health and
+   * the scope's writes as they are at this moment.
+   */
+  explain(query: CompiledQuery): RouteExplanation {
+    const c = this.#c
+    const session = this.#session
+    const route = c.router.plan(this.#statement(query), session, c.now())
+    switch (route.kind) {
+      case 'transaction':
+        return {
+          role: session.transaction!.node.info.role,
+          node: session.transaction!.node.name,
+          reason: route.reason,
+        }
+      case 'primary':
+        return { role: 'primary', node: c.primary.name, reason: route.reason }
+      default: {
+        const candidates = route.candidates.map((candidate) => candidate.name)
+        return {
+          role: 'replica',
+          node: candidates.length === 1 ? candidates[0] : undefined,
+          reason: route.kind === 'wait' ? 'causal-waited' : route.reason,
+          candidates,
+        }
+      }
+    }
+  }
+
   /** Cancels the running statement on the node that runs it (Kysely 0.29 `'cancel query'`). */
   async cancelQuery(_controlConnectionProvider: ControlConnectionProvider): Promise<void> {
     await this.#control('query')
@@ -129,17 +177,53 @@ export class RoutingConnection implements DatabaseConnection {
     await this.#control('session')
   }
 
+  /**
+   * Cancels (or kills) the running statement from a control connection to the node that runs it
+   * (a `kill` routed like an ordinary statement would reach the primary instead), opened outside
+   * the node's pool, so a pool full of aborted statements can always be cancelled. The
+   * statement's connection is not released until the cancel is acknowledged, so the cancel can
+   * only hit its own statement; a cancel that fails or times out closes that connection instead.
+   */
   async #control(kind: 'query' | 'session'): Promise<void> {
     const running = this.#session.running
-    if (running === undefined || running.connection.sessionId === undefined) return
-    if (kind === 'session') running.connection.killed = true
-    // A control connection from the same node's pool: the statement may run on a replica, and a
-    // `kill` routed like an ordinary statement would reach the primary instead.
-    const control = await running.node.pool.acquire()
+    const sessionId = running?.connection.sessionId
+    if (running === undefined || sessionId === undefined) return
+    const { node, connection } = running
+    if (kind === 'session') connection.killed = true
+    const engine = this.#c.engine
+    const work = (async () => {
+      const pool = node.pool
+      const outside = pool.openControl !== undefined
+      const control = outside
+        ? await pool.openControl!(CONTROL_TIMEOUT_MS)
+        : await pool.acquire(AbortSignal.timeout(CONTROL_TIMEOUT_MS))
+      let timer: NodeJS.Timeout | undefined
+      try {
+        await Promise.race([
+          engine.cancel(control, sessionId, kind),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`the cancel on node "${node.name}" timed out`)),
+              CONTROL_TIMEOUT_MS,
+            )
+          }),
+        ])
+        if (outside) control.destroy()
+        else control.release()
+      } catch (error) {
+        control.destroy()
+        throw error
+      } finally {
+        clearTimeout(timer)
+      }
+    })()
+    trackCancel(connection, work)
     try {
-      await this.#c.engine.cancel(control, running.connection.sessionId, kind)
-    } finally {
-      control.release()
+      await work
+    } catch (error) {
+      // Whether the statement stopped is unknown: its session is not reused.
+      connection.killed = true
+      throw annotateNodeError(error, node.name)
     }
   }
 
@@ -195,40 +279,42 @@ export class RoutingConnection implements DatabaseConnection {
 
   /** A statement in the open transaction; `commit` / `rollback` end it. */
   async #inTransaction<R>(
-    transaction: OpenTransaction,
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
-    const c = this.#c
     const session = this.#session
+    const transaction: OpenTransaction = session.transaction!
+    const executor = this.#c.executor
     const closing = session.closing
     session.closing = undefined
     if (closing === undefined) {
       let outcome: NodeQueryOutcome<R>
       try {
-        outcome = await c.executor.execute<R>(session, statement, signal)
+        outcome = await executor.execute<R>(session, statement, signal)
       } catch (error) {
         if (!transaction.readOnly && this.#observes(statement, error))
           transaction.failedWrite = true
         throw error
       }
-      if (!transaction.readOnly && changesData(statement.classification, outcome)) {
+      if (!transaction.readOnly && changesData(statement.classification, outcome.result)) {
         transaction.wrote = true
       }
       return outcome.result
     }
     let outcome: NodeQueryOutcome<R>
     try {
-      outcome = await c.executor.execute<R>(session, statement, signal)
+      outcome = await executor.execute<R>(session, statement, signal)
     } finally {
       session.transaction = undefined
-      if (transaction.connection !== session.primary) transaction.connection.release()
+      if (transaction.connection !== session.primary) {
+        releaseAfterCancel(transaction.connection, transaction.connection.killed)
+      }
     }
     // The transaction is over: the primary session can say what a failed write in it observed.
     if (transaction.failedWrite === true) await this.#recordObserved()
     if (closing === 'commit') {
       // A commit the server answered by rolling back (PostgreSQL) wrote nothing: say so first.
-      c.engine.checkCommit?.(outcome.result)
+      this.#c.engine.checkCommit?.(outcome.result)
       if (!transaction.readOnly) {
         await this.#recordWrite(transaction.connection, outcome, transaction.wrote)
       }
@@ -242,8 +328,13 @@ export class RoutingConnection implements DatabaseConnection {
     const classification =
       this.#session.transaction?.readOnly === true
         ? READ
-        : classifyNode(query.query, query.sql, this.#c.classifyOptions)
-    return { query, classification, hint: routeHintOf(query.queryId) }
+        : classifyCached(query, this.#c.classifyOptions)
+    return {
+      query,
+      classification,
+      hint: routeHintOf(query.queryId),
+      readTimeoutMs: readTimeoutOf(query.queryId) ?? this.#c.readTimeoutMs,
+    }
   }
 
   /** Before a statement on the primary session: pinning and the start of a raw transaction. */
@@ -264,12 +355,16 @@ export class RoutingConnection implements DatabaseConnection {
     const control = classification.transactionControl
     const raw = session.rawTransaction
     if (raw !== undefined && control === undefined) {
-      if (changesData(classification, outcome)) raw.wrote = true
+      if (changesData(classification, outcome.result)) raw.wrote = true
     } else if (control === 'end') {
       session.rawTransaction = undefined
       if (raw !== undefined) await this.#recordWrite(session.primary!, outcome, raw.wrote)
     } else if (raw === undefined && (!classification.read || outcome.position !== undefined)) {
-      await this.#recordWrite(session.primary!, outcome, changesData(classification, outcome))
+      await this.#recordWrite(
+        session.primary!,
+        outcome,
+        changesData(classification, outcome.result),
+      )
     }
   }
 
@@ -329,7 +424,12 @@ export class RoutingConnection implements DatabaseConnection {
       c.planner.recordWrite(scope, position, c.now())
     } else if (wrote) {
       c.planner.recordWrite(scope, undefined, c.now())
-      if (c.consistency === 'causal') c.planner.writeWithoutPosition(connection.node.name)
+      // Only a write whose result should have carried a position says the server reports none
+      // (binary log or GTIDs off). A position that could not be read (PostgreSQL's primary died
+      // right after the write) says nothing of the kind: the engine reports real refusals itself.
+      if (c.consistency === 'causal' && c.engine.positionsFromResults) {
+        c.planner.writeWithoutPosition(connection.node.name)
+      }
     }
   }
 
@@ -339,32 +439,4 @@ export class RoutingConnection implements DatabaseConnection {
   release(): void {
     this.#session.release()
   }
-}
-
-/**
- * Whether a statement that ran on the primary changed data, so that later reads must observe it.
- * Locking reads, primary-only function calls, session statements and transaction control change
- * no data (on MariaDB they come back without a GTID, and counting them as writes of unknown
- * position would make the scope's reads sticky for nothing). Neither does DML that matched or
- * changed no row. Unclassified statements count as writes: when unsure, it is a write.
- */
-function changesData(classification: Classification, outcome: NodeQueryOutcome<unknown>): boolean {
-  if (classification.read) return false
-  switch (classification.reason) {
-    case 'locking-read':
-    case 'primary-function':
-    case 'session-state':
-    case 'transaction-control':
-      return false
-  }
-  const detail = classification.detail?.toLowerCase()
-  if (detail === 'create temporary table') return false
-  const { numAffectedRows, numChangedRows } = outcome.result
-  if (detail === 'insert' || detail === 'update' || detail === 'delete' || detail === 'merge') {
-    // DML that matched nothing, or an update that changed nothing (MySQL reports found rows as
-    // affected): nothing was written, and the server reports no GTID for it.
-    if (numAffectedRows === 0n) return false
-    if (detail === 'update' && numChangedRows === 0n) return false
-  }
-  return true
 }

@@ -1,10 +1,33 @@
-import type { TransactionSettings } from 'kysely'
+import type { DatabaseConnection, TransactionSettings } from 'kysely'
 import { ConsistencyScope, processWideScope } from '../consistency/scope.js'
-import type { PhysicalConnection } from './contracts/engine.js'
+import { releaseAfterCancel } from './cancels.js'
+import { asDatabaseConnection } from './connection-setup.js'
+import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
 import type { NodeRuntime } from './node-runtime.js'
 import type { Route, SessionView } from './router.js'
+
+/** `onReserveConnection`. */
+export type ReserveHook = (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
+
+/**
+ * Runs `onReserveConnection` on a connection just reserved for a statement or a session; on
+ * failure the connection is closed (the hook may have left it half set) and the error, with the
+ * node's name, reaches the caller.
+ */
+export async function reserved(
+  hook: ReserveHook,
+  node: NodeRuntime,
+  connection: PhysicalConnection,
+): Promise<void> {
+  try {
+    await hook(asDatabaseConnection(connection), node.info)
+  } catch (error) {
+    connection.destroy()
+    throw annotateNodeError(error, node.name)
+  }
+}
 
 /** An open builder transaction: the node and the connection it runs on. */
 export interface OpenTransaction {
@@ -31,6 +54,7 @@ export interface RunningStatement {
  */
 export class Session implements SessionView {
   readonly #primaryNode: NodeRuntime
+  readonly #reserve: ReserveHook | undefined
   /** The innermost explicit `consistencyScope` when acquired, if any. */
   #explicit: ConsistencyScope | undefined
   /** This connection's scope, created on first use (eventual mode never needs one). */
@@ -54,9 +78,14 @@ export class Session implements SessionView {
   reason: RouteReason = 'read'
   waitedMs: number | undefined
 
-  constructor(primaryNode: NodeRuntime, explicit: ConsistencyScope | undefined) {
+  constructor(
+    primaryNode: NodeRuntime,
+    explicit: ConsistencyScope | undefined,
+    reserve: ReserveHook | undefined,
+  ) {
     this.#primaryNode = primaryNode
     this.#explicit = explicit
+    this.#reserve = reserve
   }
 
   /** The current statement is planned along `route` (its retries start from none tried). */
@@ -89,11 +118,15 @@ export class Session implements SessionView {
   /** The held primary session, checked out on first use. */
   async primaryConnection(signal: AbortSignal | undefined): Promise<PhysicalConnection> {
     if (this.primary === undefined) {
+      const node = this.#primaryNode
+      let connection: PhysicalConnection
       try {
-        this.primary = await this.#primaryNode.pool.acquire(signal)
+        connection = await node.pool.acquire(signal)
       } catch (error) {
-        throw annotateNodeError(error, this.#primaryNode.name)
+        throw annotateNodeError(error, node.name)
       }
+      if (this.#reserve !== undefined) await reserved(this.#reserve, node, connection)
+      this.primary = connection
     }
     return this.primary
   }
@@ -104,7 +137,7 @@ export class Session implements SessionView {
     this.transaction = undefined
     if (transaction !== undefined && transaction.connection !== this.primary) {
       // Kysely always ends its transactions; a connection released mid-transaction is not reused.
-      transaction.connection.destroy()
+      releaseAfterCancel(transaction.connection, true)
     }
     const primary = this.primary
     this.primary = undefined
@@ -113,8 +146,7 @@ export class Session implements SessionView {
     this.opening = undefined
     this.closing = undefined
     if (primary !== undefined) {
-      if (transaction !== undefined || primary.killed) primary.destroy()
-      else primary.release()
+      releaseAfterCancel(primary, transaction !== undefined || primary.killed)
     }
   }
 }

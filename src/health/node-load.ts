@@ -29,9 +29,15 @@ export const NO_HISTORY_PENALTY_MS = 1_000_000
  */
 export function peakEwmaLoad(stats: ReplicaLoadView, nowMs: number): number {
   const inFlight = stats.inFlight
-  const cost = stats.latencyEstimateMs(nowMs)
-  if (cost === undefined || cost === 0) return inFlight > 0 ? NO_HISTORY_PENALTY_MS * inFlight : 0
-  return cost * (inFlight + 1)
+  const estimate = stats.latencyEstimateMs(nowMs)
+  if (estimate === undefined || estimate === 0) {
+    return inFlight > 0 ? NO_HISTORY_PENALTY_MS * inFlight : 0
+  }
+  // Pending queries count with the time they have been waiting (as tower's and Finagle's
+  // balancers do): a node that stalls costs more with every millisecond, not only once a slow
+  // reply finally comes back.
+  const pending = inFlight > 0 ? stats.pendingAgeMs(nowMs) : 0
+  return (pending > estimate ? pending : estimate) * (inFlight + 1)
 }
 
 /**
@@ -42,7 +48,7 @@ export function peakEwmaLoad(stats: ReplicaLoadView, nowMs: number): number {
  * @example
  * ```ts
  * const load = new NodeLoad({ decayMs: 10_000 })
- * load.start()
+ * load.start(performance.now())
  * // ... the query runs ...
  * load.finish(3.2, performance.now(), true)
  * load.latencyEstimateMs(performance.now()) // ≈ 3.2
@@ -54,6 +60,8 @@ export class NodeLoad implements ReplicaLoadView {
   #lastProbeRttMs: number | undefined
   #readsServed = 0
   #errors = 0
+  /** Sum of the start times of the queries in flight (their mean age in O(1)). */
+  #pendingStartSum = 0
 
   constructor(options: NodeLoadOptions = {}) {
     this.#ewma = new PeakEwma(options.decayMs)
@@ -84,9 +92,26 @@ export class NodeLoad implements ReplicaLoadView {
     return this.#ewma.estimate(nowMs)
   }
 
-  /** A query starts on the node. Pair every call with one {@link finish}. */
-  start(): void {
+  /** A query starts on the node at `nowMs`. Pair every call with one {@link finish}. */
+  start(nowMs: number): void {
     this.#inFlight += 1
+    this.#pendingStartSum += nowMs
+  }
+
+  pendingAgeMs(nowMs: number): number {
+    const n = this.#inFlight
+    if (n === 0) return 0
+    const age = nowMs - this.#pendingStartSum / n
+    return age > 0 ? age : 0
+  }
+
+  /**
+   * The node came back after an outage or a stall: its estimate starts again from the probe's
+   * round trip (or from nothing), instead of holding the stall for the decay's duration.
+   */
+  recover(rttMs: number | undefined, nowMs: number): void {
+    this.#ewma.reset()
+    if (rttMs !== undefined) this.#ewma.observe(rttMs, nowMs)
   }
 
   /**
@@ -95,7 +120,10 @@ export class NodeLoad implements ReplicaLoadView {
    * "connection refused" must not make the node look fast).
    */
   finish(latencyMs: number, nowMs: number, ok: boolean): void {
-    if (this.#inFlight > 0) this.#inFlight -= 1
+    if (this.#inFlight > 0) {
+      this.#inFlight -= 1
+      this.#pendingStartSum = this.#inFlight === 0 ? 0 : this.#pendingStartSum - (nowMs - latencyMs)
+    }
     if (ok) {
       this.#readsServed += 1
       this.#ewma.observe(latencyMs, nowMs)

@@ -63,6 +63,12 @@ export class PeakEwma {
     this.#lastMs = cost === undefined ? nowMs : Math.max(this.#lastMs, nowMs)
   }
 
+  /** Forgets every sample: the next one sets the cost. */
+  reset(): void {
+    this.#cost = undefined
+    this.#lastMs = 0
+  }
+
   /**
    * The cost at `nowMs`: the stored cost decayed toward 0 for the time since the last sample,
    * or `undefined` before the first sample. Does not change any state.

@@ -1,6 +1,6 @@
-import pLimit from 'p-limit'
 import type { PhysicalConnection, ProbeResult } from '../core/contracts/engine.js'
 import type { NodeRuntime } from '../core/node-runtime.js'
+import { limitConcurrency } from './concurrency-limit.js'
 
 /** What the prober needs from the cluster: the replicas, the settings, the probe, and where results go. */
 export interface ProberPort {
@@ -9,6 +9,8 @@ export interface ProberPort {
   readonly timeoutMs: number
   readonly concurrency: number
   now(): number
+  /** A connection to probe `node` on (from its pool, or outside it when the pool is full). */
+  connect(node: NodeRuntime, signal: AbortSignal): Promise<PhysicalConnection>
   /** The engine's probe on a connection of the node. */
   probe(connection: PhysicalConnection): Promise<ProbeResult>
   succeeded(node: NodeRuntime, rttMs: number, nowMs: number, result: ProbeResult): void
@@ -33,6 +35,8 @@ export class Prober {
   readonly #port: ProberPort
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
+  /** Probes in flight, by node: a node is never probed twice at once. */
+  readonly #probing = new Map<NodeRuntime, Promise<void>>()
   #stopped = false
 
   /** Replicas the first round probes at most (`latency.sampleSize` of `'least-latency'`); later rounds probe all. */
@@ -66,13 +70,14 @@ export class Prober {
       this.#timer = undefined
     }
     await this.#running
+    await Promise.all(this.#probing.values())
   }
 
   /** One round over every replica that is due. */
   runOnce(): Promise<void> {
     if (this.#running) return this.#running
     const port = this.#port
-    const limit = pLimit(port.concurrency)
+    const limit = limitConcurrency(port.concurrency)
     const now = port.now()
     const due = port.replicas.filter(
       (node) => node.health.consecutiveFailures === 0 || node.health.claimTrial(now),
@@ -95,15 +100,29 @@ export class Prober {
     return this.#running
   }
 
-  async #probe(node: NodeRuntime): Promise<void> {
-    if (this.#stopped) return
+  /** Probes `node` now (a suspected stall), unless a probe of it is already in flight. */
+  probeNode(node: NodeRuntime): Promise<void> {
+    return this.#probe(node)
+  }
+
+  #probe(node: NodeRuntime): Promise<void> {
+    if (this.#stopped) return Promise.resolve()
+    let probing = this.#probing.get(node)
+    if (probing === undefined) {
+      probing = this.#probeOnce(node).finally(() => this.#probing.delete(node))
+      this.#probing.set(node, probing)
+    }
+    return probing
+  }
+
+  async #probeOnce(node: NodeRuntime): Promise<void> {
     const port = this.#port
     const timeoutMs = port.timeoutMs
     let timedOut = false
     let timer: NodeJS.Timeout | undefined
     const controller = new AbortController()
     const work = (async () => {
-      const connection: PhysicalConnection = await node.pool.acquire(controller.signal)
+      const connection: PhysicalConnection = await port.connect(node, controller.signal)
       try {
         if (timedOut) throw new ProbeTimeoutError(node.name, timeoutMs)
         const t0 = port.now()

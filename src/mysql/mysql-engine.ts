@@ -48,6 +48,7 @@ const BEGIN: readonly string[] = Object.freeze(['begin'])
 export class MysqlEngine implements Engine {
   readonly flavor = 'mysql' as const
   readonly positionsFromResults = true
+  readonly lagResolutionMs = 1000
   #kind: 'mariadb' | 'mysql' = 'mariadb'
   readonly #context: EngineContext
 

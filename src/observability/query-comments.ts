@@ -31,8 +31,13 @@ export function currentQueryComment(): QueryCommentContext | undefined {
  * `*`, `'`, `(`, `)` and `!`, which `encodeURIComponent` leaves alone: then no value can close the
  * comment (`*\/`), break out of the quotes, or span lines.
  */
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
 function encode(text: string): string {
-  return encodeURIComponent(text).replace(
+  // A lone UTF-16 surrogate (a string cut in the middle of a character) would make
+  // encodeURIComponent throw URIError: it becomes U+FFFD instead.
+  return encodeURIComponent(text.replace(LONE_SURROGATE, '\uFFFD')).replace(
     /[*'()!]/g,
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
   )

@@ -89,6 +89,7 @@ export class PostgresEngine implements Engine {
    * already held, is cheaper where it matters and exact.
    */
   readonly positionsFromResults = false
+  readonly lagResolutionMs = 0
   /** Per node: whether the server has `WAIT FOR LSN` (PostgreSQL 19+), learned on first wait. */
   readonly #waitFor = new Map<string, boolean>()
   readonly #context: EngineContext

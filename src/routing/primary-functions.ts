@@ -23,6 +23,17 @@ const ADVISORY_LOCKS = [
   'pg_advisory_unlock_all',
 ]
 
+/** PostgreSQL large-object functions that write (or import and export server files). */
+const LARGE_OBJECT_WRITERS = [
+  'lo_create',
+  'lo_creat',
+  'lo_import',
+  'lo_export',
+  'lo_unlink',
+  'lo_put',
+  'lo_from_bytea',
+]
+
 /** PostgreSQL large-object access through a descriptor, which belongs to the session's transaction. */
 const LARGE_OBJECT_DESCRIPTOR_FUNCTIONS = [
   'lo_open',
@@ -94,13 +105,7 @@ export const POSTGRES_PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
   'pg_notify',
   // Large objects: writes, server-side file import/export, and descriptor-based access (the
   // descriptor belongs to the session's transaction).
-  'lo_create',
-  'lo_creat',
-  'lo_import',
-  'lo_export',
-  'lo_unlink',
-  'lo_put',
-  'lo_from_bytea',
+  ...LARGE_OBJECT_WRITERS,
   ...LARGE_OBJECT_DESCRIPTOR_FUNCTIONS,
   // WAL and backup control, only possible on the primary (errors during recovery).
   'pg_create_restore_point',
@@ -131,6 +136,49 @@ export const SESSION_PINNING_FUNCTIONS: ReadonlySet<string> = new Set([
   ...LARGE_OBJECT_DESCRIPTOR_FUNCTIONS,
   ...BACKUP_FUNCTIONS,
 ])
+
+/**
+ * Functions whose result depends on the calling session: the results of its previous statements
+ * (`last_insert_id`, `row_count`, `found_rows`), its sequence values (`currval`, `lastval`), its
+ * settings (`current_setting`) and its identity (`connection_id`, `pg_backend_pid`). A statement
+ * calling one gets `readsSession: true`. The last three are not primary-only: a statement calling
+ * them alone is still a read, which belongs on the scope's primary session only when a
+ * `db.connection()` scope holds one. One list for both flavours (a name of the other engine is
+ * simply never called).
+ */
+export const SESSION_READING_FUNCTIONS: ReadonlySet<string> = new Set([
+  'last_insert_id',
+  ...PREVIOUS_STATEMENT_RESULTS,
+  'currval',
+  'lastval',
+  'current_setting',
+  'connection_id',
+  'pg_backend_pid',
+])
+
+/**
+ * Engine primary-only functions that change data (PostgreSQL large objects) or write a server
+ * file (`lo_export`): a call is a data-changing part with effect `'write'`. The other engine
+ * functions change none: locks, `set_config`, transaction ids, WAL control and sequences
+ * (`nextval`, `setval`: a sequence is not read back from replicas, and MariaDB logs cached
+ * `NEXTVAL` calls without a GTID). Functions the application adds (`primaryFunctions`) are
+ * assumed to write: that is what the option is for.
+ */
+const DATA_CHANGING_ENGINE_FUNCTIONS: ReadonlySet<string> = new Set([
+  ...LARGE_OBJECT_WRITERS,
+  'lowrite',
+  'lo_truncate',
+  'lo_truncate64',
+])
+
+/**
+ * The effect of calling primary-only function `name` (lower-case) in `flavor`: `'write'` for the
+ * data-changing engine functions and for functions the application added, `'none'` otherwise.
+ */
+export function primaryFunctionEffect(name: string, flavor: SqlFlavor): 'none' | 'write' {
+  const defaults = flavor === 'mysql' ? MYSQL_PRIMARY_FUNCTIONS : POSTGRES_PRIMARY_FUNCTIONS
+  return defaults.has(name) && !DATA_CHANGING_ENGINE_FUNCTIONS.has(name) ? 'none' : 'write'
+}
 
 /**
  * The primary-only function names for a flavour: the engine defaults plus `extra`, lower-cased.

@@ -1,6 +1,12 @@
-import type { Classification, ClassificationReason, ClassifyOptions } from './classification.js'
-import { READ } from './classification.js'
-import { SESSION_PINNING_FUNCTIONS } from './primary-functions.js'
+import {
+  type Classification,
+  type ClassificationReason,
+  type ClassifyOptions,
+  READ,
+} from './classification.js'
+import { SESSION_READING_FUNCTIONS } from './primary-functions.js'
+import type { StatementEffect } from './statement-effect.js'
+import { type TransactionControl, Verdict } from './verdict.js'
 
 /*
  * A single-pass classifier for raw SQL text. A scanner walks the text by char codes and yields one
@@ -10,12 +16,12 @@ import { SESSION_PINNING_FUNCTIONS } from './primary-functions.js'
  * "When unsure, it is a write": anything not recognised as a read goes to the primary.
  */
 
-type TransactionControl = NonNullable<Classification['transactionControl']>
-
 const UNCLASSIFIED: Classification = Object.freeze({
   read: false,
   reason: 'unclassified',
+  effect: 'unknown',
   pinsSession: true,
+  readsSession: true,
 })
 
 // Token kinds.
@@ -86,7 +92,6 @@ const K_PREVIOUS = 24
 const K_OUTFILE = 25
 const K_DUMPFILE = 26
 const K_TEMP = 27
-const K_IDENTITY = 28
 const K_CALC_FOUND_ROWS = 29
 const K_BEGIN = 30
 const K_TO = 31
@@ -115,10 +120,8 @@ const READ_KEYWORDS = [
   'in',
   'into',
   'insert',
-  'identity',
   'key',
   'lock',
-  'last_insert_id',
   'merge',
   'no',
   'next',
@@ -132,18 +135,49 @@ const READ_KEYWORDS = [
   'update',
   'value',
 ]
+/** Keywords that count in every body: MariaDB's `NEXT VALUE FOR s` / `PREVIOUS VALUE FOR s`. */
+const SEQUENCE_KEYWORDS = ['next', 'previous', 'value', 'for']
 const READ_SHAPES = keywordShapes(READ_KEYWORDS)
 const COPY_SHAPES = keywordShapes([...READ_KEYWORDS, 'from', 'to', 'stdout'])
-const CREATE_SHAPES = keywordShapes(['begin', 'identity', 'last_insert_id'])
-const WRITE_SHAPES = keywordShapes(['identity', 'last_insert_id'])
+const CREATE_SHAPES = keywordShapes(['begin', ...SEQUENCE_KEYWORDS])
+const WRITE_SHAPES = keywordShapes(SEQUENCE_KEYWORDS)
 
-const DML_NAMES: Readonly<Record<number, string>> = {
-  [K_INSERT]: 'INSERT',
-  [K_DELETE]: 'DELETE',
-  [K_REPLACE]: 'REPLACE',
-  [K_MERGE]: 'MERGE',
-  [K_UPDATE]: 'UPDATE',
+/**
+ * Words that can mean something to the classifier, alone or next to the text around them: every
+ * keyword of the body rules, and the words COPY and CREATE look for. A raw fragment made only of
+ * other words (`desc`, `btree`, `true`) cannot change how its statement is classified.
+ */
+const ATTENTION_WORDS: ReadonlySet<string> = new Set([
+  ...READ_KEYWORDS,
+  ...SEQUENCE_KEYWORDS,
+  'from',
+  'to',
+  'stdout',
+  'begin',
+  'identity',
+  'last_insert_id',
+])
+
+/** Name and effect of each data-modifying keyword. */
+const DML: Readonly<Record<number, readonly [string, StatementEffect]>> = {
+  [K_INSERT]: ['insert', 'insert'],
+  [K_DELETE]: ['delete', 'delete'],
+  [K_REPLACE]: ['replace', 'insert'],
+  [K_MERGE]: ['merge', 'merge'],
+  [K_UPDATE]: ['update', 'update'],
 }
+
+/**
+ * MySQL/MariaDB system variables that hold the session's own state, read bare (`@@warning_count`)
+ * or as `@@session.x`. (Any `@@session.x` / `@@local.x` reads the session; `@@global.x` does not.)
+ */
+const SESSION_VARIABLES: ReadonlySet<string> = new Set([
+  'warning_count',
+  'error_count',
+  'last_gtid',
+  'insert_id',
+  'in_transaction',
+])
 
 // Body modes: which signals count.
 const M_READ = 0 // every signal can send the statement to the primary
@@ -158,7 +192,10 @@ const B_CREATE = 2 // CREATE ... BEGIN: a routine body; `;` no longer separates 
 /** How deeply EXPLAIN ANALYZE / ANALYZE may nest before the text is left unclassified. */
 const MAX_NESTING = 4
 
-/** A cheap pre-filter over a function-name set, so most calls (`count(`) need no string. */
+/**
+ * A cheap pre-filter over the function names that matter (the primary-only set and
+ * `SESSION_READING_FUNCTIONS`), so most calls (`count(`) need no string.
+ */
 interface FunctionIndex {
   readonly maxLength: number
   /** Bit n set when some name has length n (n < 32). */
@@ -182,10 +219,12 @@ function functionIndex(set: ReadonlySet<string>): FunctionIndex {
   let maxLength = 0
   let lengths = 0
   let firsts = 0
-  for (const name of set) {
-    if (name.length > maxLength) maxLength = name.length
-    if (name.length < 32) lengths |= 1 << name.length
-    firsts |= 1 << firstBit(name.charCodeAt(0))
+  for (const names of [set, SESSION_READING_FUNCTIONS]) {
+    for (const name of names) {
+      if (name.length > maxLength) maxLength = name.length
+      if (name.length < 32) lengths |= 1 << name.length
+      firsts |= 1 << firstBit(name.charCodeAt(0))
+    }
   }
   cachedSet = set
   cachedSize = set.size
@@ -193,13 +232,14 @@ function functionIndex(set: ReadonlySet<string>): FunctionIndex {
   return cachedIndex
 }
 
+/** The tokenizer and the statement rules; the signals found accumulate in `verdict`. */
 class RawSqlScanner {
   private readonly sql: string
   private readonly len: number
   private readonly mysql: boolean
   /** Read strings the other way round: postgres with backslash escapes, mysql without. */
   private readonly alt: boolean
-  private readonly functions: ReadonlySet<string>
+  private readonly options: ClassifyOptions
   private fnIndex: FunctionIndex | undefined = undefined
 
   private pos = 0
@@ -223,24 +263,15 @@ class RawSqlScanner {
   /** A string held a backslash before a quote: its end depends on the server's escaping mode. */
   ambiguous = false
   statements = 0
-
-  read = true
-  reason: ClassificationReason = 'read'
-  detail: string | undefined = undefined
-  pins = false
-  tc: TransactionControl | undefined = undefined
+  /** What the text holds, created at the first signal (most statements are plain reads). */
+  verdict: Verdict | undefined = undefined
 
   constructor(sql: string, options: ClassifyOptions, alt: boolean) {
     this.sql = sql
     this.len = sql.length
     this.mysql = options.flavor === 'mysql'
-    this.functions = options.primaryFunctions
+    this.options = options
     this.alt = alt
-  }
-
-  result(): Classification {
-    if (this.read) return READ
-    return build(this.reason, this.pins, this.tc, this.detail)
   }
 
   /** Whole statements, separated by `;`. */
@@ -582,13 +613,11 @@ class RawSqlScanner {
       case 105 /* i */:
         if (len === 2) return this.m('in') ? K_IN : K_WORD
         if (len === 4) return this.m('into') ? K_INTO : K_WORD
-        if (len === 6) return this.m('insert') ? K_INSERT : K_WORD
-        return len === 8 && this.m('identity') ? K_IDENTITY : K_WORD
+        return len === 6 && this.m('insert') ? K_INSERT : K_WORD
       case 107 /* k */:
         return len === 3 && this.m('key') ? K_KEY : K_WORD
       case 108 /* l */:
-        if (len === 4) return this.m('lock') ? K_LOCK : K_WORD
-        return len === 14 && this.m('last_insert_id') ? K_IDENTITY : K_WORD
+        return len === 4 && this.m('lock') ? K_LOCK : K_WORD
       case 109 /* m */:
         return len === 5 && this.m('merge') ? K_MERGE : K_WORD
       case 110 /* n */:
@@ -620,30 +649,30 @@ class RawSqlScanner {
   // ---------------------------------------------------------------------------------------------
   // Results
 
-  /** Records a reason to run on the primary; the first one wins, pinning and transactions add up. */
+  private found(): Verdict {
+    if (this.verdict === undefined) this.verdict = new Verdict()
+    return this.verdict
+  }
+
+  /** Records a reason to run on the primary (see `Verdict.mark`). */
   private mark(
     reason: ClassificationReason,
     detail: string | undefined,
     pins: boolean,
+    effect?: StatementEffect,
     tc?: TransactionControl,
   ): void {
-    if (this.read) {
-      this.read = false
-      this.reason = reason
-      this.detail = detail
-    }
-    if (pins) this.pins = true
-    if (tc !== undefined && (tc !== 'savepoint' || this.tc === undefined)) this.tc = tc
+    this.found().mark(reason, detail, pins, effect, tc)
   }
 
-  /** `name(` was seen: a primary-only function call? `quoted` names lose their quotes. */
-  private call(start: number, end: number, quoted: boolean): void {
+  /** `name(` was seen: a primary-only or session-reading function? `quoted` names lose their quotes. */
+  private callAt(start: number, end: number, quoted: boolean): void {
     if (quoted) {
       start++
       end--
     }
     const len = end - start
-    const index = (this.fnIndex ??= functionIndex(this.functions))
+    const index = (this.fnIndex ??= functionIndex(this.options.primaryFunctions))
     if (
       len <= 0 ||
       len > index.maxLength ||
@@ -653,9 +682,50 @@ class RawSqlScanner {
       return
     }
     const name = this.sql.slice(start, end).toLowerCase()
-    if (this.functions.has(name)) {
-      this.mark('primary-function', name, SESSION_PINNING_FUNCTIONS.has(name))
+    if (this.options.primaryFunctions.has(name) || SESSION_READING_FUNCTIONS.has(name)) {
+      this.found().call(name, this.options)
     }
+  }
+
+  /**
+   * A MySQL `@` at `pos`: a user variable (`@x`, `@'x'`) or a system variable (`@@x`,
+   * `@@session.x`) the session reads; `@@identity` and `@@last_insert_id` are `LAST_INSERT_ID()`.
+   * Read from the text directly: the name must follow the `@` without a space.
+   */
+  private at(pos: number): void {
+    const sql = this.sql
+    const c = sql.charCodeAt(pos + 1)
+    if (c !== AT) {
+      if ((c < 128 && CHAR_CLASS[c]! >= C_IDENT) || c >= 128 || c === 39 || c === 34 || c === 96) {
+        this.found().readsSession = true
+      }
+      return
+    }
+    let end = this.wordEnd(pos + 2)
+    let name = sql.slice(pos + 2, end).toLowerCase()
+    if (sql.charCodeAt(end) === DOT) {
+      if (name === 'global') return
+      if (name === 'session' || name === 'local') {
+        this.found().readsSession = true
+        const start = end + 1
+        end = this.wordEnd(start)
+        name = sql.slice(start, end).toLowerCase()
+      }
+    }
+    if (name === 'identity' || name === 'last_insert_id')
+      this.found().call('last_insert_id', this.options)
+    else if (SESSION_VARIABLES.has(name)) this.found().readsSession = true
+  }
+
+  /** The end of the identifier characters from `pos`. */
+  private wordEnd(pos: number): number {
+    const sql = this.sql
+    while (pos < this.len) {
+      const c = sql.charCodeAt(pos)
+      if (c < 128 && CHAR_CLASS[c]! < C_IDENT) break
+      pos++
+    }
+    return pos
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -665,7 +735,8 @@ class RawSqlScanner {
   private statement(): void {
     while (this.punct(LPAREN)) this.next()
     if (this.tok !== T_WORD) {
-      this.mark('unclassified', undefined, true)
+      this.mark('unclassified', undefined, true, 'unknown')
+      this.found().readsSession = true
       this.body(M_IGNORE, B_PLAIN)
       return
     }
@@ -702,37 +773,46 @@ class RawSqlScanner {
       // arbitrary code; postgres LOAD loads a library into the session.
       case 'insert':
       case 'replace':
+        this.write(word, true, 'insert')
+        return
       case 'do':
       case 'call':
       case 'load':
-        this.write(word, true)
+        this.write(word, true, 'write')
         return
       case 'update':
       case 'delete':
       case 'merge':
+        this.write(word, false, word)
+        return
       case 'truncate':
       case 'alter':
       case 'rename':
       case 'grant':
       case 'revoke':
+      case 'comment':
+      case 'security':
+      case 'import':
+      case 'reassign':
+      case 'install':
+      case 'uninstall':
+        this.write(word, false, 'ddl')
+        return
+      case 'notify':
+        // Like pg_notify(): primary-only, but no data changes.
+        this.write(word, false, 'none')
+        return
       case 'flush':
       case 'kill':
       case 'vacuum':
       case 'cluster':
       case 'reindex':
       case 'refresh':
-      case 'comment':
       case 'checkpoint':
-      case 'notify':
-      case 'security':
-      case 'import':
-      case 'reassign':
       case 'optimize':
       case 'repair':
       case 'check':
       case 'checksum':
-      case 'install':
-      case 'uninstall':
       case 'purge':
       case 'change':
       case 'cache':
@@ -740,7 +820,7 @@ class RawSqlScanner {
       case 'shutdown':
       case 'restart':
       case 'clone':
-        this.write(word, false)
+        this.write(word, false, 'write')
         return
       case 'create':
         this.create()
@@ -750,7 +830,7 @@ class RawSqlScanner {
         return
       case 'set':
         if (this.is('transaction')) {
-          this.mark('transaction-control', 'SET TRANSACTION', false)
+          this.mark('transaction-control', 'set transaction', false)
           this.body(M_WRITE, B_PLAIN)
           return
         }
@@ -759,16 +839,20 @@ class RawSqlScanner {
       case 'prepare':
         if (!this.mysql && this.is('transaction')) {
           // Two-phase commit: the transaction is detached from the session.
-          this.mark('transaction-control', 'PREPARE TRANSACTION', false, 'end')
+          this.mark('transaction-control', 'prepare transaction', false, 'none', 'end')
           this.body(M_WRITE, B_PLAIN)
           return
         }
         this.session(word)
         return
+      case 'execute':
+        // Runs a prepared statement, which may change data.
+        this.mark('session-state', word, true, 'write')
+        this.body(M_WRITE, B_PLAIN)
+        return
       case 'reset':
       case 'discard':
       case 'use':
-      case 'execute':
       case 'deallocate':
       case 'handler':
       case 'listen':
@@ -783,15 +867,15 @@ class RawSqlScanner {
         this.session(word)
         return
       case 'begin':
-        this.begin('BEGIN', !this.mysql)
+        this.begin('begin', !this.mysql)
         return
       case 'start':
         if (this.is('transaction')) {
           this.next()
-          this.begin('START TRANSACTION', true)
+          this.begin('start transaction', true)
           return
         }
-        this.write(word, false)
+        this.write(word, false, 'write')
         return
       case 'commit':
       case 'rollback':
@@ -804,7 +888,7 @@ class RawSqlScanner {
         return
       case 'savepoint':
       case 'release':
-        this.mark('transaction-control', word.toUpperCase(), false, 'savepoint')
+        this.mark('transaction-control', word, false, 'none', 'savepoint')
         this.body(M_WRITE, B_PLAIN)
         return
       case 'xa':
@@ -812,38 +896,52 @@ class RawSqlScanner {
         this.xa()
         return
     }
-    this.mark('unclassified', word.toUpperCase(), true)
+    this.mark('unclassified', word, true, 'unknown')
+    this.found().readsSession = true
     this.body(M_IGNORE, B_PLAIN)
   }
 
-  private write(word: string, pins: boolean): void {
-    this.mark('write', word.toUpperCase(), pins)
+  private write(word: string, pins: boolean, effect: StatementEffect): void {
+    this.mark('write', word, pins, effect)
     this.body(M_WRITE, B_PLAIN)
   }
 
   private session(word: string): void {
-    this.mark('session-state', word.toUpperCase(), true)
+    this.mark('session-state', word, true)
     this.body(M_WRITE, B_PLAIN)
   }
 
   private show(): void {
-    if (this.mysql && this.tok === T_WORD) {
-      const what = this.lowerWord()
-      switch (what) {
-        // Diagnostics of the session's previous statement.
-        case 'warnings':
-        case 'errors':
-        case 'count':
-        case 'profile':
-        case 'profiles':
-          this.mark('session-state', `SHOW ${what.toUpperCase()}`, false)
-          break
-        // The binary log position: a replica would answer with its own.
-        case 'master':
-        case 'binary':
-        case 'binlog':
-          this.mark('primary-function', `SHOW ${what.toUpperCase()}`, false)
-          break
+    if (this.tok === T_WORD) {
+      if (!this.mysql) {
+        // `SHOW name`: the session's value of a setting, like current_setting('name').
+        this.found().readsSession = true
+      } else {
+        const what = this.lowerWord()
+        switch (what) {
+          // Diagnostics of the session's previous statement.
+          case 'warnings':
+          case 'errors':
+          case 'count':
+          case 'profile':
+          case 'profiles':
+            this.mark('session-state', `show ${what}`, false)
+            this.found().readsSession = true
+            break
+          // The binary log position: a replica would answer with its own.
+          case 'master':
+          case 'binary':
+          case 'binlog':
+            this.mark('primary-function', `show ${what}`, false)
+            break
+          // SHOW [SESSION | LOCAL] STATUS | VARIABLES: the session's values (the default scope).
+          case 'session':
+          case 'local':
+          case 'status':
+          case 'variables':
+            this.found().readsSession = true
+            break
+        }
       }
     }
     this.body(M_READ, B_PLAIN)
@@ -883,13 +981,14 @@ class RawSqlScanner {
         }
         if (this.is('for')) {
           // EXPLAIN FOR CONNECTION n: about a connection of one particular server.
-          this.mark('unclassified', 'EXPLAIN FOR CONNECTION', true)
+          this.mark('unclassified', 'explain for connection', true, 'unknown')
+          this.found().readsSession = true
           this.body(M_IGNORE, B_PLAIN)
           return
         }
         if (this.is('into')) {
           // MySQL `EXPLAIN FORMAT=JSON INTO @var ...` sets a user variable.
-          this.mark('write', 'INTO @var', true)
+          this.mark('write', 'into @var', true)
           this.next()
           continue
         }
@@ -908,7 +1007,8 @@ class RawSqlScanner {
     if (analyze || !isPlannable(word)) {
       // Executed (ANALYZE), or a statement EXPLAIN runs in part (EXECUTE, DECLARE, CREATE ... AS).
       if (++this.nesting > MAX_NESTING) {
-        this.mark('unclassified', 'EXPLAIN', true)
+        this.mark('unclassified', 'explain', true, 'unknown')
+        this.found().readsSession = true
         this.body(M_IGNORE, B_PLAIN)
         return
       }
@@ -917,9 +1017,16 @@ class RawSqlScanner {
       return
     }
     this.next()
-    // A planned read keeps its signals (locks, functions) to stay on the safe side; a planned
-    // data-modifying statement is not executed, so it is a read.
-    this.body(isReadStart(word) ? M_READ : M_IGNORE, B_PLAIN)
+    if (isReadStart(word)) {
+      // A planned read keeps its signals (locks, functions) to stay on the safe side.
+      this.body(M_READ, B_PLAIN)
+      return
+    }
+    // A planned data-modifying statement is not executed: nothing changes. PostgreSQL plans it on
+    // a hot standby; MariaDB refuses it on a read-only server (`--read-only`), so it goes to the
+    // primary there (MySQL is treated alike).
+    if (this.mysql) this.mark('write', `explain ${word}`, false)
+    this.body(M_IGNORE, B_PLAIN)
   }
 
   /** ANALYZE: statistics maintenance, or MariaDB's `ANALYZE <statement>` (executes it). */
@@ -931,7 +1038,7 @@ class RawSqlScanner {
         return
       }
     }
-    this.write('analyze', false)
+    this.write('analyze', false, 'write')
   }
 
   private create(): void {
@@ -945,22 +1052,23 @@ class RawSqlScanner {
       if (this.is('table') || this.is('view') || this.is('sequence') || this.is('begin')) break
       this.next()
     }
-    this.mark('write', temp ? 'CREATE TEMPORARY' : 'CREATE', temp)
+    if (temp) this.mark('write', 'create temporary', true, 'create-temporary')
+    else this.mark('write', 'create', false, 'ddl')
     this.body(M_WRITE, B_CREATE)
   }
 
   private drop(): void {
-    if (this.is('temporary')) this.mark('write', 'DROP TEMPORARY', true)
-    else if (this.mysql && this.is('prepare')) this.mark('session-state', 'DROP PREPARE', true)
-    else this.mark('write', 'DROP', false)
+    if (this.is('temporary')) this.mark('write', 'drop temporary', true, 'ddl')
+    else if (this.mysql && this.is('prepare')) this.mark('session-state', 'drop prepare', true)
+    else this.mark('write', 'drop', false, 'ddl')
     this.body(M_WRITE, B_PLAIN)
   }
 
   /** BEGIN / START TRANSACTION with its modes; the current token follows the keyword(s). */
   private begin(detail: string, modes: boolean): void {
-    if (this.mysql && detail === 'BEGIN' && this.is('not')) {
+    if (this.mysql && detail === 'begin' && this.is('not')) {
       // MariaDB `BEGIN NOT ATOMIC ... END`: a compound statement, `;` inside it.
-      this.mark('write', 'BEGIN NOT ATOMIC', true)
+      this.mark('write', 'begin not atomic', true, 'write')
       this.swallow = true
       this.body(M_WRITE, B_PLAIN)
       return
@@ -980,6 +1088,7 @@ class RawSqlScanner {
       'transaction-control',
       detail,
       true,
+      'none',
       readOnly && !readWrite ? 'begin-read-only' : 'begin',
     )
   }
@@ -987,36 +1096,40 @@ class RawSqlScanner {
   /** COMMIT / ROLLBACK / END / ABORT [WORK | TRANSACTION] [TO [SAVEPOINT] x] [AND [NO] CHAIN]. */
   private end(word: string): void {
     let tc: TransactionControl | undefined = 'end'
-    let detail = word.toUpperCase()
+    let detail = word
     let afterNo = false
     while (!this.atEnd()) {
       if (this.is('to') && tc === 'end' && word === 'rollback') {
         tc = 'savepoint'
-        detail = `${detail} TO`
+        detail = `${detail} to`
       } else if (this.is('chain') && !afterNo && tc === 'end') {
         tc = 'begin' // AND CHAIN opens the next transaction at once
       } else if (this.is('prepared')) {
         tc = undefined // COMMIT PREPARED 'id': two-phase commit, not this session's transaction
-        detail = `${detail} PREPARED`
+        detail = `${detail} prepared`
       }
       afterNo = this.is('no')
       this.next()
     }
-    this.mark('transaction-control', detail, tc === 'begin', tc)
+    this.mark('transaction-control', detail, tc === 'begin', 'none', tc)
   }
 
   private xa(): void {
     if (this.is('start') || this.is('begin'))
-      this.mark('transaction-control', 'XA START', true, 'begin')
+      this.mark('transaction-control', 'xa start', true, 'none', 'begin')
     else if (this.is('commit') || this.is('rollback'))
-      this.mark('transaction-control', 'XA', false, 'end')
-    else this.mark('transaction-control', 'XA', false)
+      this.mark('transaction-control', 'xa', false, 'none', 'end')
+    else this.mark('transaction-control', 'xa', false)
     this.body(M_WRITE, B_PLAIN)
   }
 
   /**
-   * The rest of a statement, up to `;` or the end: looks for lock clauses, primary-only
-   * functions, INTO, `:=`, data-modifying keywords (`mode` says which count).
+   * The rest of a statement, up to `;` or the end: looks for lock clauses, primary-only and
+   * session-reading functions, INTO, `:=`, `@` variables and data-modifying keywords. `mode` says
+   * which count: in `M_READ` all of them; in `M_WRITE` (and, in a read, inside a data-modifying
+   * statement found there, up to the parenthesis that closes it) only the calls, `:=`, `@`
+   * variables and sequence values: a data-modifying statement holds no second one (`MERGE`'s
+   * `THEN UPDATE`, `ON CONFLICT DO UPDATE`), and its locks and INTO are its own business.
    */
   private body(mode: number, kind: number): void {
     if (mode === M_IGNORE) {
@@ -1024,7 +1137,6 @@ class RawSqlScanner {
       return
     }
     const mysql = this.mysql
-    // Writes only look for BEGIN (CREATE) and `@@identity` (mysql).
     const shapes =
       kind === B_COPY
         ? COPY_SHAPES
@@ -1032,9 +1144,10 @@ class RawSqlScanner {
           ? CREATE_SHAPES
           : mode === M_READ
             ? READ_SHAPES
-            : mysql
-              ? WRITE_SHAPES
-              : undefined
+            : WRITE_SHAPES
+    let read = mode === M_READ
+    /** Depth of the data-modifying statement found in a read (-1: none); read rules pause in it. */
+    let dmlDepth = -1
     let prev1 = 0
     let prev2 = 0
     let prevTok = T_END
@@ -1052,44 +1165,43 @@ class RawSqlScanner {
         const ch = this.tokChar
         if (ch === SEMI && !this.swallow) break
         code = PUNCT + ch
+        if (ch === AT && mysql && prev1 !== PUNCT + AT) this.at(this.tokStart)
       } else if (tok === T_WORD) {
-        code = shapes === undefined ? K_WORD : this.keyword(shapes)
-        if (prev1 === PUNCT + DOT || prev1 === PUNCT + AT) {
-          // `t.update`, `@for`: a name. But `@@identity` / `@@session.last_insert_id` (mysql).
-          if (code === K_IDENTITY && mysql) {
-            this.mark('primary-function', 'last_insert_id', true)
-          }
-          code = K_WORD
-        }
+        code = this.keyword(shapes)
+        // `t.update`, `@for`: a name.
+        if (prev1 === PUNCT + DOT || prev1 === PUNCT + AT) code = K_WORD
       } else {
         code = K_QUOTED
       }
 
-      if (mode === M_READ) {
-        if (pending !== 0) {
-          this.resolve(pending, code)
-          pending = 0
+      if (pending !== 0) {
+        if (this.resolve(pending, code, depth)) {
+          read = false
+          dmlDepth = depth
         }
+        pending = 0
+      }
+      if (read) {
         if (code >= K_FOR && code < PUNCT)
           switch (code) {
             case K_UPDATE:
-              if (prev1 === K_FOR) this.mark('locking-read', 'FOR UPDATE', false)
+              if (prev1 === K_FOR) this.mark('locking-read', 'for update', false)
               else if (prev1 !== K_KEY) pending = code // FOR NO KEY UPDATE was marked at KEY
               break
             case K_SHARE:
-              if (prev1 === K_FOR) this.mark('locking-read', 'FOR SHARE', false)
+              if (prev1 === K_FOR) this.mark('locking-read', 'for share', false)
               else if (prev1 === K_KEY && prev2 === K_FOR) {
-                this.mark('locking-read', 'FOR KEY SHARE', false)
+                this.mark('locking-read', 'for key share', false)
               }
               break
             case K_KEY:
               if (prev1 === K_NO && prev2 === K_FOR) {
-                this.mark('locking-read', 'FOR NO KEY UPDATE', false)
+                this.mark('locking-read', 'for no key update', false)
               }
               break
             case K_IN:
               // `lock` is reserved on mysql; on postgres it may be a column (`where lock in (...)`).
-              if (prev1 === K_LOCK && mysql) this.mark('locking-read', 'LOCK IN SHARE MODE', false)
+              if (prev1 === K_LOCK && mysql) this.mark('locking-read', 'lock in share mode', false)
               break
             case K_INSERT:
             case K_DELETE:
@@ -1098,14 +1210,8 @@ class RawSqlScanner {
             case K_INTO:
               pending = code
               break
-            case K_FOR:
-              // MariaDB sequences: NEXT VALUE FOR s / PREVIOUS VALUE FOR s.
-              if (prev1 === K_VALUE && (prev2 === K_NEXT || prev2 === K_PREVIOUS)) {
-                this.mark('primary-function', prev2 === K_NEXT ? 'nextval' : 'lastval', true)
-              }
-              break
             case K_CALC_FOUND_ROWS:
-              if (mysql) this.mark('session-state', 'SQL_CALC_FOUND_ROWS', true)
+              if (mysql) this.mark('session-state', 'sql_calc_found_rows', true)
               break
             case K_TO:
               if (copyOpen && depth === 0) {
@@ -1115,7 +1221,7 @@ class RawSqlScanner {
               break
             case K_FROM:
               if (copyOpen && depth === 0) {
-                this.mark('write', 'COPY FROM', false)
+                this.mark('write', 'copy from', false, 'write')
                 copyOpen = false
               }
               break
@@ -1124,17 +1230,24 @@ class RawSqlScanner {
         // A routine body (`BEGIN ... END`, `BEGIN ATOMIC ... END`) holds `;`-separated
         // statements: the rest of the text belongs to this statement.
         this.swallow = true
-        this.pins = true
+        this.found().pins = true
+      }
+      // MariaDB sequences: NEXT VALUE FOR s / PREVIOUS VALUE FOR s, wherever they are.
+      if (code === K_FOR && prev1 === K_VALUE && (prev2 === K_NEXT || prev2 === K_PREVIOUS)) {
+        this.found().call(prev2 === K_NEXT ? 'nextval' : 'lastval', this.options)
       }
 
       if (tok === T_PUNCT) {
         if (code === PUNCT + LPAREN) {
           depth++
           if (prevTok === T_WORD || prevTok === T_QUOTED) {
-            this.call(prevStart, prevEnd, prevTok === T_QUOTED)
+            this.callAt(prevStart, prevEnd, prevTok === T_QUOTED)
           }
         } else if (code === PUNCT + RPAREN) {
-          depth--
+          if (--depth < dmlDepth) {
+            read = true // the data-modifying statement in parentheses ends here
+            dmlDepth = -1
+          }
         } else if (code === PUNCT + COLON_EQ) {
           this.mark('session-state', ':=', true) // mysql user-variable assignment
         }
@@ -1147,30 +1260,42 @@ class RawSqlScanner {
       prevEnd = this.tokEnd
       this.next()
     }
-    if (mode === M_READ) {
-      if (pending !== 0) this.resolve(pending, T_END)
-      if (copyOpen) this.mark('write', 'COPY', false)
+    if (read) {
+      if (pending !== 0) this.resolve(pending, T_END, depth)
+      if (copyOpen) this.mark('write', 'copy', false, 'write')
     }
   }
 
-  /** A keyword of a read whose meaning depends on the token after it (`code`, or T_END). */
-  private resolve(keyword: number, code: number): void {
+  /**
+   * A keyword of a read whose meaning depends on the token after it (`code`, or T_END), at
+   * parenthesis depth `depth`. Returns whether it began a data-modifying statement.
+   */
+  private resolve(keyword: number, code: number, depth: number): boolean {
     if (keyword === K_INTO) {
-      if (code === PUNCT + AT) this.mark('write', 'INTO @var', true)
-      else if (code === K_OUTFILE) this.mark('write', 'INTO OUTFILE', false)
-      else if (code === K_DUMPFILE) this.mark('write', 'INTO DUMPFILE', false)
-      else if (code === K_TEMP) this.mark('write', 'INTO TEMPORARY', true)
-      else this.mark('write', 'INTO', false) // SELECT ... INTO new_table / INTO local variable
-    } else if (keyword === K_TO) {
-      if (code !== K_STDOUT) this.mark('write', 'COPY TO', false) // COPY ... TO file / PROGRAM
-    } else {
-      // INSERT, UPDATE, DELETE, REPLACE, MERGE. But `insert(`, `replace(`, `delete(` are
-      // functions (mysql, postgres hstore) and `update.x` is a name.
-      const call = code === PUNCT + LPAREN && keyword !== K_UPDATE && keyword !== K_MERGE
-      if (!call && code !== PUNCT + DOT) {
-        this.mark('write', DML_NAMES[keyword], keyword === K_INSERT || keyword === K_REPLACE)
-      }
+      if (code === PUNCT + AT) this.mark('write', 'into @var', true)
+      else if (code === K_OUTFILE) this.mark('write', 'into outfile', false, 'write')
+      else if (code === K_DUMPFILE) this.mark('write', 'into dumpfile', false, 'write')
+      else if (code === K_TEMP) this.mark('write', 'into temporary', true, 'create-temporary')
+      // SELECT ... INTO new_table (postgres) / INTO a local variable (mysql routines)
+      else this.mark('write', 'into', false, 'ddl')
+      return false
     }
+    if (keyword === K_TO) {
+      if (code !== K_STDOUT) this.mark('write', 'copy to', false, 'write') // TO file / PROGRAM
+      return false
+    }
+    // INSERT, UPDATE, DELETE, REPLACE, MERGE. But `insert(`, `replace(`, `delete(` are
+    // functions (mysql, postgres hstore) and `update.x` is a name.
+    const call = code === PUNCT + LPAREN && keyword !== K_UPDATE && keyword !== K_MERGE
+    if (call || code === PUNCT + DOT) return false
+    const [name, effect] = DML[keyword]!
+    this.mark(
+      'write',
+      depth > 0 ? `${name} in a subquery` : name,
+      keyword === K_INSERT || keyword === K_REPLACE,
+      effect,
+    )
+    return true
   }
 }
 
@@ -1202,41 +1327,13 @@ function isExplainable(word: string): boolean {
   return isPlannable(word) || word === 'execute' || word === 'declare' || word === 'create'
 }
 
-function build(
-  reason: ClassificationReason,
-  pinsSession: boolean,
-  transactionControl: TransactionControl | undefined,
-  detail: string | undefined,
-): Classification {
-  const result: {
-    read: boolean
-    reason: ClassificationReason
-    pinsSession: boolean
-    transactionControl?: TransactionControl
-    detail?: string
-  } = { read: false, reason, pinsSession }
-  if (transactionControl !== undefined) result.transactionControl = transactionControl
-  if (detail !== undefined) result.detail = detail
-  return result
-}
-
-/**
- * Combines the readings of an ambiguous text (strings read with and without backslash escapes):
- * a read only when both are; otherwise the first non-read reading, pinning if either pins.
- */
-function combine(first: RawSqlScanner, second: RawSqlScanner): Classification {
-  if (first.read && second.read) return READ
-  const base = first.read ? second : first
-  return build(base.reason, first.pins || second.pins, first.tc ?? second.tc, base.detail)
-}
-
 function classify(sql: string, options: ClassifyOptions, fragment: boolean): Classification {
   const scanner = new RawSqlScanner(sql, options, false)
   if (fragment) scanner.runFragment()
   else scanner.runStatements()
   if (scanner.failed) return UNCLASSIFIED
   if (!fragment && scanner.statements === 0) return UNCLASSIFIED
-  if (!scanner.ambiguous) return scanner.result()
+  if (!scanner.ambiguous) return scanner.verdict?.result() ?? READ
   // A backslash before a quote: the string ends elsewhere if the server does not treat
   // backslashes as escapes (MySQL NO_BACKSLASH_ESCAPES) or does (PostgreSQL with
   // standard_conforming_strings off). Classify both readings. Where the other reading cannot be
@@ -1244,7 +1341,7 @@ function classify(sql: string, options: ClassifyOptions, fragment: boolean): Cla
   const other = new RawSqlScanner(sql, options, true)
   if (fragment) other.runFragment()
   else other.runStatements()
-  return combine(scanner, other)
+  return Verdict.either(scanner.verdict ?? new Verdict(), other.verdict ?? new Verdict())
 }
 
 /**
@@ -1269,3 +1366,53 @@ export function classifyRawSql(sql: string, options: ClassifyOptions): Classific
 export function classifyRawFragment(sql: string, options: ClassifyOptions): Classification {
   return classify(sql, options, true)
 }
+
+/**
+ * Whether a raw SQL fragment is inert: it cannot change how the statement it is part of is
+ * classified, wherever it stands in it, so the builder classifier may step over it instead of
+ * reading the statement's whole text. It holds only spaces, words that mean nothing to the
+ * classifier (no keyword of its rules, no name of a primary-only or session-reading function),
+ * numbers, and the punctuation `, ( ) * . = < > +` (calls of other functions, arithmetic,
+ * comparisons). No quotes, comments, `@`, `:`, `;`, `-`, `/` or `$`, which could hide or change
+ * the meaning of the text around it.
+ *
+ * @example
+ * ```ts
+ * isInertRawText('desc', options)       // true: orderBy('id', 'desc')
+ * isInertRawText('count(*)', options)   // true
+ * isInertRawText('in', options)         // false: `lock ${sql.raw('in')} share mode`
+ * isInertRawText('get_lock(1)', options) // false
+ * ```
+ */
+export function isInertRawText(text: string, options: ClassifyOptions): boolean {
+  const len = text.length
+  let pos = 0
+  while (pos < len) {
+    const c = text.charCodeAt(pos)
+    if (c >= 128) return false
+    const cls = CHAR_CLASS[c]!
+    if (cls === C_SPACE || INERT_PUNCTUATION.has(c)) {
+      pos++
+      continue
+    }
+    if (cls !== C_IDENT && cls !== C_DIGIT) return false
+    const start = pos
+    while (++pos < len) {
+      const d = text.charCodeAt(pos)
+      if (d >= 128 || (CHAR_CLASS[d] !== C_IDENT && CHAR_CLASS[d] !== C_DIGIT)) break
+    }
+    if (cls === C_DIGIT) continue // a number (or a name that starts with one: not a keyword)
+    const word = text.slice(start, pos).toLowerCase()
+    if (
+      ATTENTION_WORDS.has(word) ||
+      options.primaryFunctions.has(word) ||
+      SESSION_READING_FUNCTIONS.has(word)
+    ) {
+      return false
+    }
+  }
+  return true
+}
+
+/** `, ( ) * . = < > +` */
+const INERT_PUNCTUATION: ReadonlySet<number> = new Set([44, 40, 41, 42, 46, 61, 60, 62, 43])

@@ -20,6 +20,11 @@ export interface ReplicaLoadView {
   readonly lastProbeRttMs: number | undefined
   /** Peak-sensitive EWMA of observed latencies (queries and probes) at time `nowMs`, or `undefined` without samples. */
   latencyEstimateMs(nowMs: number): number | undefined
+  /**
+   * Mean time the queries now in flight have been running at `nowMs` (0 when none): a node that
+   * stalls shows it here at once, long before any of them completes and feeds the estimate.
+   */
+  pendingAgeMs(nowMs: number): number
 }
 
 export interface SelectionContext {

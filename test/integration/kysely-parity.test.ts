@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { type Dialect, Kysely, sql } from 'kysely'
+import { type DatabaseConnection, type Dialect, Kysely, sql } from 'kysely'
 import { type ConsistencyMode, consistencyScope, DialectDestroyedError } from '../../src/index.js'
 import { forEachDialect, type TestDialect, useDialectCluster } from '../support/dialects.js'
 
@@ -111,6 +111,30 @@ forEachDialect((fx) => {
         .catch((e) => e)
       expect(error).to.be.instanceOf(DialectDestroyedError)
       expect(error.message).to.match(/pool instance.*pool factories/)
+    })
+
+    it('onReserveConnection sets a per-request session value that reads on replicas see', async () => {
+      const setting =
+        fx.name === 'mysql'
+          ? { set: sql`set @tenant = 'acme'`, get: sql<{ v: string }>`select @tenant as v` }
+          : {
+              set: sql`select set_config('app.tenant', 'acme', false)`,
+              get: sql<{ v: string }>`select current_setting('app.tenant', true) as v`,
+            }
+      const t = withFactories({
+        onReserveConnection: async (connection: DatabaseConnection) => {
+          await connection.executeQuery(setting.set.compile(t.db))
+        },
+      })
+      for (let i = 0; i < 4; i++) {
+        const { rows } = await setting.get.execute(t.db)
+        expect(rows[0]?.v).to.equal('acme')
+        expect(t.routes.at(-1)?.role).to.equal('replica')
+      }
+      // The failure it prevents: without the hook, a replica session has no such value.
+      const plain = withFactories()
+      const { rows } = await setting.get.execute(plain.db)
+      expect(rows[0]?.v ?? null).to.not.equal('acme')
     })
 
     for (const mode of ['causal', 'sticky'] as ConsistencyMode[]) {

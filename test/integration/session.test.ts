@@ -41,6 +41,54 @@ forEachDialect((fx) => {
       expect(rows[0]?.v ?? null).to.be.oneOf([null, ''])
     })
 
+    it('inside db.connection(), session reads after a builder write see that primary session (MariaDB)', async function () {
+      if (fx.name !== 'mysql') this.skip()
+      t = fx.create(cluster(), { consistency: 'causal', health: { probeIntervalMs: 0 } })
+      await t.db.schema.dropTable('ss').ifExists().execute()
+      await t.db.schema
+        .createTable('ss')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('n', 'integer')
+        .addColumn('s', 'varchar(3)')
+        .execute()
+      await t.db.insertInto('ss').values({ id: 1, n: 1, s: 'a' }).execute()
+      await cluster().waitForReplication()
+      const n = await t.db.connection().execute(async (conn) => {
+        await conn.updateTable('ss').set({ n: sql`(@n := n + 1)` }).where('id', '=', 1).execute()
+        return (await sql<{ v: number | null }>`select @n as v`.execute(conn)).rows[0]?.v
+      })
+      // A plain builder update (no session state of its own), then reads of the session's state.
+      const seen = await t.db.connection().execute(async (conn) => {
+        await conn.updateTable('ss').set({ n: 10 }).where('id', '=', 1).execute()
+        const gtid = (await sql<{ v: string }>`select @@last_gtid as v`.execute(conn)).rows[0]?.v
+        // A value too long for varchar(3): truncated with a warning (the sql_mode is not strict).
+        await conn
+          .updateTable('ss')
+          .set({ s: sql`concat('abcdef', n)` })
+          .where('id', '=', 1)
+          .execute()
+          .catch(() => undefined)
+        const warnings = (await sql<{ v: number }>`select @@warning_count as v`.execute(conn))
+          .rows[0]?.v
+        const shown = (await sql`show warnings`.execute(conn)).rows.length
+        return { gtid, warnings, shown }
+      })
+      const scoped = t.routes.length
+      expect(Number(n)).to.equal(2)
+      expect(seen.gtid).to.match(/^\d+-\d+-\d+$/)
+      expect(seen.shown).to.be.greaterThan(0)
+      expect(Number(seen.warnings)).to.equal(seen.shown)
+      const sessionReads = t.routes
+        .slice(0, scoped)
+        .filter((r) => /^(select @|show warnings)/.test(r.sql))
+      expect(sessionReads).to.have.length(4)
+      expect(sessionReads.map((r) => r.node)).to.deep.equal(Array(4).fill('primary'))
+      // The failure this prevents: the same read outside the scope runs on a replica, where @n is unset.
+      const { rows } = await sql<{ v: number | null }>`select @n as v`.execute(t.db)
+      expect(rows[0]?.v ?? null).to.equal(null)
+      expect(t.routes.at(-1)?.role).to.equal('replica')
+    })
+
     it('applies onCreateConnection to every connection on every node, including ones opened later', async () => {
       const setting =
         fx.name === 'mysql'

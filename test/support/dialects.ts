@@ -17,6 +17,8 @@ import {
 import type {
   ClusterAvailability,
   ClusterNode,
+  ConnectionOverrides,
+  FaultProxy,
   NodeConnectionOptions,
   ReplicatedTestCluster,
 } from './cluster.js'
@@ -37,6 +39,11 @@ export type TestDialectOverrides = Partial<
   readonly replicaNames?: readonly string[]
   /** Point the primary pool at another node (to prove a misrouted write fails). */
   readonly primaryNode?: string
+  /**
+   * Per node: reach it through its fault proxy (start it first with `cluster.proxyFor(node)`),
+   * or with other credentials or another database.
+   */
+  readonly reach?: Readonly<Record<string, ConnectionOverrides>>
   /**
    * Per-node lifecycle options. With `fromConnection`, nodes get `{ connection: options }` and the
    * library creates the pools itself (with `poolSize` / `idleTimeoutMs`).
@@ -66,6 +73,13 @@ export interface TestCluster extends ReplicatedTestCluster {
   delayReplica(replica: string, ms: number): Promise<void>
   kill(node: string): Promise<void>
   restart(node: string): Promise<void>
+  freeze(node: string): Promise<void>
+  thaw(node: string): Promise<void>
+  proxyFor(node: string): Promise<FaultProxy>
+  connectionOptions(
+    node: ClusterNode | string,
+    overrides?: ConnectionOverrides,
+  ): NodeConnectionOptions
 }
 
 export interface DialectFixture {
@@ -110,12 +124,14 @@ function createTestDialect(
   ) => unknown,
   newDialect: (config: any) => TestDialect['dialect'] & Dialect,
 ): TestDialect {
-  const { poolOptions, replicaNames, primaryNode, nodeOptions, ...config } = overrides
+  const { poolOptions, replicaNames, primaryNode, nodeOptions, reach, ...config } = overrides
   const { fromConnection, ...lifecycle } = nodeOptions ?? {}
-  const node = (n: ClusterNode) =>
-    fromConnection
-      ? { connection: cluster.connectionOptions(n), ...lifecycle }
-      : { pool: newPool(cluster.connectionOptions(n), poolOptions), ...lifecycle }
+  const node = (n: ClusterNode) => {
+    const options = cluster.connectionOptions(n, reach?.[n.name])
+    return fromConnection
+      ? { connection: options, ...lifecycle }
+      : { pool: newPool(options, poolOptions), ...lifecycle }
+  }
   const routes: RouteEvent[] = []
   const userOnRoute = config.onRoute
   const dialect = newDialect({

@@ -97,6 +97,8 @@ describe('resolveConfig', () => {
       cooldownMs: 1000,
       maxCooldownMs: 30_000,
       maxReplicationLagMs: undefined,
+      readTimeoutMs: undefined,
+      defaultRoute: 'replicas',
       retryReads: true,
       fallback: 'primary',
       maxPrimaryReads: undefined,

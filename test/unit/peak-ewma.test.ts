@@ -128,8 +128,8 @@ describe('PeakEwma', () => {
 describe('NodeLoad', () => {
   it('counts queries in flight and never goes below zero', () => {
     const load = new NodeLoad()
-    load.start()
-    load.start()
+    load.start(0)
+    load.start(0)
     expect(load.inFlight).to.equal(2)
     load.finish(1, 0, true)
     load.finish(1, 0, true)
@@ -140,10 +140,10 @@ describe('NodeLoad', () => {
   it('feeds the latency of a successful query to the estimate and counts it as served', () => {
     const load = new NodeLoad({ decayMs: 1_000 })
     expect(load.latencyEstimateMs(0)).to.equal(undefined)
-    load.start()
+    load.start(0)
     load.finish(40, 0, true)
     expect(load.latencyEstimateMs(0)).to.equal(40)
-    load.start()
+    load.start(0)
     load.finish(10, 1_000, true)
     const w = Math.exp(-1)
     expect(load.latencyEstimateMs(1_000)).to.be.closeTo(40 * w + 10 * (1 - w), 1e-9)
@@ -153,10 +153,10 @@ describe('NodeLoad', () => {
 
   it('does not let a fast failure change the estimate', () => {
     const load = new NodeLoad({ decayMs: 1_000 })
-    load.start()
+    load.start(0)
     load.finish(50, 0, true)
     const before = load.latencyEstimateMs(500)!
-    load.start()
+    load.start(0)
     load.finish(0.2, 500, false)
     expect(load.latencyEstimateMs(500)).to.equal(before)
     expect(load.errors).to.equal(1)
@@ -164,18 +164,18 @@ describe('NodeLoad', () => {
 
     // The same reply as a success is a sample and moves the estimate: the rule is what kept it.
     const control = new NodeLoad({ decayMs: 1_000 })
-    control.start()
+    control.start(0)
     control.finish(50, 0, true)
-    control.start()
+    control.start(0)
     control.finish(0.2, 500, true)
     expect(control.latencyEstimateMs(500)).not.to.equal(before)
   })
 
   it('lets a slow failure (a timeout) raise the estimate', () => {
     const load = new NodeLoad()
-    load.start()
+    load.start(0)
     load.finish(5, 0, true)
-    load.start()
+    load.start(0)
     load.finish(2_000, 10, false)
     expect(load.latencyEstimateMs(10)).to.equal(2_000)
   })
@@ -201,18 +201,43 @@ describe('peakEwmaLoad', () => {
     const load = new NodeLoad({ decayMs: 1_000 })
     load.recordProbe(8, 0)
     expect(peakEwmaLoad(load, 0)).to.equal(8)
-    load.start()
-    load.start()
+    load.start(0)
+    load.start(0)
     expect(peakEwmaLoad(load, 0)).to.equal(24)
-    // It decays with the node's own time constant: 8 × e^-1 × 3 one decay time later.
-    expect(peakEwmaLoad(load, 1_000)).to.be.closeTo(8 * Math.exp(-1) * 3, 1e-9)
+    // It decays with the node's own time constant: 8 × e^-1 one decay time later, when idle.
+    const idle = new NodeLoad({ decayMs: 1_000 })
+    idle.recordProbe(8, 0)
+    expect(peakEwmaLoad(idle, 1_000)).to.be.closeTo(8 * Math.exp(-1), 1e-9)
+  })
+
+  it('counts queries in flight with the time they have been waiting (a stall shows at once)', () => {
+    const load = new NodeLoad({ decayMs: 1_000 })
+    load.recordProbe(2, 0)
+    load.start(0)
+    load.start(100)
+    // Two queries pending, 300 ms and 200 ms old: the mean age, 250 ms, replaces the 2 ms estimate.
+    expect(load.pendingAgeMs(300)).to.equal(250)
+    expect(peakEwmaLoad(load, 300)).to.equal(250 * 3)
+    load.finish(300, 300, true)
+    expect(load.pendingAgeMs(300)).to.equal(200)
+    load.finish(200, 300, true)
+    expect(load.pendingAgeMs(300)).to.equal(0)
+  })
+
+  it('starts the estimate again from the probe when a node recovers', () => {
+    const load = new NodeLoad({ decayMs: 10_000 })
+    load.start(0)
+    load.finish(5_000, 5_000, true)
+    expect(load.latencyEstimateMs(5_000)).to.equal(5_000)
+    load.recover(0.4, 6_000)
+    expect(load.latencyEstimateMs(6_000)).to.equal(0.4)
   })
 
   it('costs a node without history nothing while idle and a penalty per query in flight', () => {
     const load = new NodeLoad()
     expect(peakEwmaLoad(load, 0)).to.equal(0)
-    load.start()
-    load.start()
+    load.start(0)
+    load.start(0)
     expect(peakEwmaLoad(load, 0)).to.equal(2 * NO_HISTORY_PENALTY_MS)
   })
 })

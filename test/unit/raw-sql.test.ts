@@ -1,17 +1,18 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import type {
-  Classification,
-  ClassificationReason,
-  ClassifyOptions,
-  SqlFlavor,
+import {
+  type Classification,
+  type ClassificationReason,
+  type ClassifyOptions,
+  READ,
+  type SqlFlavor,
 } from '../../src/routing/classification.js'
 import {
   MYSQL_PRIMARY_FUNCTIONS,
   POSTGRES_PRIMARY_FUNCTIONS,
   primaryFunctionSet,
 } from '../../src/routing/primary-functions.js'
-import { classifyRawFragment, classifyRawSql } from '../../src/routing/raw-sql.js'
+import { classifyRawFragment, classifyRawSql, isInertRawText } from '../../src/routing/raw-sql.js'
 
 const OPTIONS: Record<SqlFlavor, ClassifyOptions> = {
   mysql: { flavor: 'mysql', primaryFunctions: primaryFunctionSet('mysql') },
@@ -27,12 +28,12 @@ function fragment(sql: string, flavor: SqlFlavor): Classification {
   return classifyRawFragment(sql, OPTIONS[flavor])
 }
 
-function expectRead(sql: string, flavor: SqlFlavor): void {
-  expect(classify(sql, flavor), `${flavor}: ${sql}`).to.deep.equal({
-    read: true,
-    reason: 'read',
-    pinsSession: false,
-  })
+function expectRead(
+  sql: string,
+  flavor: SqlFlavor,
+  { readsSession = false }: { readsSession?: boolean } = {},
+): void {
+  expect(classify(sql, flavor), `${flavor}: ${sql}`).to.deep.equal({ ...READ, readsSession })
 }
 
 function expectPrimary(
@@ -58,7 +59,9 @@ describe('classifyRawSql', () => {
         })
 
         it('routes SHOW to a replica', () => {
-          expectRead(flavor === 'mysql' ? 'SHOW TABLES' : 'SHOW search_path', flavor)
+          expectRead(flavor === 'mysql' ? 'SHOW TABLES' : 'SHOW search_path', flavor, {
+            readsSession: flavor === 'postgres', // the session's setting
+          })
         })
 
         it('routes DESCRIBE / DESC / EXPLAIN without ANALYZE to a replica', () => {
@@ -71,11 +74,35 @@ describe('classifyRawSql', () => {
           )
         })
 
-        it('routes EXPLAIN of a data-modifying statement without ANALYZE to a replica', () => {
-          expectRead('EXPLAIN INSERT INTO t VALUES (1)', flavor)
-          expectRead('EXPLAIN DELETE FROM t WHERE id = 1', flavor)
-          expectRead('explain update t set a = 1', flavor)
-        })
+        if (flavor === 'postgres') {
+          it('routes EXPLAIN of a data-modifying statement without ANALYZE to a replica (a hot standby plans it)', () => {
+            expectRead('EXPLAIN INSERT INTO t VALUES (1)', flavor)
+            expectRead('EXPLAIN DELETE FROM t WHERE id = 1', flavor)
+            expectRead('explain update t set a = 1', flavor)
+            expectRead(
+              'EXPLAIN (COSTS off) MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE',
+              flavor,
+            )
+          })
+        } else {
+          it('routes EXPLAIN of a data-modifying statement to the primary, changing nothing (read_only refuses it)', () => {
+            for (const [sql, detail] of [
+              ['EXPLAIN INSERT INTO t VALUES (1)', 'explain insert'],
+              ['EXPLAIN DELETE FROM t WHERE id = 1', 'explain delete'],
+              ['explain update t set a = 1', 'explain update'],
+              ['EXPLAIN REPLACE INTO t VALUES (1)', 'explain replace'],
+              ['DESCRIBE DELETE FROM t', 'explain delete'],
+              ['EXPLAIN FORMAT=JSON UPDATE t SET a = 1', 'explain update'],
+            ] as const) {
+              expectPrimary(sql, flavor, {
+                reason: 'write',
+                effect: 'none',
+                detail,
+                pinsSession: false,
+              })
+            }
+          })
+        }
 
         it('routes WITH ... SELECT to a replica', () => {
           expectRead('WITH c AS (SELECT 1 AS a) SELECT * FROM c', flavor)
@@ -119,7 +146,7 @@ describe('classifyRawSql', () => {
         it('routes SELECT ... FOR UPDATE to the primary', () => {
           expectPrimary('select * from t where id = 1 for update', flavor, {
             reason: 'locking-read',
-            detail: 'FOR UPDATE',
+            detail: 'for update',
             pinsSession: false,
           })
         })
@@ -127,7 +154,7 @@ describe('classifyRawSql', () => {
         it('routes SELECT ... FOR SHARE to the primary', () => {
           expectPrimary('select * from t for share', flavor, {
             reason: 'locking-read',
-            detail: 'FOR SHARE',
+            detail: 'for share',
           })
         })
 
@@ -224,7 +251,8 @@ describe('classifyRawSql', () => {
 
         it('reports the last begin or end of several statements', () => {
           expectPrimary('BEGIN; INSERT INTO t VALUES (1); COMMIT', flavor, {
-            reason: 'transaction-control',
+            reason: 'write', // the weightier reason
+            effect: 'insert',
             transactionControl: 'end',
             pinsSession: true,
           })
@@ -239,7 +267,7 @@ describe('classifyRawSql', () => {
         it('routes INSERT and REPLACE to the primary and pins the session', () => {
           expectPrimary('INSERT INTO t (a) VALUES (1)', flavor, {
             reason: 'write',
-            detail: 'INSERT',
+            detail: 'insert',
             pinsSession: true,
           })
           if (flavor === 'mysql') {
@@ -252,9 +280,9 @@ describe('classifyRawSql', () => {
 
         it('routes UPDATE, DELETE and MERGE to the primary without pinning', () => {
           for (const [sql, detail] of [
-            ['UPDATE t SET a = 1', 'UPDATE'],
-            ['delete from t where id = 1', 'DELETE'],
-            ['MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE', 'MERGE'],
+            ['UPDATE t SET a = 1', 'update'],
+            ['delete from t where id = 1', 'delete'],
+            ['MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE', 'merge'],
           ] as const) {
             expectPrimary(sql, flavor, { reason: 'write', detail, pinsSession: false })
           }
@@ -277,7 +305,7 @@ describe('classifyRawSql', () => {
         it('pins the session for temporary tables', () => {
           expectPrimary('CREATE TEMPORARY TABLE tmp (a int)', flavor, {
             reason: 'write',
-            detail: 'CREATE TEMPORARY',
+            detail: 'create temporary',
             pinsSession: true,
           })
           if (flavor === 'postgres') {
@@ -339,7 +367,7 @@ describe('classifyRawSql', () => {
         it('routes SET to the primary and pins the session', () => {
           expectPrimary(flavor === 'mysql' ? 'SET @x = 1' : "SET search_path = 'app'", flavor, {
             reason: 'session-state',
-            detail: 'SET',
+            detail: 'set',
             pinsSession: true,
           })
           expectPrimary('SET SESSION statement_timeout = 5', flavor, {
@@ -428,7 +456,9 @@ describe('classifyRawSql', () => {
           expect(classifyRawSql('select touch(1)', options)).to.deep.equal({
             read: false,
             reason: 'primary-function',
+            effect: 'write',
             pinsSession: false,
+            readsSession: false,
             detail: 'touch',
           })
           expect(classifyRawSql('select touch(1)', OPTIONS[flavor]).read).to.equal(true)
@@ -442,13 +472,15 @@ describe('classifyRawSql', () => {
             flavor,
             {
               reason: 'write',
-              detail: 'INSERT',
+              effect: 'insert',
+              detail: 'insert in a subquery',
               pinsSession: true,
             },
           )
           expectPrimary('with d as (delete from t returning id) select count(*) from d', flavor, {
             reason: 'write',
-            detail: 'DELETE',
+            effect: 'delete',
+            detail: 'delete in a subquery',
           })
         })
 
@@ -458,12 +490,14 @@ describe('classifyRawSql', () => {
             flavor,
             {
               reason: 'write',
-              detail: 'DELETE',
+              effect: 'delete',
+              detail: 'delete',
             },
           )
           expectPrimary('with c as (select 1) update t set a = 1', flavor, {
             reason: 'write',
-            detail: 'UPDATE',
+            effect: 'update',
+            detail: 'update',
           })
         })
 
@@ -475,20 +509,23 @@ describe('classifyRawSql', () => {
 
       describe('multiple statements', () => {
         it('routes select-looking multi statements with a write to the primary', () => {
-          expectPrimary('select 1; delete from t', flavor, { reason: 'write', detail: 'DELETE' })
+          expectPrimary('select 1; delete from t', flavor, { reason: 'write', detail: 'delete' })
           expectPrimary('select 1;\nselect 2;\ninsert into t values (1);', flavor, {
             reason: 'write',
             pinsSession: true,
           })
         })
 
-        it('keeps the first reason and adds up session pinning', () => {
+        it('keeps the weightiest reason and adds up session pinning', () => {
           const set = flavor === 'mysql' ? 'set @a = 1' : 'set search_path = x'
-          expectPrimary(`delete from t; ${set}`, flavor, {
-            reason: 'write',
-            detail: 'DELETE',
-            pinsSession: true,
-          })
+          for (const sql of [`delete from t; ${set}`, `${set}; delete from t`]) {
+            expectPrimary(sql, flavor, {
+              reason: 'write',
+              effect: 'delete',
+              detail: 'delete',
+              pinsSession: true,
+            })
+          }
         })
       })
 
@@ -519,7 +556,13 @@ describe('classifyRawSql', () => {
         })
 
         it('leaves unterminated strings, comments and quoted identifiers unclassified', () => {
-          const unclassified = { read: false, reason: 'unclassified', pinsSession: true }
+          const unclassified = {
+            read: false,
+            reason: 'unclassified',
+            effect: 'unknown',
+            pinsSession: true,
+            readsSession: true,
+          }
           for (const sql of ["select 'abc", 'select /* x', 'select "abc', "select 'it''s"]) {
             expect(classify(sql, flavor), sql).to.deep.equal(unclassified)
           }
@@ -532,7 +575,9 @@ describe('classifyRawSql', () => {
             expect(classify(sql, flavor), JSON.stringify(sql)).to.deep.equal({
               read: false,
               reason: 'unclassified',
+              effect: 'unknown',
               pinsSession: true,
+              readsSession: true,
             })
           }
         })
@@ -541,7 +586,7 @@ describe('classifyRawSql', () => {
           expectPrimary('FROBNICATE t', flavor, {
             reason: 'unclassified',
             pinsSession: true,
-            detail: 'FROBNICATE',
+            detail: 'frobnicate',
           })
           expectPrimary("'select'", flavor, { reason: 'unclassified', pinsSession: true })
         })
@@ -553,7 +598,7 @@ describe('classifyRawSql', () => {
     it('routes SELECT ... LOCK IN SHARE MODE to the primary', () => {
       expectPrimary('select * from t where id = 1 lock in share mode', 'mysql', {
         reason: 'locking-read',
-        detail: 'LOCK IN SHARE MODE',
+        detail: 'lock in share mode',
       })
     })
 
@@ -616,17 +661,17 @@ describe('classifyRawSql', () => {
     it('routes SELECT ... INTO @var / OUTFILE / DUMPFILE to the primary', () => {
       expectPrimary('select a into @v from t', 'mysql', {
         reason: 'write',
-        detail: 'INTO @var',
+        detail: 'into @var',
         pinsSession: true,
       })
-      expectPrimary('select a from t into @v', 'mysql', { reason: 'write', detail: 'INTO @var' })
+      expectPrimary('select a from t into @v', 'mysql', { reason: 'write', detail: 'into @var' })
       expectPrimary("select * from t into outfile '/tmp/x'", 'mysql', {
         reason: 'write',
-        detail: 'INTO OUTFILE',
+        detail: 'into outfile',
       })
       expectPrimary("select 1 into dumpfile '/tmp/x'", 'mysql', {
         reason: 'write',
-        detail: 'INTO DUMPFILE',
+        detail: 'into dumpfile',
       })
     })
 
@@ -682,13 +727,13 @@ describe('classifyRawSql', () => {
       expectRead('explain format=tree analyze select 1', 'mysql')
       expectPrimary('EXPLAIN ANALYZE UPDATE t SET a = 1', 'mysql', {
         reason: 'write',
-        detail: 'UPDATE',
+        detail: 'update',
       })
     })
 
     it('routes MariaDB ANALYZE <statement> like EXPLAIN ANALYZE', () => {
       expectRead('ANALYZE SELECT * FROM t', 'mysql')
-      expectPrimary('ANALYZE DELETE FROM t', 'mysql', { reason: 'write', detail: 'DELETE' })
+      expectPrimary('ANALYZE DELETE FROM t', 'mysql', { reason: 'write', detail: 'delete' })
     })
 
     it('routes EXPLAIN FOR CONNECTION and SHOW WARNINGS / MASTER STATUS to the primary', () => {
@@ -720,8 +765,10 @@ describe('classifyRawSql', () => {
       expect(result).to.deep.equal({
         read: false,
         reason: 'write',
+        effect: 'ddl',
         pinsSession: true,
-        detail: 'CREATE',
+        readsSession: false,
+        detail: 'create',
       })
     })
 
@@ -742,11 +789,11 @@ describe('classifyRawSql', () => {
     it('routes FOR NO KEY UPDATE and FOR KEY SHARE to the primary', () => {
       expectPrimary('select * from t for no key update', 'postgres', {
         reason: 'locking-read',
-        detail: 'FOR NO KEY UPDATE',
+        detail: 'for no key update',
       })
       expectPrimary('select * from t for key share of t', 'postgres', {
         reason: 'locking-read',
-        detail: 'FOR KEY SHARE',
+        detail: 'for key share',
       })
     })
 
@@ -784,7 +831,7 @@ describe('classifyRawSql', () => {
     it('routes SELECT ... INTO new_table to the primary', () => {
       expectPrimary('select * into new_t from t', 'postgres', {
         reason: 'write',
-        detail: 'INTO',
+        detail: 'into',
         pinsSession: false,
       })
       expectPrimary('SELECT a INTO TEMP tmp FROM t', 'postgres', {
@@ -800,8 +847,8 @@ describe('classifyRawSql', () => {
     it('routes COPY ... TO STDOUT to a replica and COPY ... FROM to the primary', () => {
       expectRead('COPY (SELECT a FROM t WHERE b FROM x) TO STDOUT', 'postgres')
       expectRead('copy t (a, b) to stdout with (format csv)', 'postgres')
-      expectPrimary('COPY t FROM STDIN', 'postgres', { reason: 'write', detail: 'COPY FROM' })
-      expectPrimary("COPY t TO '/tmp/file'", 'postgres', { reason: 'write', detail: 'COPY TO' })
+      expectPrimary('COPY t FROM STDIN', 'postgres', { reason: 'write', detail: 'copy from' })
+      expectPrimary("COPY t TO '/tmp/file'", 'postgres', { reason: 'write', detail: 'copy to' })
       expectPrimary("COPY t TO PROGRAM 'gzip'", 'postgres', { reason: 'write' })
       expectPrimary('COPY (DELETE FROM t RETURNING *) TO STDOUT', 'postgres', { reason: 'write' })
     })
@@ -809,7 +856,7 @@ describe('classifyRawSql', () => {
     it('routes EXPLAIN ANALYZE of a write to the primary', () => {
       expectPrimary('EXPLAIN ANALYZE INSERT INTO t VALUES (1)', 'postgres', {
         reason: 'write',
-        detail: 'INSERT',
+        detail: 'insert',
         pinsSession: true,
       })
       expectPrimary('EXPLAIN (ANALYZE, BUFFERS) DELETE FROM t', 'postgres', { reason: 'write' })
@@ -931,10 +978,170 @@ describe('classifyRawSql', () => {
       expect(result).to.deep.equal({
         read: false,
         reason: 'write',
+        effect: 'ddl',
         pinsSession: true,
-        detail: 'CREATE',
+        readsSession: false,
+        detail: 'create',
       })
     })
+  })
+})
+
+describe('classifyRawSql: reads of the session (readsSession)', () => {
+  const reads = (sql: string, flavor: SqlFlavor) => classify(sql, flavor).readsSession
+
+  it('marks user variables and session variables, not global ones (mysql)', () => {
+    for (const sql of [
+      'select @x',
+      "select @'quoted x'",
+      'select @x + 1 from t',
+      'select @@warning_count',
+      'select @@error_count',
+      'select @@last_gtid',
+      'select @@session.sql_mode',
+      'select @@local.time_zone',
+      'select @@insert_id',
+    ]) {
+      expect(reads(sql, 'mysql'), sql).to.equal(true)
+      expect(classify(sql, 'mysql').read, sql).to.equal(true)
+    }
+    for (const sql of [
+      'select @@global.max_connections',
+      'select @@version',
+      'select * from t where a @ b',
+      "select 'a@b' from t",
+      'select `@x` from t',
+    ]) {
+      expect(reads(sql, 'mysql'), sql).to.equal(false)
+    }
+  })
+
+  it('keeps @@identity and @@session.last_insert_id as LAST_INSERT_ID(), reading the session', () => {
+    for (const sql of ['select @@identity', 'select @@session.last_insert_id']) {
+      expectPrimary(sql, 'mysql', {
+        reason: 'primary-function',
+        detail: 'last_insert_id',
+        pinsSession: true,
+        readsSession: true,
+      })
+    }
+    // A column after a dot is only a name.
+    expectRead('select t.identity, t.last_insert_id from t', 'mysql')
+  })
+
+  it('marks the functions of the previous statement, the sequence values and the session identity', () => {
+    for (const [sql, read] of [
+      ['select row_count()', false],
+      ['select found_rows()', false],
+      ['select last_insert_id()', false],
+      ['select connection_id()', true],
+    ] as const) {
+      expect(classify(sql, 'mysql'), sql).to.include({ read, readsSession: true })
+    }
+    for (const [sql, read] of [
+      ["select currval('s')", false],
+      ['select lastval()', false],
+      ["select current_setting('search_path')", true],
+      ['select pg_backend_pid()', true],
+      ['show search_path', true],
+    ] as const) {
+      expect(classify(sql, 'postgres'), sql).to.include({ read, readsSession: true })
+    }
+    expect(reads("select nextval('s')", 'postgres')).to.equal(false)
+  })
+
+  it('marks SHOW WARNINGS / ERRORS / COUNT(*) WARNINGS and the session status (mysql)', () => {
+    for (const sql of [
+      'SHOW WARNINGS',
+      'show errors',
+      'SHOW COUNT(*) WARNINGS',
+      'show count(*) errors',
+    ]) {
+      expect(classify(sql, 'mysql'), sql).to.include({
+        read: false,
+        reason: 'session-state',
+        readsSession: true,
+        pinsSession: false,
+      })
+    }
+    for (const sql of ['SHOW STATUS', 'show session variables', 'SHOW LOCAL STATUS']) {
+      expect(classify(sql, 'mysql'), sql).to.include({ read: true, readsSession: true })
+    }
+    for (const sql of ['SHOW GLOBAL STATUS', 'SHOW TABLES']) {
+      expect(classify(sql, 'mysql'), sql).to.include({ read: true, readsSession: false })
+    }
+  })
+
+  it('finds session reads in writes too, and leaves them out of comments and strings', () => {
+    expect(reads('update t set a = @x', 'mysql')).to.equal(true)
+    expect(reads("select '@x', 'row_count()' from t -- @x", 'mysql')).to.equal(false)
+  })
+})
+
+describe('classifyRawSql: one rule for the reason', () => {
+  it('reports the weightiest reason wherever it stands in the text', () => {
+    for (const flavor of FLAVORS) {
+      expectPrimary('select * from (delete from t returning *) d for update', flavor, {
+        reason: 'write',
+      })
+      expectPrimary('select * from t for update; delete from t', flavor, { reason: 'write' })
+      const lock = flavor === 'mysql' ? 'get_lock' : 'pg_advisory_lock'
+      expectPrimary(`select ${lock}(1) from t for update`, flavor, {
+        reason: 'primary-function',
+        detail: lock,
+      })
+      expectPrimary(`select * from t for update, ${lock}(1)`, flavor, {
+        reason: 'primary-function',
+      })
+    }
+  })
+})
+
+describe('isInertRawText', () => {
+  it('accepts fragments that cannot change a classification', () => {
+    for (const text of [
+      'desc',
+      'asc',
+      'nulls first',
+      'btree',
+      'true',
+      'count(*)',
+      'a.b + 1 > 2',
+      '',
+    ]) {
+      expect(isInertRawText(text, OPTIONS.mysql), text).to.equal(true)
+    }
+  })
+
+  it('refuses keywords of the rules, function names that matter, and punctuation that hides text', () => {
+    for (const text of [
+      'in',
+      'for',
+      'Update',
+      'share',
+      'lock',
+      'into',
+      'delete',
+      'get_lock(1)',
+      'row_count',
+      'connection_id()',
+      "'x'",
+      '-- c',
+      '/* c */',
+      '@x',
+      ':=',
+      'a; b',
+      '$1',
+      'x\u00e9',
+    ]) {
+      expect(isInertRawText(text, OPTIONS.mysql), text).to.equal(false)
+    }
+    const withBump = {
+      flavor: 'mysql' as const,
+      primaryFunctions: primaryFunctionSet('mysql', ['app_bump']),
+    }
+    expect(isInertRawText('app_bump', withBump)).to.equal(false)
+    expect(isInertRawText('app_bump', OPTIONS.mysql)).to.equal(true)
   })
 })
 
@@ -969,11 +1176,7 @@ describe('classifyRawFragment', () => {
           '',
           '/* c */',
         ]) {
-          expect(fragment(sql, flavor), sql).to.deep.equal({
-            read: true,
-            reason: 'read',
-            pinsSession: false,
-          })
+          expect(fragment(sql, flavor), sql).to.deep.equal(READ)
         }
       })
 
@@ -1440,11 +1643,7 @@ describe('raw SQL classifier properties', () => {
             const wrapped = wrappers[w]!(text)
             fc.pre(wrapped !== undefined)
             const sql = inList ? `select 1, ${wrapped} from t` : `select 1 from t ${wrapped}`
-            expect(classify(sql, flavor), sql).to.deep.equal({
-              read: true,
-              reason: 'read',
-              pinsSession: false,
-            })
+            expect(classify(sql, flavor), sql).to.deep.equal(READ)
             expect(fragment(`${wrapped}`, flavor).read, wrapped).to.equal(true)
           }),
           { numRuns: 1000 },

@@ -1,23 +1,13 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import {
-  DummyDriver,
-  type Expression,
-  Kysely,
-  MysqlAdapter,
-  MysqlIntrospector,
-  MysqlQueryCompiler,
-  PostgresAdapter,
-  PostgresIntrospector,
-  PostgresQueryCompiler,
-  type SelectQueryBuilder,
-  sql,
-} from 'kysely'
+import { type Expression, Kysely, type SelectQueryBuilder, sql } from 'kysely'
 import { ReplicatedMysqlDialect } from '../../src/index.js'
-import type { ClassifyOptions } from '../../src/routing/classification.js'
+import type { Classification, ClassifyOptions } from '../../src/routing/classification.js'
 import { classifyNode } from '../../src/routing/classify-node.js'
 import { primaryFunctionSet } from '../../src/routing/primary-functions.js'
+import { classifyRawSql } from '../../src/routing/raw-sql.js'
 import { fakeMysqlNode } from '../support/fake-mysql.js'
+import { offlineKysely } from './offline-kysely.js'
 
 interface DB {
   a: { id: number; v: string }
@@ -39,7 +29,8 @@ interface Spec {
   table: Table
   lock: Lock | null
   fn: { name: string } | null
-  rawFn: { name: string } | null
+  /** A raw call, written whole or with its name split over two `sql.raw()` (`${sql.raw('get_')}${sql.raw('lock')}(...)`). */
+  rawFn: { name: string; split: boolean } | null
   sub: Spec | null
   cte: { kind: 'select'; spec: Spec } | { kind: 'insert' | 'update' | 'delete' } | null
   union: Spec | null
@@ -65,7 +56,19 @@ const PRIMARY_FNS = {
     'app_bump',
   ],
 }
-const ORDINARY_FNS = ['coalesce', 'lower', 'upper', 'abs', 'concat', 'length', 'now']
+const ORDINARY_FNS = [
+  'coalesce',
+  'lower',
+  'upper',
+  'abs',
+  'concat',
+  'length',
+  'now',
+  // Not primary-only, though they read the session.
+  'connection_id',
+  'current_setting',
+  'pg_backend_pid',
+]
 
 const fnArb = fc.oneof(
   {
@@ -102,7 +105,10 @@ const { spec: specArb } = fc.letrec<{ spec: Spec }>((tie) => {
         10,
       ),
       fn: rarely(fnArb, 2),
-      rawFn: rarely(fnArb, 6),
+      rawFn: rarely(
+        fc.tuple(fnArb, fc.boolean()).map(([f, split]) => ({ ...f, split })),
+        6,
+      ),
       sub: rarely(child, 4),
       cte: rarely(
         fc.oneof(
@@ -171,7 +177,11 @@ function render(db: Kysely<DB>, spec: Spec, depth = 0): SelectQueryBuilder<any, 
     q = q.select((eb) => eb.fn(name, [eb.val(1)]).as(`f${depth}`))
   }
   if (spec.rawFn !== null) {
-    q = q.select(sql.raw<number>(`${spec.rawFn.name}('k')`).as(`r${depth}`))
+    const { name, split } = spec.rawFn
+    const call = split
+      ? sql<number>`${sql.raw(name.slice(0, 3))}${sql.raw(name.slice(3))}(1)`
+      : sql.raw<number>(`${name}('k')`)
+    q = q.select(call.as(`r${depth}`))
   }
   if (spec.sub !== null) {
     const sub = render(db, spec.sub, depth + 1)
@@ -204,16 +214,7 @@ function render(db: Kysely<DB>, spec: Spec, depth = 0): SelectQueryBuilder<any, 
 }
 
 function offlineDb(flavor: 'mysql' | 'postgres'): Kysely<DB> {
-  return new Kysely<DB>({
-    dialect: {
-      createAdapter: () => (flavor === 'mysql' ? new MysqlAdapter() : new PostgresAdapter()),
-      createDriver: () => new DummyDriver(),
-      createIntrospector: (db) =>
-        flavor === 'mysql' ? new MysqlIntrospector(db) : new PostgresIntrospector(db),
-      createQueryCompiler: () =>
-        flavor === 'mysql' ? new MysqlQueryCompiler() : new PostgresQueryCompiler(),
-    },
-  })
+  return offlineKysely<DB>(flavor)
 }
 
 describe('routing properties (fast-check over random builder queries)', () => {
@@ -273,4 +274,239 @@ describe('routing properties (fast-check over random builder queries)', () => {
       await db.destroy()
     }
   })
+})
+
+// ---- built statements and their raw twins ------------------------------------------------------
+
+/** Functions the twins call: primary-only ones, session readers, a data changer, ordinary ones. */
+const TWIN_FNS = [
+  ...new Set([...PRIMARY_FNS.mysql, ...PRIMARY_FNS.postgres]),
+  'row_count',
+  'found_rows',
+  'currval',
+  'lastval',
+  'lo_unlink',
+  ...ORDINARY_FNS,
+]
+
+type Fn = { name: string; aggregate: boolean } | null
+type Where = 'none' | 'id' | 'noop' | 'rawTrue'
+
+/** A random statement of any kind the builder makes, as plain data. */
+type Statement =
+  | { kind: 'select'; spec: Spec; order: 'none' | 'asc' | 'desc'; rawEnd: string | null }
+  | { kind: 'insert'; table: Table; fn: Fn; upsert: boolean; cte: Spec | null; dmlCte: boolean }
+  | { kind: 'update'; table: Table; fn: Fn; where: Where; assign: boolean; dmlCte: boolean }
+  | { kind: 'delete'; table: Table; where: Where; cte: Spec | null; returning: boolean }
+  | { kind: 'merge'; table: Table }
+  | { kind: 'schema'; which: 'create' | 'createTemporary' | 'createAs' | 'drop' | 'view' }
+
+const twinFnArb: fc.Arbitrary<Fn> = rarely(
+  fc.record({ name: fc.constantFrom(...TWIN_FNS), aggregate: fc.boolean() }),
+  2,
+)
+const tableArb = fc.constantFrom<Table>('a', 'b', 'c')
+const whereArb = fc.constantFrom<Where>('none', 'id', 'noop', 'rawTrue')
+
+/** Raw end modifiers, split and whole: each must be read with the text around it. */
+const RAW_ENDS = [
+  'for update',
+  'for share',
+  'lock in share mode',
+  'for update skip locked',
+  'limit 1',
+  'desc',
+  'into @v',
+]
+
+const statementArb: fc.Arbitrary<Statement> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('select' as const),
+      spec: specArb,
+      order: fc.constantFrom('none' as const, 'asc' as const, 'desc' as const),
+      rawEnd: rarely(fc.constantFrom(...RAW_ENDS), 4),
+    }),
+  },
+  fc.record({
+    kind: fc.constant('insert' as const),
+    table: tableArb,
+    fn: twinFnArb,
+    upsert: fc.boolean(),
+    cte: rarely(specArb, 2),
+    dmlCte: fc.boolean(),
+  }),
+  fc.record({
+    kind: fc.constant('update' as const),
+    table: tableArb,
+    fn: twinFnArb,
+    where: whereArb,
+    assign: fc.boolean(),
+    dmlCte: fc.boolean(),
+  }),
+  fc.record({
+    kind: fc.constant('delete' as const),
+    table: tableArb,
+    where: whereArb,
+    cte: rarely(specArb, 2),
+    returning: fc.boolean(),
+  }),
+  fc.record({ kind: fc.constant('merge' as const), table: tableArb }),
+  fc.record({
+    kind: fc.constant('schema' as const),
+    which: fc.constantFrom(
+      'create' as const,
+      'createTemporary' as const,
+      'createAs' as const,
+      'drop' as const,
+      'view' as const,
+    ),
+  }),
+)
+
+function callOf(fn: NonNullable<Fn>) {
+  return (eb: any) =>
+    fn.aggregate ? eb.fn.agg(fn.name, [eb.ref('id')]) : eb.fn(fn.name, [eb.val(1)])
+}
+
+function whereOf<Q extends { where: (...args: any[]) => Q }>(q: Q, where: Where): Q {
+  switch (where) {
+    case 'id':
+      return q.where('id', '=', 1)
+    case 'noop': // matches nothing: a no-op update or delete
+      return q.where(sql<boolean>`1 = 0`)
+    case 'rawTrue':
+      return q.where(sql<boolean>`true`)
+    default:
+      return q
+  }
+}
+
+/** `db.with(name, <the select of spec>)`, typed loosely. */
+function withSelect(db: Kysely<DB>, name: string, spec: Spec): Kysely<DB> {
+  return db.with(name, (qc) => render(qc as unknown as Kysely<DB>, spec)) as unknown as Kysely<DB>
+}
+
+function renderStatement(db: Kysely<DB>, st: Statement, flavor: 'mysql' | 'postgres') {
+  switch (st.kind) {
+    case 'select': {
+      let q = render(db, st.spec)
+      if (st.order !== 'none') q = q.orderBy('id', st.order)
+      if (st.rawEnd !== null) {
+        const [first, ...rest] = st.rawEnd.split(' ')
+        // The first word as its own fragment: `sql\`${sql.raw('for')} update\``.
+        q = q.modifyEnd(sql`${sql.raw(first!)} ${sql.raw(rest.join(' '))}`)
+      }
+      return q
+    }
+    case 'insert': {
+      const base =
+        st.cte !== null
+          ? withSelect(db, 'src', st.cte)
+          : st.dmlCte && flavor === 'postgres'
+            ? (db.with('gone', (qc) => qc.deleteFrom('b').returning('id')) as unknown as Kysely<DB>)
+            : db
+      let q = base
+        .insertInto(st.table)
+        .values((st.fn === null ? { id: 1 } : { id: callOf(st.fn) }) as never)
+      if (st.upsert) {
+        q =
+          flavor === 'mysql'
+            ? q.onDuplicateKeyUpdate({ id: 2 } as never)
+            : q.onConflict((oc) => oc.column('id').doUpdateSet({ id: 2 } as never))
+      }
+      return q
+    }
+    case 'update': {
+      const base =
+        st.dmlCte && flavor === 'postgres'
+          ? (db.with('made', (qc) =>
+              qc.insertInto('b').values({ id: 1, a_id: 1 }).returning('id'),
+            ) as unknown as Kysely<DB>)
+          : db
+      const value =
+        st.assign && flavor === 'mysql'
+          ? sql`(@n := id + 1)`
+          : st.fn !== null
+            ? callOf(st.fn)
+            : (eb: any) => eb.ref('id') // sets a column to itself: changes nothing
+      return whereOf(base.updateTable(st.table).set({ id: value } as never), st.where)
+    }
+    case 'delete': {
+      const base = st.cte !== null ? withSelect(db, 'keep', st.cte) : db
+      const q = whereOf(base.deleteFrom(st.table), st.where)
+      return st.returning && flavor === 'postgres' ? q.returning('id') : q
+    }
+    case 'merge':
+      return db
+        .mergeInto(st.table)
+        .using('b', 'b.a_id', `${st.table}.id` as never)
+        .whenMatched()
+        .thenUpdateSet({ id: 2 } as never)
+        .whenNotMatched()
+        .thenInsertValues({ id: 3 } as never)
+    case 'schema':
+      switch (st.which) {
+        case 'create':
+          return db.schema.createTable('x').addColumn('id', 'integer', (c) => c.primaryKey())
+        case 'createTemporary':
+          return db.schema.createTable('x').temporary().addColumn('id', 'integer')
+        case 'createAs':
+          return db.schema.createTable('x').as(db.selectFrom('a').select('id'))
+        case 'drop':
+          return db.schema.dropTable('x').ifExists()
+        default:
+          return db.schema
+            .createView('v')
+            .temporary()
+            .as(db.selectFrom('a').select('id').forUpdate())
+      }
+  }
+}
+
+/** Everything but the human-only detail. */
+function machine(c: Classification): Omit<Classification, 'detail'> {
+  const { detail: _, ...rest } = c
+  return rest
+}
+
+describe('routing properties: a built statement and its raw twin classify alike', () => {
+  for (const flavor of ['mysql', 'postgres'] as const) {
+    it(`[${flavor}] gives the same read, reason, effect, pinsSession and readsSession for classifyNode and classifyRawSql of the compiled SQL`, () => {
+      const db = offlineDb(flavor)
+      const options: ClassifyOptions = {
+        flavor,
+        primaryFunctions: primaryFunctionSet(flavor, ['app_bump']),
+      }
+      const seen = new Set<string>()
+      fc.assert(
+        fc.property(statementArb, (st) => {
+          const compiled = renderStatement(db, st, flavor).compile()
+          const built = classifyNode(compiled.query, compiled.sql, options)
+          const twin = classifyRawSql(compiled.sql, options)
+          expect(machine(built), compiled.sql).to.deep.equal(machine(twin))
+          seen.add(`${built.reason}/${built.effect}/${built.readsSession}`)
+        }),
+        { numRuns: 1500, seed: 20260214 },
+      )
+      // The generator must reach every reason and effect, or the property proves little.
+      for (const outcome of [
+        'read/none/false',
+        'read/none/true',
+        'locking-read/none/false',
+        'primary-function/none/false',
+        'primary-function/write/false',
+        'write/insert/false',
+        'write/update/true',
+        'write/delete/false',
+        'write/merge/false',
+        'write/create-temporary/false',
+        'write/ddl/false',
+        'write/write/false',
+      ]) {
+        expect([...seen], `${outcome} in ${[...seen].join(', ')}`).to.include(outcome)
+      }
+    })
+  }
 })

@@ -30,13 +30,20 @@ interface FakeStats extends ReplicaLoadView {
   inFlight: number
   lastProbeRttMs: number | undefined
   estimateMs: number | undefined
+  pendingMs: number
 }
 
-function stats(init: Partial<Omit<FakeStats, 'latencyEstimateMs'>> = {}): FakeStats {
+function stats(
+  init: Partial<Omit<FakeStats, 'latencyEstimateMs' | 'pendingAgeMs'>> = {},
+): FakeStats {
   return {
     inFlight: init.inFlight ?? 0,
     lastProbeRttMs: init.lastProbeRttMs,
     estimateMs: init.estimateMs,
+    pendingMs: init.pendingMs ?? 0,
+    pendingAgeMs(): number {
+      return this.pendingMs
+    },
     latencyEstimateMs(): number | undefined {
       return this.estimateMs
     },
@@ -481,6 +488,10 @@ function countingCandidate(
     latencyEstimateMs() {
       reads.count += 1
       return probeMs
+    },
+    pendingAgeMs() {
+      reads.count += 1
+      return 0
     },
   }
   return {

@@ -43,7 +43,7 @@ const postgresConfig: ReplicatedPostgresDialectConfig = {
 function readOnlyViewHasNoWriteBuilders(db: Kysely<DB>): void {
   const ro = readOnly(db)
   void ro.selectFrom('person').selectAll()
-  // Kysely's ReadonlyKysely answers write builders with a type error: the write does not compile.
+  // The library's ReadonlyKysely has no write builders: the write does not compile.
   // @ts-expect-error insert through a read-only view
   void ro.insertInto('person').values({ id: 1, name: 'x' }).execute()
   // @ts-expect-error update through a read-only view

@@ -136,6 +136,12 @@ export interface Engine {
    * `undefined` when it cannot be read.
    */
   observedPosition?(connection: PhysicalConnection): Promise<ReplicationPosition | undefined>
+  /**
+   * The granularity of the lag a probe reports, in milliseconds: 1000 on MariaDB/MySQL
+   * (`Seconds_Behind_Master` is in whole seconds), 0 on PostgreSQL. A lag reading within it
+   * says a replica may be just behind, not that waiting for it would time out.
+   */
+  readonly lagResolutionMs: number
   /** Whether positions come with the results of writes (MySQL session tracking) or need {@link primaryPosition}. */
   readonly positionsFromResults: boolean
   /** Probes a replica: position, lag, read-only. */

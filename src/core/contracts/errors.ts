@@ -19,6 +19,36 @@ export class ReplicatedConfigError extends KyselyReplicatedError {}
  */
 export class DialectDestroyedError extends KyselyReplicatedError {}
 
+/**
+ * The node a statement ran on was found dead or hung (a failed probe, a refused connect): the
+ * statement was abandoned and its connection closed. Reads are re-run on another node when no
+ * row had reached the caller; otherwise this reaches the caller, naming the node.
+ */
+export class NodeUnreachableError extends KyselyReplicatedError {
+  readonly code = 'KR_NODE_UNREACHABLE'
+  constructor(
+    message: string,
+    readonly node: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+}
+
+/**
+ * A read ran longer than its `readTimeoutMs` (dialect option or `withReadTimeout(db, ms)`): it was
+ * abandoned and its connection closed. Not retried, and not held against the node.
+ */
+export class ReadTimeoutError extends KyselyReplicatedError {
+  readonly code = 'KR_READ_TIMEOUT'
+  constructor(
+    message: string,
+    readonly node: string,
+  ) {
+    super(message)
+  }
+}
+
 /** No replica was usable for a read and `fallback` is `'error'` (or the primary fallback cap was reached). */
 export class NoReplicaAvailableError extends KyselyReplicatedError {}
 
@@ -51,7 +81,9 @@ export class ConnectionSetupError extends KyselyReplicatedError {
  * so `code`, `errno`, `sqlState` and `instanceof` checks keep working. Never adds credentials.
  */
 export function annotateNodeError<E>(error: E, node: string): E {
-  if (error instanceof Error) {
+  // An abort (the caller's signal) is the caller's own reason, passed back untouched: Kysely
+  // recognises it by identity, and a DOMException's message cannot be set.
+  if (error instanceof Error && error.name !== 'AbortError' && error.name !== 'TimeoutError') {
     const e = error as Error & { node?: string }
     if (e.node === undefined) {
       e.node = node

@@ -12,6 +12,7 @@
  * - `'read-only-transaction'`: inside a `read only` transaction (runs on one replica).
  * - `'session-pinned'`: an earlier statement of the `db.connection()` scope created session state.
  * - `'hint'`: forced by `onPrimary(db)` / `onReplica(db)`.
+ * - `'default-route'`: `defaultRoute: 'primary'` and the read did not come through `onReplica(db)` or `readOnly(db)`.
  * - `'no-replica'`: no replica was usable, the read fell back to the primary.
  * - `'retry'`: the read was retried after a connection failure on another node.
  * - `'sticky'`: a read after a write in the scope (`'sticky'` mode, or `'causal'` when positions are unknown).
@@ -32,6 +33,7 @@ export type RouteReason =
   | 'read-only-transaction'
   | 'session-pinned'
   | 'hint'
+  | 'default-route'
   | 'no-replica'
   | 'retry'
   | 'sticky'

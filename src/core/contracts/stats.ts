@@ -16,6 +16,8 @@ export interface ReplicaInfo {
   readonly inFlight: number
   readonly readsServed: number
   readonly errors: number
+  /** Why the node last went down (the error's message), if it ever did. */
+  readonly lastError: string | undefined
   /** When a cooling-down node is next tried (epoch milliseconds). */
   readonly nextAttemptAt: Date | undefined
 }
