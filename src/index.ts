@@ -50,6 +50,7 @@ export {
 export type { MysqlPool, MysqlPoolConnection, MysqlPromisePool } from './mysql/mysql-pool-types.js'
 export { ReplicatedMysqlDialect } from './mysql/replicated-mysql-dialect.js'
 export type { ReplicatedMysqlDialectConfig } from './mysql/replicated-mysql-dialect-config.js'
+export type { MetricsMeterProvider, MetricsOptions } from './observability/metrics.js'
 export type { QueryCommentContext } from './observability/query-comments.js'
 export { withQueryComment } from './observability/query-comments.js'
 export type { TracingOptions } from './observability/tracing.js'

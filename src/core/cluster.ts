@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import { encodeCausalToken } from '../consistency/causal-token.js'
 import { currentScope } from '../consistency/scope.js'
 import { HealthMonitor } from '../health/health-monitor.js'
+import { Metrics } from '../observability/metrics.js'
 import { Tracing } from '../observability/tracing.js'
 import { primaryFunctionSet } from '../routing/primary-functions.js'
 import type { ReplicaSelector } from '../selection/replica-selector.js'
@@ -214,6 +215,15 @@ export class Cluster {
       if (this.config.tracing !== undefined && this.#tracing === undefined) {
         this.#tracing = await Tracing.load(this.config.tracing)
       }
+      // Metrics (observability/metrics.ts): loaded beside tracing; `undefined` when off.
+      if (this.config.metrics !== undefined && this.statistics.metrics === undefined) {
+        this.statistics.metrics = await Metrics.load(this.config.metrics, {
+          system: () => this.engine.systemName,
+          poolStats: () => this.getPoolStats(),
+          replicaInfo: () => this.getReplicaInfo(),
+        })
+        for (const node of this.registry.all) node.pool.metrics = this.statistics.metrics
+      }
       await Promise.all(this.registry.all.map((n) => n.pool.init(signal)))
       this.monitor.start()
     })().catch((error: unknown) => {
@@ -231,6 +241,7 @@ export class Cluster {
    */
   async destroy(): Promise<void> {
     this.#destroyed = true
+    this.statistics.metrics?.close() // Metrics: no more collection of a destroyed cluster.
     // A probe of a hung node ends at its timeout; destroy does not wait that long.
     await withDeadline(this.monitor.stop(), DESTROY_GRACE_MS)
     const ending = Promise.allSettled(this.registry.all.map((n) => n.pool.end(DESTROY_GRACE_MS)))

@@ -1,5 +1,6 @@
 import type { DatabaseConnection } from 'kysely'
 import { DEFAULT_DECAY_MS } from '../health/peak-ewma.js'
+import type { MetricsOptions } from '../observability/metrics.js'
 import type { TracingOptions } from '../observability/tracing.js'
 import { normalizeFunctionName } from '../routing/primary-functions.js'
 import { DEFAULT_LEAST_LATENCY_TTL_MS } from '../selection/least-latency.js'
@@ -165,6 +166,13 @@ export interface ReplicatedDialectConfig<P, C = object> {
   readonly queryComments?: boolean | { readonly route?: boolean }
   /** OpenTelemetry spans (or attributes on the active span) per statement; needs `@opentelemetry/api`. Default off. */
   readonly tracing?: boolean | TracingOptions
+  /**
+   * OpenTelemetry metrics: operation durations and connection pool metrics after the database
+   * client semantic conventions, and routing, causal waits, replica lag and node state. `true`
+   * uses the global `MeterProvider` of `@opentelemetry/api`; `{ meterProvider }` a provider of
+   * your own. See docs/operations.md#metrics. Default off.
+   */
+  readonly metrics?: boolean | MetricsOptions
 }
 
 /**
@@ -210,6 +218,7 @@ export interface ResolvedConfig {
   readonly maxPrimaryReads: number | undefined
   readonly queryComments: { readonly enabled: boolean; readonly route: boolean }
   readonly tracing: TracingOptions | undefined
+  readonly metrics: MetricsOptions | undefined
 }
 
 /** What {@link resolveConfig} needs besides the config: the engine's pool check and its name. */
@@ -269,6 +278,7 @@ const CONFIG_KEYS = {
   hooks: true,
   queryComments: true,
   tracing: true,
+  metrics: true,
 } as const satisfies KeysOf<ReplicatedDialectConfig<unknown>>
 
 const NODE_KEYS = {
@@ -316,6 +326,8 @@ const TRACING_KEYS = {
   tracerName: true,
   includeQueryText: true,
 } as const satisfies KeysOf<TracingOptions>
+
+const METRICS_KEYS = { meterProvider: true } as const satisfies KeysOf<MetricsOptions>
 
 const CONSISTENCY_MODES = { eventual: true, sticky: true, causal: true } as const satisfies Record<
   ConsistencyMode,
@@ -930,7 +942,7 @@ function resolveFailover(
 function resolveObservability(
   config: ReplicatedDialectConfig<unknown, unknown>,
   fail: Fail,
-): Pick<ResolvedConfig, 'queryComments' | 'tracing'> {
+): Pick<ResolvedConfig, 'queryComments' | 'tracing' | 'metrics'> {
   const { queryComments, tracing } = config
   let comments: Partial<ObjectForm<'queryComments'>> = {}
   if (typeof queryComments !== 'boolean') {
@@ -956,7 +968,27 @@ function resolveObservability(
     }),
     tracing:
       tracing === true || isObject(tracing) ? Object.freeze({ ...tracingOptions }) : undefined,
+    metrics: resolveMetrics(config.metrics, fail),
   }
+}
+
+/** `metrics`: `true`, `false` or `{ meterProvider }`, whose provider must have `getMeter`. */
+function resolveMetrics(value: unknown, fail: Fail): MetricsOptions | undefined {
+  if (value === undefined || value === false) return undefined
+  if (value === true) return Object.freeze({})
+  const options = section(value as MetricsOptions, 'metrics', METRICS_KEYS, fail, {
+    forms: 'true or false',
+  })
+  const provider: unknown = options.meterProvider
+  if (
+    provider !== undefined &&
+    !(isObject(provider) && typeof (provider as { getMeter?: unknown }).getMeter === 'function')
+  ) {
+    fail(
+      `\`metrics.meterProvider\` must be an OpenTelemetry MeterProvider (an object with getMeter), got ${describeValue(provider)}`,
+    )
+  }
+  return Object.freeze({ ...options })
 }
 
 // ---- settings that have no effect ----

@@ -106,7 +106,7 @@ export class Executor {
             ? await target.connection.execute<R>(attempt.sent, signal)
             : await span.run(() => target.connection.execute<R>(attempt.sent, signal))
         span?.end()
-        this.#succeeded(target, attempt.started)
+        this.#succeeded(target, attempt.started, statement)
         return outcome
       } catch (error) {
         span?.end(error)
@@ -153,7 +153,7 @@ export class Executor {
           // Read to the end, or the caller stopped early: close the driver's stream.
           await iterator.return?.()
           span?.end()
-          this.#succeeded(target, started)
+          this.#succeeded(target, started, statement)
         }
       }
       return
@@ -176,6 +176,7 @@ export class Executor {
       try {
         await operation(target.connection)
         this.#o.monitor.succeeded(target.node, target.connection, started)
+        this.#o.statistics.metrics?.statement(target, statement.query.sql, this.#o.now() - started) // Metrics
         target.leaveFallback?.()
         return target
       } catch (error) {
@@ -374,8 +375,9 @@ export class Executor {
     return target
   }
 
-  #succeeded(target: Target, started: number): void {
+  #succeeded(target: Target, started: number, statement: Statement): void {
     this.#o.monitor.succeeded(target.node, target.connection, started)
+    this.#o.statistics.metrics?.statement(target, statement.query.sql, this.#o.now() - started) // Metrics
     target.leaveFallback?.()
     if (target.transient) releaseAfterCancel(target.connection, target.connection.killed)
   }
@@ -400,6 +402,7 @@ export class Executor {
     const connectionLevel =
       !killed && (error instanceof NodeUnreachableError || o.engine.isConnectionError(error))
     o.monitor.failed(target.node, target.connection, error, started, connectionLevel)
+    o.statistics.metrics?.statement(target, statement.query.sql, o.now() - started, error) // Metrics
     target.leaveFallback?.()
     if (target.transient) {
       releaseAfterCancel(

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks'
+import type { Metrics } from '../observability/metrics.js'
 import type { ConnectionHooks } from './config.js'
 import type {
   NodeEndpoint,
@@ -41,6 +42,8 @@ export class ManagedPool implements NodePool, LifecycleOwner {
   #waitTotalMs = 0
   #waitMaxMs = 0
   readonly #reported = new WeakSet<object>()
+  /** Metrics (observability/metrics.ts), set by `Cluster.init` when configured. */
+  metrics: Metrics | undefined
 
   constructor(options: {
     readonly inner: LifecycleNodePool
@@ -113,6 +116,7 @@ export class ManagedPool implements NodePool, LifecycleOwner {
     this.#acquisitions++
     this.#waitTotalMs += waited
     if (waited > this.#waitMaxMs) this.#waitMaxMs = waited
+    this.metrics?.connectionWait(this.#node.name, waited) // Metrics
     if (connection.isNew) this.#opened++
     this.#inUse++
     // No wrapper object per checkout: the connection calls back on release (hot path).

@@ -1,3 +1,5 @@
+import { debugEnabled, debugEvent, debugRoute } from '../observability/debug-log.js'
+import type { Metrics } from '../observability/metrics.js'
 import type { ReplicationEvent, RouteEvent, RouteReason } from './contracts/events.js'
 import type { RoutingStats } from './contracts/stats.js'
 import type { NodeRuntime } from './node-runtime.js'
@@ -12,9 +14,16 @@ export interface RouteDecision {
 
 /**
  * Where routing decisions and notable events go: the counters behind `getRoutingStats()`, the
- * user's `onRoute` and `onEvent` listeners. A listener's error never reaches a statement.
+ * user's `onRoute` and `onEvent` listeners, the OpenTelemetry metrics and the `NODE_DEBUG` log.
+ * A listener's error never reaches a statement.
  */
 export class RoutingStatistics {
+  /**
+   * The OpenTelemetry metrics, set once by `Cluster.init` when `metrics` is configured;
+   * `undefined` (one optional call that does nothing) otherwise. The executor and the pools
+   * record through it too.
+   */
+  metrics: Metrics | undefined
   readonly #onRoute: ((event: RouteEvent) => void) | undefined
   readonly #onEvent: ((event: ReplicationEvent) => void) | undefined
   readonly #byReason: Record<string, number> = Object.create(null)
@@ -35,9 +44,20 @@ export class RoutingStatistics {
     const { node, reason, waitedMs } = decision
     this.#byReason[reason] = (this.#byReason[reason] ?? 0) + 1
     this.#byNode[node.name] = (this.#byNode[node.name] ?? 0) + 1
+    this.metrics?.route(node.name, node.info.role, reason)
+    if (this.#onRoute === undefined && !debugEnabled) return
+    const event: RouteEvent = {
+      node: node.name,
+      role: node.info.role,
+      reason,
+      sql,
+      detail,
+      waitedMs,
+    }
+    if (debugEnabled) debugRoute(event)
     if (this.#onRoute !== undefined) {
       try {
-        this.#onRoute({ node: node.name, role: node.info.role, reason, sql, detail, waitedMs })
+        this.#onRoute(event)
       } catch {
         // A listener's error must not fail the statement or leak the connection it was routed to.
       }
@@ -46,6 +66,7 @@ export class RoutingStatistics {
 
   /** Reports a notable event to `onEvent`. */
   emit(event: ReplicationEvent): void {
+    if (debugEnabled) debugEvent(event)
     try {
       this.#onEvent?.(event)
     } catch {
@@ -56,6 +77,7 @@ export class RoutingStatistics {
   recordCausalWait(ms: number): void {
     this.#causalWaits++
     this.#causalWaitMs += ms
+    this.metrics?.causalWait(ms)
   }
 
   snapshot(): RoutingStats {

@@ -105,6 +105,7 @@ describe('resolveConfig', () => {
       maxPrimaryReads: undefined,
       queryComments: { enabled: false, route: true },
       tracing: undefined,
+      metrics: undefined,
     })
     expect(Object.isFrozen(resolved)).to.equal(true)
     expect(Object.isFrozen(resolved.latency)).to.equal(true)
@@ -253,6 +254,12 @@ describe('resolveConfig', () => {
         [{ tracing: { mode: 'logs' } }, 'unknown `tracing.mode` "logs" (a string)'],
         [{ tracing: { includeQueryText: 1 } }, '`tracing.includeQueryText` must be true or false'],
         [{ tracing: { tracerName: '' } }, '`tracing.tracerName` must be a non-empty string'],
+        [{ metrics: { provider: {} } }, 'unknown option "provider" in `metrics`'],
+        [{ metrics: 'on' }, '`metrics` must be an object { meterProvider }, true or false'],
+        [
+          { metrics: { meterProvider: {} } },
+          '`metrics.meterProvider` must be an OpenTelemetry MeterProvider (an object with getMeter), got an object',
+        ],
         [{ hooks: { beforeConnect: 'log' } }, '`hooks.beforeConnect` must be a function'],
         [{ onRoute: {} }, '`onRoute` must be a function, got an object'],
         [{ latency: 5 }, '`latency` must be an object { ttlMs, sampleSize, decayMs }, got 5'],
