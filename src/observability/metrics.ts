@@ -198,7 +198,9 @@ export class Metrics {
       for (const info of this.#sources.replicaInfo()) {
         const attributes = { [NODE]: info.name, [ROLE]: info.role }
         observer.observe(up, info.state === 'healthy' ? 1 : 0, attributes)
-        if (typeof info.lagMs === 'number') observer.observe(lag, info.lagMs / 1000, attributes)
+        if (info.role === 'replica' && typeof info.lagMs === 'number') {
+          observer.observe(lag, info.lagMs / 1000, attributes)
+        }
       }
     }
     meter.addBatchObservableCallback(this.#nodeCallback, this.#nodeObservables)
