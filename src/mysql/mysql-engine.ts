@@ -220,10 +220,13 @@ export class MysqlEngine implements Engine {
     return { position, lagMs, readOnly, writable }
   }
 
-  /** 1290 ER_OPTION_PREVENTS_STATEMENT (`--read-only`), 1836 ER_READ_ONLY_MODE. */
+  /**
+   * 1290 ER_OPTION_PREVENTS_STATEMENT (`--read-only`), 1836 ER_READ_ONLY_MODE, and 1053
+   * ER_SERVER_SHUTDOWN (the server aborted the statement while stopping: rolled back).
+   */
   isWriteRefusal(error: unknown): boolean {
     const errno = (error as { errno?: unknown } | null)?.errno
-    return errno === 1290 || errno === 1836
+    return errno === 1290 || errno === 1836 || errno === 1053
   }
 
   async cancel(

@@ -358,9 +358,15 @@ export class PostgresEngine implements Engine {
     return { max: Number(row?.max ?? 0), used: Number(row?.used ?? 0) }
   }
 
-  /** SQLSTATE 25006 read_only_sql_transaction: a standby, or a primary fenced read-only. */
+  /**
+   * SQLSTATE 25006 read_only_sql_transaction (a standby, or a primary fenced read-only); 57P01
+   * admin_shutdown and 57P03 cannot_connect_now (a primary stopping for a switchover: the server
+   * aborts the statement, and a statement interrupted so has not committed — commits hold off
+   * interrupts).
+   */
   isWriteRefusal(error: unknown): boolean {
-    return sqlState(error) === '25006'
+    const code = sqlState(error)
+    return code === '25006' || code === '57P01' || code === '57P03'
   }
 
   isConnectionError(error: unknown): boolean {
