@@ -15,6 +15,8 @@ export {
   KyselyReplicatedError,
   NodeUnreachableError,
   NoReplicaAvailableError,
+  PrimaryChangedError,
+  PrimaryUnavailableError,
   ReadOnlyViolationError,
   ReadTimeoutError,
   ReplicatedConfigError,

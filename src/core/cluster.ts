@@ -8,7 +8,11 @@ import { primaryFunctionSet } from '../routing/primary-functions.js'
 import type { ReplicaSelector } from '../selection/replica-selector.js'
 import type { ReplicaConfig, ResolvedConfig } from './config.js'
 import type { Engine, PhysicalConnection } from './contracts/engine.js'
-import { NodeUnreachableError, ReplicatedConfigError } from './contracts/errors.js'
+import {
+  NodeUnreachableError,
+  PrimaryUnavailableError,
+  ReplicatedConfigError,
+} from './contracts/errors.js'
 import type { ReplicationEvent, RouteEvent } from './contracts/events.js'
 import type { NodeSource } from './contracts/node-setup.js'
 import type { PoolStats, ReplicaInfo, RoutingStats } from './contracts/stats.js'
@@ -71,6 +75,7 @@ export class Cluster {
   #tracing: Tracing | undefined
   readonly #replicaPool: (source: NodeSource, name: string) => ManagedPool
   readonly #decayMs: number | undefined
+  readonly #discoverRoles: boolean
   #initPromise: Promise<void> | undefined
   #refusal: Error | undefined
   #destroyed = false
@@ -89,7 +94,10 @@ export class Cluster {
     readonly firstPassSample?: number | undefined
     /** Builds the pool of a replica added at run time. */
     readonly replicaPool: (source: NodeSource, name: string) => ManagedPool
+    /** The config listed `nodes`: which one is the primary is asked of the servers at start. */
+    readonly discoverRoles?: boolean
   }) {
+    this.#discoverRoles = options.discoverRoles === true
     this.#replicaPool = options.replicaPool
     this.#decayMs = options.decayMs
     const { engine, config, nodes, selector } = options
@@ -225,6 +233,7 @@ export class Cluster {
         for (const node of this.registry.all) node.pool.metrics = this.statistics.metrics
       }
       await Promise.all(this.registry.all.map((n) => n.pool.init(signal)))
+      if (this.#discoverRoles) await this.#discover()
       this.monitor.start()
     })().catch((error: unknown) => {
       // Let a later call try again.
@@ -293,6 +302,27 @@ export class Cluster {
   causalToken(): string | undefined {
     const required = this.planner.requirement(currentScope(), this.now())
     return required.position === undefined ? undefined : encodeCausalToken(required.position)
+  }
+
+  /**
+   * The `nodes` form: every node is asked whether it takes writes; exactly one must, and it is
+   * the primary. Otherwise the start fails with `PrimaryUnavailableError`, naming them.
+   */
+  async #discover(): Promise<void> {
+    await this.monitor.probeAll()
+    const writable = this.registry.all.filter((n) => n.writable === true)
+    if (writable.length !== 1) {
+      throw new PrimaryUnavailableError(
+        `the roles of the nodes could not be told at start: ${writable.length === 0 ? 'no node takes writes' : `several nodes take writes (${writable.map((n) => `"${n.name}"`).join(', ')})`} (${this.registry.all.map((n) => `${n.name}: ${n.writable === undefined ? 'unreachable or unknown' : n.writable ? 'writable' : 'read-only'}`).join(', ')})`,
+        this.registry.primary.name,
+      )
+    }
+    const primary = writable[0]!
+    if (primary !== this.registry.primary) {
+      const from = this.registry.promote(primary)
+      this.statistics.emit({ type: 'role-changed', node: primary.name, role: 'primary' })
+      this.statistics.emit({ type: 'role-changed', node: from.name, role: 'replica' })
+    }
   }
 
   /** Adds a replica at run time (see `dialect.addReplica`). */

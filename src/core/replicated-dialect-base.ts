@@ -114,6 +114,7 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
           resolved.selector === 'least-latency' ? resolved.latency.sampleSize : undefined,
         replicaPool: (source: NodeSource, name: string) =>
           managed(source, { name, role: 'replica' }),
+        discoverRoles: parts.config.nodes !== undefined,
       })
       return cluster
     }

@@ -50,7 +50,10 @@ export class HealthMonitor {
     readonly firstPassSample?: number | undefined
     /** Whether every node is probed, the primary included (the topology is followed). */
     readonly probeAllNodes: boolean
-    /** Told after every probe result (the topology's review). */
+    /**
+     * Told after every complete probe round (the topology's review: it must see every node's
+     * fresh answer, never a mix of fresh and stale ones).
+     */
     readonly onProbed?: (() => void) | undefined
   }) {
     this.#onProbed = options.onProbed
@@ -79,6 +82,7 @@ export class HealthMonitor {
         probe: (connection) => this.#engine.probe(connection),
         succeeded: (node, rtt, now, result) => this.probeSucceeded(node, rtt, now, result),
         failed: (node, error, now) => this.probeFailed(node, error, now),
+        roundDone: () => this.#onProbed?.(),
       },
     })
   }
@@ -185,7 +189,6 @@ export class HealthMonitor {
     node.writable = result.writable ?? (result.readOnly === true ? false : undefined)
     if (result.lagMs !== undefined) this.#transition(node, node.health.onLag(result.lagMs))
     this.#transition(node, node.health.onSuccess())
-    this.#onProbed?.()
   }
 
   probeFailed(node: NodeRuntime, error: unknown, nowMs: number): void {
@@ -199,7 +202,6 @@ export class HealthMonitor {
       node.writable = false
       this.#transition(node, node.health.onFailure(nowMs, Math.random), error)
       this.#rescue(node, error)
-      this.#onProbed?.()
     } else {
       this.#emit({ type: 'probe-failed', node: node.name, error })
     }
@@ -214,7 +216,7 @@ export class HealthMonitor {
   probeAll(): Promise<void> {
     return Promise.all(
       this.#registry.all.filter((n) => !n.draining).map((n) => this.#prober.probeNode(n)),
-    ).then(() => undefined)
+    ).then(() => this.#onProbed?.())
   }
 
   /**

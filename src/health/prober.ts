@@ -16,6 +16,8 @@ export interface ProberPort {
   probe(connection: PhysicalConnection): Promise<ProbeResult>
   succeeded(node: NodeRuntime, rttMs: number, nowMs: number, result: ProbeResult): void
   failed(node: NodeRuntime, error: unknown, nowMs: number): void
+  /** Every node of a round has answered (or failed). */
+  roundDone?(): void
 }
 
 /** A probe did not answer within `health.probeTimeoutMs`. */
@@ -97,7 +99,7 @@ export class Prober {
     // The primary (probed when the topology is followed) is never left out of a round.
     for (const node of nodes) if (node.info.role !== 'replica') due.push(node)
     this.#running = Promise.all(due.map((node) => limit(() => this.#probe(node))))
-      .then(() => undefined)
+      .then(() => port.roundDone?.())
       .finally(() => {
         this.#running = undefined
       })

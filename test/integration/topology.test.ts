@@ -154,6 +154,31 @@ forEachDialect((fx) => {
       expect(await fx.serverSessions(cluster(), 'replica-1')).to.deep.equal([])
     })
 
+    it('with `nodes`, finds the primary at start from the servers, in whatever order they are listed', async () => {
+      const base = fx.create(cluster(), { consistency: 'eventual' })
+      open.push(base)
+      const names = cluster()
+        .nodes.map((n) => n.name)
+        .reverse()
+      const dialect = new (
+        base.dialect as unknown as { constructor: new (config: object) => TestDialect['dialect'] }
+      ).constructor({
+        nodes: names.map((name) => ({ name, connection: cluster().connectionOptions(name) })),
+        consistency: 'eventual',
+        health: FOLLOW.health,
+      })
+      const { Kysely } = await import('kysely')
+      const db = new Kysely<any>({ dialect: dialect as never })
+      try {
+        await db.insertInto('topo').values({ id: nextId++ }).execute()
+        const roles = Object.fromEntries(dialect.getReplicaInfo().map((n) => [n.name, n.role]))
+        expect(roles[cluster().primaryName()]).to.equal('primary')
+        expect(Object.values(roles).filter((r) => r === 'primary')).to.have.length(1)
+      } finally {
+        await db.destroy()
+      }
+    })
+
     it('a planned switchover: no write fails, none is lost, no read-back is stale, no read fails', async () => {
       const events: ReplicationEvent[] = []
       const t = fx.create(cluster(), {
