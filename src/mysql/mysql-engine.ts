@@ -225,8 +225,15 @@ export class MysqlEngine implements Engine {
    * ER_SERVER_SHUTDOWN (the server aborted the statement while stopping: rolled back).
    */
   isWriteRefusal(error: unknown): boolean {
-    const errno = (error as { errno?: unknown } | null)?.errno
-    return errno === 1290 || errno === 1836 || errno === 1053
+    const { errno, code } = (error ?? {}) as { errno?: unknown; code?: unknown }
+    return (
+      errno === 1290 ||
+      errno === 1836 ||
+      errno === 1053 ||
+      // mysql2 refused to send it: the connection had died while idle in the pool.
+      code === 'PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR' ||
+      code === 'PROTOCOL_ENQUEUE_AFTER_QUIT'
+    )
   }
 
   async cancel(

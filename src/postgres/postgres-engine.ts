@@ -366,7 +366,9 @@ export class PostgresEngine implements Engine {
    */
   isWriteRefusal(error: unknown): boolean {
     const code = sqlState(error)
-    return code === '25006' || code === '57P01' || code === '57P03'
+    if (code === '25006' || code === '57P01' || code === '57P03') return true
+    // pg refused to send it: the client had died while idle in the pool.
+    return error instanceof Error && /is not queryable/.test(error.message)
   }
 
   isConnectionError(error: unknown): boolean {

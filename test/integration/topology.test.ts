@@ -119,6 +119,17 @@ forEachDialect((fx) => {
       return w
     }
 
+    /** The figures for docs/operations.md, on stderr. */
+    function report(what: string, w: Workload, promotedAt: number, newPrimary: string): void {
+      const times = w.writesOn.map((x) => x.at).sort((a, b) => a - b)
+      let pause = 0
+      for (let i = 1; i < times.length; i++) pause = Math.max(pause, times[i]! - times[i - 1]!)
+      const first = w.writesOn.find((x) => x.node === newPrimary && x.at >= promotedAt - 2000)
+      process.stderr.write(
+        `      ${fx.name} ${what}: ${w.acknowledged.size} writes acknowledged, ${w.failedWrites.length} failed, longest write pause ${pause.toFixed(0)} ms, first write on the new primary ${first === undefined ? 'n/a' : `${(first.at - promotedAt).toFixed(0)} ms`} after the harness returned, ${w.readBacks} read-backs (${w.stale} stale), ${w.failedReads.length} failed reads\n`,
+      )
+    }
+
     /** Every acknowledged write is on the primary, once (the key would refuse a second). */
     async function lost(w: Workload): Promise<number[]> {
       const rows = await cluster().admin(cluster().primaryName(), 'select id from topo')
@@ -192,6 +203,7 @@ forEachDialect((fx) => {
       const promotedAt = performance.now()
       await new Promise((r) => setTimeout(r, 1500))
       await w.stop()
+      report('switchover', w, promotedAt, 'replica-1')
       expect(w.failedWrites.map(String)).to.deep.equal([])
       expect(w.failedReads.map(String)).to.deep.equal([])
       expect(w.stale).to.equal(0)
@@ -220,6 +232,7 @@ forEachDialect((fx) => {
       const promotedAt = performance.now()
       await new Promise((r) => setTimeout(r, 2500))
       await w.stop()
+      report('failover', w, promotedAt, target)
       expect(change.newPrimary).to.equal(target)
       // The writes in flight when the primary died: at most one per writing worker.
       expect(w.failedWrites.length).to.be.at.most(8)
