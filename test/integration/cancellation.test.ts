@@ -1,0 +1,105 @@
+import { expect } from 'chai'
+import { type Kysely, sql } from 'kysely'
+import { onPrimary } from '../../src/index.js'
+import { forEachDialect, type TestDialect, useDialectCluster } from '../support/dialects.js'
+
+/**
+ * Kysely 0.29's abort signals against full pools: a cancel must never wedge a pool, nor land on
+ * another caller's statement. Kysely 0.28 has no abort signals: the suite is skipped there.
+ */
+forEachDialect((fx) => {
+  describe('cancellation on a real cluster', function () {
+    this.timeout(60_000)
+    const cluster = useDialectCluster(fx)
+    const open: TestDialect[] = []
+    afterEach(async () => {
+      while (open.length > 0) await open.pop()!.db.destroy()
+    })
+    const poolOf = (size: number) =>
+      fx.name === 'mysql' ? { connectionLimit: size } : { max: size }
+    const sleepFor = (seconds: number) =>
+      fx.name === 'mysql'
+        ? sql<{ s: number }>`select sleep(${sql.lit(seconds)}) as s`
+        : sql<{ s: number }>`select pg_sleep(${sql.lit(seconds)}) as s`
+    /** Runs `query` with an abort at `ms` and the given strategy; resolves with its outcome. */
+    const aborted = (
+      db: Kysely<any>,
+      query: ReturnType<typeof sleepFor>,
+      ms: number,
+      strategy: string,
+    ) => {
+      const controller = new AbortController()
+      setTimeout(() => controller.abort(new Error('stop')), ms)
+      return db
+        .executeQuery(query.compile(db), {
+          signal: controller.signal,
+          inflightQueryAbortStrategy: strategy,
+        } as never)
+        .then(
+          () => 'finished',
+          (e: unknown) => e,
+        )
+    }
+
+    before(async function () {
+      const t = fx.create(cluster(), { consistency: 'eventual' })
+      // Kysely 0.29 (abort signals) has AbortedTransactionError; 0.28 has neither.
+      if (!('AbortedTransactionError' in (await import('kysely')))) {
+        await t.db.destroy()
+        this.skip()
+      }
+      await t.db.schema.dropTable('cancelled').ifExists().execute()
+      await t.db.schema
+        .createTable('cancelled')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .execute()
+      await t.db.destroy()
+    })
+
+    for (const strategy of ['cancel query', 'kill session']) {
+      it(`a full primary pool whose every statement is aborted (${strategy}) still runs the next insert`, async () => {
+        const t = fx.create(cluster(), {
+          consistency: 'eventual',
+          health: { probeIntervalMs: 0 },
+          poolOptions: poolOf(4),
+        })
+        open.push(t)
+        const primary = onPrimary(t.db)
+        const outcomes = await Promise.all(
+          Array.from({ length: 4 }, () => aborted(primary, sleepFor(1), 200, strategy)),
+        )
+        expect(outcomes.every((o) => o instanceof Error)).to.equal(true)
+        const id = Math.floor(Math.random() * 1e9)
+        const inserted = await Promise.race([
+          t.db
+            .insertInto('cancelled')
+            .values({ id })
+            .execute()
+            .then(() => 'inserted'),
+          new Promise((resolve) => setTimeout(() => resolve('still waiting after 5 s'), 5000)),
+        ])
+        expect(inserted).to.equal('inserted')
+      })
+    }
+
+    it("a cancel never interrupts another caller's statement", async () => {
+      const t = fx.create(cluster(), {
+        consistency: 'eventual',
+        health: { probeIntervalMs: 0 },
+        poolOptions: poolOf(2),
+        replicaNames: ['replica-1'],
+      })
+      open.push(t)
+      // A is aborted at 200 ms; B and C are not; C waits for a connection behind A.
+      const a = aborted(t.db, sleepFor(1), 200, 'cancel query')
+      const b = sleepFor(1).execute(t.db)
+      await new Promise((r) => setTimeout(r, 50))
+      const c = sleepFor(1).execute(t.db)
+      expect(await a).to.be.instanceOf(Error)
+      const [rb, rc] = await Promise.all([b, c])
+      // sleep() returns 1 when interrupted (MySQL); pg_sleep raises when cancelled.
+      expect(Number(rb.rows[0]?.s ?? 0)).to.equal(0)
+      expect(Number(rc.rows[0]?.s ?? 0)).to.equal(0)
+    })
+  })
+})
