@@ -1,12 +1,27 @@
 import type { ReplicaLoadView } from '../selection/replica-selector.js'
 import { PeakEwma } from './peak-ewma.js'
 
+/**
+ * How a node's latency samples become one estimate: {@link PeakEwma} and its alternatives all
+ * have this shape, so that {@link NodeLoad} can be measured with each (`bench/estimator.ts`).
+ */
+export interface LatencyEstimator {
+  /** Feeds one latency sample that ended at `nowMs`. */
+  observe(latencyMs: number, nowMs: number): void
+  /** The estimate at `nowMs`, or `undefined` without samples. A pure read. */
+  estimate(nowMs: number): number | undefined
+  /** Forgets every sample. */
+  reset(): void
+}
+
 export interface NodeLoadOptions {
   /**
    * Time constant of the latency EWMA in milliseconds (default 10 000, see {@link PeakEwma}): the
    * dialect's `latency.decayMs`. The load metric owns it; selectors only read the result.
    */
   readonly decayMs?: number
+  /** The latency estimator to use instead of the default one (then `decayMs` is not read). */
+  readonly estimator?: LatencyEstimator
 }
 
 /**
@@ -55,7 +70,7 @@ export function peakEwmaLoad(stats: ReplicaLoadView, nowMs: number): number {
  * ```
  */
 export class NodeLoad implements ReplicaLoadView {
-  readonly #ewma: PeakEwma
+  readonly #ewma: LatencyEstimator
   #inFlight = 0
   #lastProbeRttMs: number | undefined
   #readsServed = 0
@@ -64,7 +79,7 @@ export class NodeLoad implements ReplicaLoadView {
   #pendingStartSum = 0
 
   constructor(options: NodeLoadOptions = {}) {
-    this.#ewma = new PeakEwma(options.decayMs)
+    this.#ewma = options.estimator ?? new PeakEwma(options.decayMs)
   }
 
   /** Queries currently running on the node through this dialect. */
