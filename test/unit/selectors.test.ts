@@ -13,18 +13,7 @@ import type {
 } from '../../src/selection/replica-selector.js'
 import { RoundRobinSelector } from '../../src/selection/round-robin.js'
 import { WeightedSelector } from '../../src/selection/weighted.js'
-
-/** A small seeded PRNG (mulberry32): uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { mulberry32 } from '../support/seeded-random.js'
 
 interface FakeStats extends ReplicaLoadView {
   inFlight: number
