@@ -23,22 +23,29 @@
  * `p2c-ewma` with the same load metric (`peakEwmaLoad`: estimate, or the mean age of the
  * queries in flight when larger, × (in flight + 1)) over each candidate estimator:
  *
- * - `peak-ewma 10s`: Finagle's peak-EWMA, τ = 10 s (the library's estimator before this change);
+ * - `peak-ewma 10s`: Finagle's peak-EWMA, τ = 10 s (the library's estimator before `LatencyMedian`);
  * - `peak-ewma 1s`: the same with τ = 1 s;
  * - `ewma 1s`: a time-weighted EWMA without the peak rule, τ = 1 s;
  * - `median 32 samples`: the median of the last 32 samples;
- * - `median 16×10ms` / `median 16×25ms`: the median over the last 16 time slots of the mean of
- *   the samples that ended in each slot (`LatencyMedian`);
+ * - `median 8×10ms`, `median 16×5ms`, `median 16×25ms`: `LatencyMedian`, the median over the
+ *   last 8 or 16 time slots of the mean of the samples that ended in each slot;
+ * - `p2c-ewma (library defaults)`: `NodeLoad` as the dialect builds it (now `median 16×5ms`);
  * - `common-mode peak-ewma`: a peak-EWMA (τ = 10 s) fed with samples from which the excess seen
- *   at the same moment on every other node has been removed (a stall hits all nodes at once).
+ *   at the same moment on every other node has been removed (a stall hits all nodes at once);
+ * - `p2c over the true latency`: a yardstick, p2c over what each replica's latency really is
+ *   (told by the scenario): the best any estimator can do under the same load formula.
+ *
+ * `--sweep` adds `LatencyMedian` over a grid of slot counts and widths.
  *
  * Printed per scenario: the share of the reads started during spike windows that went to the
  * spiking replica, p50 / p99 / mean latency as the application sees it (stalls included),
- * throughput, and how long after each spike the replica gets half its fair share back.
+ * throughput, how long after each spike the replica gets half its fair share back, and the
+ * estimate of the last replica (never slowed) read every 20 ms, to compare with its real p50.
  *
  * Options: `--duration S` (20 simulated seconds, the first excluded as warm-up), `--seeds N`
  * (3: results are averaged), `--workers N` (32), `--stall-every MS` (1000), `--scenario
- * a,b,…` (all), `--contenders a,b,…` (all), `--quick` (8 s, 1 seed).
+ * a,b,…` (all), `--contenders a,b,…` (all), `--model client-bound|server-bound`, `--sweep`,
+ * `--quick` (8 s, 1 seed).
  */
 import { parseArgs } from 'node:util'
 import { LatencyMedian } from '../src/health/latency-median.js'
@@ -156,6 +163,29 @@ class Ewma implements LatencyEstimator {
   }
 }
 
+/** The p50 of an unloaded replica in the default model (the client's loop included). */
+const TRUE_BASE_MS = 3
+
+/**
+ * A yardstick, not an estimator: the latency the node really has now (3 ms + its injected
+ * delay), known from the scenario. What p2c does with it is what the load formula allows.
+ */
+class TrueLatency implements LatencyEstimator {
+  readonly #state: InjectedState
+
+  constructor(state: InjectedState) {
+    this.#state = state
+  }
+
+  observe(): void {}
+
+  estimate(): number {
+    return TRUE_BASE_MS + this.#state.delayMs
+  }
+
+  reset(): void {}
+}
+
 /** What every node of a {@link CommonModeEwma} fleet last showed. */
 interface FleetMember {
   load: NodeLoad | undefined
@@ -226,6 +256,8 @@ class CommonModeEwma implements LatencyEstimator {
 
 interface Contender {
   readonly name: string
+  /** Whether its selector reads the latency estimate (round-robin and the oracle do not). */
+  readonly usesEstimate: boolean
   /** The node loads of one run (a fresh estimator each), and the selector over them. */
   build(
     truth: ReadonlyMap<string, InjectedState>,
@@ -239,6 +271,7 @@ interface Contender {
 function p2c(name: string, estimator: () => LatencyEstimator): Contender {
   return {
     name,
+    usesEstimate: true,
     build: (_truth, replicas) => ({
       loads: Array.from({ length: replicas }, () => new NodeLoad({ estimator: estimator() })),
       selector: new P2cEwmaSelector(),
@@ -249,9 +282,11 @@ function p2c(name: string, estimator: () => LatencyEstimator): Contender {
 function plain(
   name: string,
   selector: (truth: ReadonlyMap<string, InjectedState>) => ReplicaSelector,
+  usesEstimate = false,
 ): Contender {
   return {
     name,
+    usesEstimate,
     build: (truth, replicas) => ({
       loads: Array.from({ length: replicas }, () => new NodeLoad()),
       selector: selector(truth),
@@ -268,9 +303,10 @@ const CONTENDERS: readonly Contender[] = [
   p2c('median 8×10ms', () => new LatencyMedian({ slotMs: 10, slots: 8 })),
   p2c('median 16×5ms', () => new LatencyMedian({ slotMs: 5, slots: 16 })),
   p2c('median 16×25ms', () => new LatencyMedian({ slotMs: 25, slots: 16 })),
-  plain('p2c-ewma, library defaults', () => new P2cEwmaSelector()),
+  plain('p2c-ewma (library defaults)', () => new P2cEwmaSelector(), true),
   {
     name: 'common-mode peak-ewma',
+    usesEstimate: true,
     build: (_truth, replicas) => {
       const fleet: FleetMember[] = []
       const loads = Array.from({ length: replicas }, () => {
@@ -281,6 +317,17 @@ const CONTENDERS: readonly Contender[] = [
       })
       return { loads, selector: new P2cEwmaSelector() }
     },
+  },
+  {
+    name: 'p2c over the true latency',
+    usesEstimate: true,
+    build: (truth, replicas) => ({
+      loads: Array.from(
+        { length: replicas },
+        (_, i) => new NodeLoad({ estimator: new TrueLatency(truth.get(`replica-${i + 1}`)!) }),
+      ),
+      selector: new P2cEwmaSelector(),
+    }),
   },
   plain('oracle', (truth) => new OracleSelector(truth)),
   // --sweep: the slotted median's parameters.
@@ -657,7 +704,7 @@ for (const scenario of scenarios) {
     const shown = scenario.name.startsWith('spike') ? slowOnSlow / Math.max(1, slowReads) : share1
     const perSecond = reads / SEEDS / ((DURATION_MS - WARMUP_MS) / 1000)
     console.log(
-      `| ${contender.name} | ${pct(shown)} | ${ms(percentile(merged, 0.5))} | ${ms(percentile(merged, 0.99))} | ${ms(percentile(merged, 0.999))} | ${ms(sum / merged.length)} | ${perSecond.toFixed(0)} | ${recoveries > 0 ? `${(recovery / recoveries).toFixed(0)} ms` : '–'} | ${ms(percentile(estimates, 0.5))} / ${ms(percentile(estimates, 0.9))} |`,
+      `| ${contender.name} | ${pct(shown)} | ${ms(percentile(merged, 0.5))} | ${ms(percentile(merged, 0.99))} | ${ms(percentile(merged, 0.999))} | ${ms(sum / merged.length)} | ${perSecond.toFixed(0)} | ${recoveries > 0 ? `${(recovery / recoveries).toFixed(0)} ms` : '–'} | ${contender.usesEstimate ? `${ms(percentile(estimates, 0.5))} / ${ms(percentile(estimates, 0.9))}` : '–'} |`,
     )
   }
   console.log('')

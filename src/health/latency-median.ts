@@ -1,7 +1,7 @@
 import { ReplicatedConfigError } from '../core/contracts/errors.js'
 
 /** Default {@link LatencyMedianOptions.slotMs}. */
-export const DEFAULT_MEDIAN_SLOT_MS = 10
+export const DEFAULT_MEDIAN_SLOT_MS = 5
 
 /** Default {@link LatencyMedianOptions.slots}. */
 export const DEFAULT_MEDIAN_SLOTS = 16
@@ -11,7 +11,7 @@ export const DEFAULT_MEDIAN_IDLE_DECAY_MS = 10_000
 
 export interface LatencyMedianOptions {
   /**
-   * Width of a time slot in milliseconds (default 10): the samples that end within one slot
+   * Width of a time slot in milliseconds (default 5): the samples that end within one slot
    * count as one value, their mean. A client-side stall (a long garbage collection, a blocked
    * event loop) releases every reply that arrived meanwhile at the same instant, all inflated
    * by the stall: they land in one slot (two when the burst straddles a boundary), so the
@@ -21,8 +21,8 @@ export interface LatencyMedianOptions {
   /**
    * How many recent slots the median is taken over (default 16, an integer from 1 to 1024). A
    * persistent change wins once it fills more than half of them: on a busy node about
-   * `slots / 2 × slotMs` (80 ms by default), on a node that gets a query now and then
-   * `slots / 2 + 1` samples.
+   * `slots / 2 × slotMs` (40 ms by default), on a node that gets a query now and then
+   * `slots / 2 + 1` samples. `bench/estimator.ts` compares settings.
    */
   readonly slots?: number
   /**
@@ -52,7 +52,7 @@ export interface LatencyMedianOptions {
  *
  * @example
  * ```ts
- * const median = new LatencyMedian({ slotMs: 10, slots: 16 })
+ * const median = new LatencyMedian({ slotMs: 5, slots: 16 })
  * median.observe(3, 0)
  * median.observe(120, 100) // one stalled reply
  * median.observe(2, 200)
