@@ -1,12 +1,31 @@
 import type { ReplicaLoadView } from '../selection/replica-selector.js'
-import { PeakEwma } from './peak-ewma.js'
+import { LatencyMedian } from './latency-median.js'
+
+/**
+ * How a node's latency samples become one estimate: {@link LatencyMedian} (the default),
+ * `PeakEwma` and the alternatives measured by `bench/estimator.ts` all have this shape.
+ */
+export interface LatencyEstimator {
+  /** Feeds one latency sample that ended at `nowMs`. */
+  observe(latencyMs: number, nowMs: number): void
+  /** The estimate at `nowMs`, or `undefined` without samples. A pure read. */
+  estimate(nowMs: number): number | undefined
+  /** Forgets every sample. */
+  reset(): void
+}
 
 export interface NodeLoadOptions {
   /**
-   * Time constant of the latency EWMA in milliseconds (default 10 000, see {@link PeakEwma}): the
+   * Time constant in milliseconds with which the estimate of a node not heard from decays toward
+   * 0 when read (default 10 000, see {@link LatencyMedian}), so that it gets tried again: the
    * dialect's `latency.decayMs`. The load metric owns it; selectors only read the result.
    */
   readonly decayMs?: number
+  /**
+   * The latency estimator to use instead of the default {@link LatencyMedian} (then `decayMs` is
+   * not read): for benchmarks and tests.
+   */
+  readonly estimator?: LatencyEstimator
 }
 
 /**
@@ -16,7 +35,10 @@ export interface NodeLoadOptions {
 export const NO_HISTORY_PENALTY_MS = 1_000_000
 
 /**
- * Finagle's peak-EWMA load of a node at `nowMs`: its latency estimate × (queries in flight + 1).
+ * The load of a node at `nowMs`, as Finagle's peak-EWMA balancer computes it: its latency
+ * estimate (or the mean age of its queries in flight, when larger) × (queries in flight + 1).
+ * The name is the selector's (`p2c-ewma`); the estimate itself is the node's
+ * ({@link NodeLoad.latencyEstimateMs}, an outlier-robust median by default).
  * A node without latency history costs 0 while nothing is in flight, so new nodes get tried,
  * and {@link NO_HISTORY_PENALTY_MS} per query in flight otherwise, so they are not flooded. The
  * load metric, kept apart from the distributor that compares it (`P2cEwmaSelector`), as in
@@ -42,8 +64,10 @@ export function peakEwmaLoad(stats: ReplicaLoadView, nowMs: number): number {
 
 /**
  * The live load figures of one node, kept by the library and read by selectors through the
- * {@link ReplicaLoadView} interface: queries in flight, the last probe's round trip and a
- * peak-sensitive EWMA of latencies fed by successful queries and probes.
+ * {@link ReplicaLoadView} interface: queries in flight and their age, the last probe's round
+ * trip and a latency estimate fed by successful queries and probes: by default
+ * {@link LatencyMedian}, the median over recent time slots, which a client-side stall (every
+ * query in flight on every node delayed at once) does not move.
  *
  * @example
  * ```ts
@@ -55,7 +79,7 @@ export function peakEwmaLoad(stats: ReplicaLoadView, nowMs: number): number {
  * ```
  */
 export class NodeLoad implements ReplicaLoadView {
-  readonly #ewma: PeakEwma
+  readonly #estimator: LatencyEstimator
   #inFlight = 0
   #lastProbeRttMs: number | undefined
   #readsServed = 0
@@ -64,7 +88,7 @@ export class NodeLoad implements ReplicaLoadView {
   #pendingStartSum = 0
 
   constructor(options: NodeLoadOptions = {}) {
-    this.#ewma = new PeakEwma(options.decayMs)
+    this.#estimator = options.estimator ?? new LatencyMedian({ idleDecayMs: options.decayMs })
   }
 
   /** Queries currently running on the node through this dialect. */
@@ -87,9 +111,12 @@ export class NodeLoad implements ReplicaLoadView {
     return this.#errors
   }
 
-  /** Peak-sensitive EWMA of observed latencies at `nowMs`, or `undefined` without samples. */
+  /**
+   * The latency estimate at `nowMs` (by default the median of recent latencies, see
+   * {@link LatencyMedian}), or `undefined` without samples.
+   */
   latencyEstimateMs(nowMs: number): number | undefined {
-    return this.#ewma.estimate(nowMs)
+    return this.#estimator.estimate(nowMs)
   }
 
   /** A query starts on the node at `nowMs`. Pair every call with one {@link finish}. */
@@ -110,14 +137,14 @@ export class NodeLoad implements ReplicaLoadView {
    * round trip (or from nothing), instead of holding the stall for the decay's duration.
    */
   recover(rttMs: number | undefined, nowMs: number): void {
-    this.#ewma.reset()
-    if (rttMs !== undefined) this.#ewma.observe(rttMs, nowMs)
+    this.#estimator.reset()
+    if (rttMs !== undefined) this.#estimator.observe(rttMs, nowMs)
   }
 
   /**
-   * A query started with {@link start} ended after `latencyMs`. A success feeds the EWMA. A
-   * failure is counted and can only raise the estimate (a slow timeout counts, a fast
-   * "connection refused" must not make the node look fast).
+   * A query started with {@link start} ended after `latencyMs`. A success feeds the estimate. A
+   * failure is counted, and fed only when slower than the estimate (a slow timeout counts, a
+   * fast "connection refused" must not make the node look fast).
    */
   finish(latencyMs: number, nowMs: number, ok: boolean): void {
     if (this.#inFlight > 0) {
@@ -126,10 +153,11 @@ export class NodeLoad implements ReplicaLoadView {
     }
     if (ok) {
       this.#readsServed += 1
-      this.#ewma.observe(latencyMs, nowMs)
+      this.#estimator.observe(latencyMs, nowMs)
     } else {
       this.#errors += 1
-      if (latencyMs > (this.#ewma.estimate(nowMs) ?? 0)) this.#ewma.observe(latencyMs, nowMs)
+      if (latencyMs > (this.#estimator.estimate(nowMs) ?? 0))
+        this.#estimator.observe(latencyMs, nowMs)
     }
   }
 
@@ -141,10 +169,10 @@ export class NodeLoad implements ReplicaLoadView {
     this.#errors += 1
   }
 
-  /** A successful health probe took `rttMs`: remembered as `lastProbeRttMs` and fed to the EWMA. */
+  /** A successful health probe took `rttMs`: remembered as `lastProbeRttMs` and fed to the estimate. */
   recordProbe(rttMs: number, nowMs: number): void {
     if (!Number.isFinite(rttMs)) return
     this.#lastProbeRttMs = Math.max(rttMs, 0)
-    this.#ewma.observe(rttMs, nowMs)
+    this.#estimator.observe(rttMs, nowMs)
   }
 }

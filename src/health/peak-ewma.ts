@@ -1,10 +1,16 @@
 import { ReplicatedConfigError } from '../core/contracts/errors.js'
 
-/** Default time constant of {@link PeakEwma}, in milliseconds (Finagle's default: 10 s). */
+/**
+ * Default time constant of {@link PeakEwma}, in milliseconds (Finagle's default: 10 s), and the
+ * default `latency.decayMs` (with which an idle node's estimate decays, see `LatencyMedian`).
+ */
 export const DEFAULT_DECAY_MS = 10_000
 
 /**
- * Finagle's peak-sensitive exponentially weighted moving average of round-trip times.
+ * Finagle's peak-sensitive exponentially weighted moving average of round-trip times. No longer
+ * the nodes' default estimator (`LatencyMedian` is: a client-side stall inflates every sample in
+ * flight at once, and the peak rule kept it for seconds); kept as an alternative
+ * `LatencyEstimator` and as the yardstick of `bench/estimator.ts`.
  *
  * On each sample `rtt` at time `t`, with `w = exp(-(t - lastT) / decayMs)`: when `rtt` exceeds
  * the cost, the cost jumps to `rtt` at once; otherwise it moves toward `rtt` by

@@ -3,12 +3,16 @@ import { randomIndex } from './random.js'
 import type { ReplicaCandidate, ReplicaSelector, SelectionContext } from './replica-selector.js'
 
 /**
- * Finagle's power of two choices over peak-EWMA load: two distinct candidates are drawn at
+ * Finagle's power of two choices over a latency-based load: two distinct candidates are drawn at
  * random and the one with the lower load wins (ties: random). The load,
- * `latencyEstimateMs(now) * (inFlight + 1)` with a rule for nodes without history, is the load
- * metric's ({@link peakEwmaLoad}); the latency estimate and its decay time (`latency.decayMs`)
- * belong to each node's stats. O(1) per pick; comparing two random nodes instead of taking the
- * global minimum keeps clients from herding onto the same node on stale figures.
+ * `latencyEstimateMs(now) * (inFlight + 1)` (the mean age of the queries in flight replaces the
+ * estimate when larger), with a rule for nodes without history, is the load metric's
+ * ({@link peakEwmaLoad}); the latency estimate belongs to each node's stats: an outlier-robust
+ * median of recent latencies (`LatencyMedian`) rather than Finagle's peak-EWMA, whose peaks
+ * held every node's estimate at the level of the last client-side stall (the selector keeps
+ * the name). O(1) per pick; comparing two random nodes
+ * instead of taking the global minimum keeps clients from herding onto the same node on stale
+ * figures.
  *
  * @example
  * ```ts

@@ -18,7 +18,11 @@ export interface ReplicaLoadView {
   readonly inFlight: number
   /** Round trip of the last successful probe, or `undefined` before the first probe. */
   readonly lastProbeRttMs: number | undefined
-  /** Peak-sensitive EWMA of observed latencies (queries and probes) at time `nowMs`, or `undefined` without samples. */
+  /**
+   * The node's latency estimate at time `nowMs`, from observed latencies (queries and probes):
+   * the median over its recent time slots, which a client-side stall does not move, decaying
+   * toward 0 while the node is not heard from; `undefined` without samples.
+   */
   latencyEstimateMs(nowMs: number): number | undefined
   /**
    * Mean time the queries now in flight have been running at `nowMs` (0 when none): a node that

@@ -145,10 +145,41 @@ describe('NodeLoad', () => {
     expect(load.latencyEstimateMs(0)).to.equal(40)
     load.start(0)
     load.finish(10, 1_000, true)
-    const w = Math.exp(-1)
-    expect(load.latencyEstimateMs(1_000)).to.be.closeTo(40 * w + 10 * (1 - w), 1e-9)
+    // The default estimator: the median of the recent slots (here two, one sample each).
+    expect(load.latencyEstimateMs(1_000)).to.equal(25)
     expect(load.readsServed).to.equal(2)
     expect(load.errors).to.equal(0)
+  })
+
+  it('uses the estimator it is given', () => {
+    const load = new NodeLoad({ estimator: new PeakEwma(1_000) })
+    load.start(0)
+    load.finish(40, 0, true)
+    load.start(0)
+    load.finish(10, 1_000, true)
+    const w = Math.exp(-1)
+    expect(load.latencyEstimateMs(1_000)).to.be.closeTo(40 * w + 10 * (1 - w), 1e-9)
+  })
+
+  it('keeps its estimate through a client stall that delays every query in flight', () => {
+    const load = new NodeLoad()
+    let t = 0
+    for (let k = 0; k < 50; k++, t += 10) {
+      load.start(t)
+      load.finish(3, t + 3, true)
+    }
+    // 20 queries in flight when the loop stalls for 120 ms: all come back at once, 120 ms late.
+    for (let q = 0; q < 20; q++) load.start(t)
+    t += 123
+    for (let q = 0; q < 20; q++) load.finish(123, t + q * 0.05, true)
+    expect(load.latencyEstimateMs(t + 1)).to.be.closeTo(3, 0.01)
+    // (The failure it prevents) the peak-EWMA takes the stall as the node's latency.
+    const peak = new NodeLoad({ estimator: new PeakEwma() })
+    peak.start(0)
+    peak.finish(3, 3, true)
+    peak.start(3)
+    peak.finish(123, 126, true)
+    expect(peak.latencyEstimateMs(126)).to.equal(123)
   })
 
   it('does not let a fast failure change the estimate', () => {
@@ -171,13 +202,17 @@ describe('NodeLoad', () => {
     expect(control.latencyEstimateMs(500)).not.to.equal(before)
   })
 
-  it('lets a slow failure (a timeout) raise the estimate', () => {
+  it('lets slow failures (timeouts) raise the estimate', () => {
     const load = new NodeLoad()
     load.start(0)
     load.finish(5, 0, true)
     load.start(0)
     load.finish(2_000, 10, false)
-    expect(load.latencyEstimateMs(10)).to.equal(2_000)
+    expect(load.latencyEstimateMs(10)).to.be.above(5)
+    load.start(10)
+    load.finish(2_000, 20, false)
+    expect(load.latencyEstimateMs(20)).to.equal(2_000)
+    expect(load.errors).to.equal(2)
   })
 
   it('records a probe as the last probe round trip and as a latency sample', () => {

@@ -1,6 +1,8 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { NO_HISTORY_PENALTY_MS, NodeLoad } from '../../src/health/node-load.js'
+import { DEFAULT_MEDIAN_SLOTS } from '../../src/health/latency-median.js'
+import { NO_HISTORY_PENALTY_MS, NodeLoad, peakEwmaLoad } from '../../src/health/node-load.js'
+import { PeakEwma } from '../../src/health/peak-ewma.js'
 import { BUILT_IN_SELECTOR_NAMES, createSelector } from '../../src/selection/create-selector.js'
 import { LeastLatencySelector } from '../../src/selection/least-latency.js'
 import { P2cEwmaSelector } from '../../src/selection/p2c-ewma.js'
@@ -13,18 +15,7 @@ import type {
 } from '../../src/selection/replica-selector.js'
 import { RoundRobinSelector } from '../../src/selection/round-robin.js'
 import { WeightedSelector } from '../../src/selection/weighted.js'
-
-/** A small seeded PRNG (mulberry32): uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { mulberry32 } from '../support/seeded-random.js'
 
 interface FakeStats extends ReplicaLoadView {
   inFlight: number
@@ -365,6 +356,127 @@ describe('P2cEwmaSelector', () => {
     expect(tally(selector, list, 100, context(7, 0)).get('slow')).to.equal(100)
     // 5 s later: 100 × e^-5 ≈ 0.7 against 50 × e^-0.05 ≈ 47.6.
     expect(tally(selector, list, 100, context(7, 5_000)).get('quick')).to.equal(100)
+  })
+})
+
+describe('P2cEwmaSelector over NodeLoad (the default latency estimate)', () => {
+  /** Two replicas with a history: `fast` answers in `fastMs`, `slow` in `slowMs`, every 5 ms. */
+  function twoReplicas(
+    fastMs: number,
+    slowMs: number,
+  ): {
+    fast: NodeLoad
+    slow: NodeLoad
+    list: ReplicaCandidate[]
+    nowMs: number
+  } {
+    const fast = new NodeLoad()
+    const slow = new NodeLoad()
+    let t = 0
+    for (let k = 0; k < 40; k++, t += 5) {
+      fast.start(t)
+      fast.finish(fastMs, t + fastMs, true)
+      slow.start(t)
+      slow.finish(slowMs, t + slowMs, true)
+    }
+    const list: ReplicaCandidate[] = [
+      { name: 'fast', weight: 1, index: 0, stats: fast },
+      { name: 'slow', weight: 1, index: 1, stats: slow },
+    ]
+    return { fast, slow, list, nowMs: t + slowMs }
+  }
+
+  it('keeps preferring the faster replica after a client stall delayed every reply on both', () => {
+    const { fast, slow, list, nowMs } = twoReplicas(2, 20)
+    // 8 queries in flight on each when the event loop stalls 100 ms: all come back 100 ms late.
+    for (let q = 0; q < 8; q++) {
+      fast.start(nowMs)
+      slow.start(nowMs)
+    }
+    const end = nowMs + 100
+    for (let q = 0; q < 8; q++) {
+      fast.finish(100, end + q * 0.1, true)
+      slow.finish(100, end + q * 0.1 + 0.05, true)
+    }
+    // Three queries still in flight on the fast one: 2 ms × 4 against 20 ms × 1.
+    for (let q = 0; q < 3; q++) fast.start(end + 1)
+    expect(tally(new P2cEwmaSelector(), list, 100, context(8, end + 1)).get('fast')).to.equal(100)
+
+    // (The failure it prevents) with the peak-EWMA, both estimates are the stall's 100 ms and
+    // the query count decides: 100 × 4 against 100 × 1.
+    const peakFast = new NodeLoad({ estimator: new PeakEwma() })
+    const peakSlow = new NodeLoad({ estimator: new PeakEwma() })
+    for (const [load, ms] of [
+      [peakFast, 2],
+      [peakSlow, 20],
+    ] as const) {
+      load.start(0)
+      load.finish(ms, ms, true)
+      load.start(ms)
+      load.finish(100, ms + 100, true)
+    }
+    for (let q = 0; q < 3; q++) peakFast.start(121)
+    const peakList: ReplicaCandidate[] = [
+      { name: 'fast', weight: 1, index: 0, stats: peakFast },
+      { name: 'slow', weight: 1, index: 1, stats: peakSlow },
+    ]
+    expect(tally(new P2cEwmaSelector(), peakList, 100, context(8, 121)).get('slow')).to.equal(100)
+  })
+
+  /**
+   * Feeds `changing` replies of `ms` (and `steady` its usual 5 ms ones alongside) until every
+   * pick goes to `winner`: how many replies of `changing` that took.
+   */
+  function repliesUntil(
+    replicas: ReturnType<typeof twoReplicas>,
+    changing: NodeLoad,
+    ms: number,
+    winner: string,
+  ): number {
+    const { list, fast } = replicas
+    let t = replicas.nowMs
+    let replies = 0
+    const selector = new P2cEwmaSelector()
+    while (tally(selector, list, 20, context(9, t)).get(winner)! < 20 && replies < 100) {
+      changing.start(t)
+      fast.start(t)
+      t += Math.max(ms, 5)
+      changing.finish(ms, t, true)
+      fast.finish(5, t, true)
+      replies += 1
+    }
+    return replies
+  }
+
+  it('moves reads off a replica whose slowdown persists after half the window, not before', () => {
+    const replicas = twoReplicas(5, 5)
+    // 16 slots: the 9th slow reply makes them the majority (the 8th ties the median at 17.5 ms,
+    // which already loses to 5 ms).
+    const replies = repliesUntil(replicas, replicas.slow, 30, 'fast')
+    expect(replies).to.be.within(DEFAULT_MEDIAN_SLOTS / 2, DEFAULT_MEDIAN_SLOTS / 2 + 1)
+  })
+
+  it('gives reads back to a replica whose slowdown ended within half the window', () => {
+    const replicas = twoReplicas(5, 40)
+    const replies = repliesUntil(replicas, replicas.slow, 2, 'slow')
+    expect(replies).to.be.within(DEFAULT_MEDIAN_SLOTS / 2, DEFAULT_MEDIAN_SLOTS / 2 + 1)
+  })
+
+  it('gives reads to a replica at once when it comes back from an outage (recover)', () => {
+    const { slow, list, nowMs } = twoReplicas(5, 5_000)
+    slow.recover(0.5, nowMs)
+    expect(tally(new P2cEwmaSelector(), list, 20, context(11, nowMs)).get('slow')).to.equal(20)
+  })
+
+  it('tries a replica without history, one query at a time', () => {
+    const { list, nowMs } = twoReplicas(1, 1)
+    const fresh = new NodeLoad()
+    const withFresh = [list[0]!, { name: 'fresh', weight: 1, index: 2, stats: fresh }]
+    const selector = new P2cEwmaSelector()
+    expect(selector.select(withFresh, context(12, nowMs))?.name).to.equal('fresh')
+    fresh.start(nowMs)
+    expect(tally(selector, withFresh, 20, context(12, nowMs)).get('fresh')).to.equal(0)
+    expect(peakEwmaLoad(fresh, nowMs)).to.equal(NO_HISTORY_PENALTY_MS)
   })
 })
 

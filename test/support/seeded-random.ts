@@ -1,0 +1,20 @@
+/**
+ * A small seeded PRNG (mulberry32): uniform in [0, 1), the same sequence for the same seed. For
+ * tests and simulations that must print the same figures on every run.
+ *
+ * @example
+ * ```ts
+ * const random = mulberry32(42)
+ * selector.select(candidates, { nowMs: 0, random })
+ * ```
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
