@@ -47,6 +47,7 @@ export class ReadPlanner {
   readonly #emit: (event: ReplicationEvent) => void
   readonly #lagResolutionMs: number
   #fallbackReads = 0
+  #readPlan: Extract<ReadPlan, { kind: 'replica' }> | undefined
   #causalSupported = true
   #causalUnsupportedReported = false
   #unknownWriteReported = false
@@ -138,9 +139,12 @@ export class ReadPlanner {
   }
 
   #anyReplica(usable: readonly ReplicaCandidate[]): ReadPlan {
-    return usable.length > 0
-      ? { kind: 'replica', candidates: usable, reason: 'read' }
-      : this.#noReplica()
+    if (usable.length === 0) return this.#noReplica()
+    // One plan object per usable set (the set is identity-stable): no allocation per read.
+    if (this.#readPlan?.candidates !== usable) {
+      this.#readPlan = Object.freeze({ kind: 'replica', candidates: usable, reason: 'read' })
+    }
+    return this.#readPlan
   }
 
   #noReplica(): ReadPlan {
