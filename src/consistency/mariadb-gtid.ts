@@ -40,6 +40,16 @@ function fail(text: string, why: string): never {
  */
 export function parseMariadbGtidList(text: string): MariadbGtidList {
   if (typeof text !== 'string') throw new TypeError('A MariaDB GTID list must be a string')
+  // The common case, one GTID as session tracking reports it (`0-1-42`): no split, no sort.
+  const single = GTID_RE.exec(text)
+  if (single !== null) {
+    const domain = Number(single[1])
+    const server = Number(single[2])
+    const seq = BigInt(single[3]!)
+    if (domain <= MARIADB_MAX_ID && server <= MARIADB_MAX_ID && seq <= MARIADB_MAX_SEQ) {
+      return new Map([[domain, { server, seq }]])
+    }
+  }
   const trimmed = text.replace(ASCII_SPACE_RE, '')
   if (trimmed === '') return new Map()
   const entries: [number, MariadbGtid][] = []

@@ -1,8 +1,5 @@
 import type { PhysicalConnection } from './contracts/engine.js'
 
-/** Cancels in flight (`KILL QUERY`, `pg_cancel_backend`), by the connection they target. */
-const pending = new WeakMap<PhysicalConnection, Promise<unknown>>()
-
 /** How long a cancel (connect and statement) may take before the target is destroyed instead. */
 export const CONTROL_TIMEOUT_MS = 2000
 
@@ -12,9 +9,9 @@ export function trackCancel(connection: PhysicalConnection, work: Promise<unknow
     () => undefined,
     () => undefined,
   )
-  pending.set(connection, settled)
+  connection.cancelling = settled
   void settled.then(() => {
-    if (pending.get(connection) === settled) pending.delete(connection)
+    if (connection.cancelling === settled) connection.cancelling = undefined
   })
 }
 
@@ -24,7 +21,7 @@ export function trackCancel(connection: PhysicalConnection, work: Promise<unknow
  * caller's statement when the cancel lands, and interrupt it.
  */
 export function releaseAfterCancel(connection: PhysicalConnection, destroy: boolean): void {
-  const cancel = pending.get(connection)
+  const cancel = connection.cancelling
   if (cancel === undefined) {
     if (destroy) connection.destroy()
     else connection.release()

@@ -171,34 +171,22 @@ export class Executor {
     signal: AbortSignal | undefined,
   ): Promise<Target> {
     for (;;) {
-      const target = await this.#next(session, statement, signal)
-      const started = this.#o.monitor.started(target.node, target.connection)
+      const { target, span, started } = await this.#begin(session, statement, signal)
       try {
-        await operation(target.connection)
+        await (span === undefined
+          ? operation(target.connection)
+          : span.run(() => operation(target.connection)))
+        span?.end()
         this.#o.monitor.succeeded(target.node, target.connection, started)
         this.#o.statistics.metrics?.statement(target, statement.query.sql, this.#o.now() - started) // Metrics
         target.leaveFallback?.()
         return target
       } catch (error) {
+        span?.end(error)
         await this.#failed(session, target, error, started, false, statement, signal)
+      } finally {
+        session.running = undefined
       }
-    }
-  }
-
-  /**
-   * The next target of the statement planned in `session.route`: reached, or after re-planning
-   * without each replica that could not be reached (the retry policy's call).
-   */
-  async #next(
-    session: Session,
-    statement: Statement,
-    signal: AbortSignal | undefined,
-  ): Promise<Target> {
-    for (;;) {
-      const reached = await this.#reach(session, statement, session.route!, signal, session.tried)
-      if (reached === REPLANNED) continue
-      if (!(reached instanceof NodeRuntime)) return reached
-      this.#retryWithout(session, reached, statement)
     }
   }
 
@@ -209,13 +197,22 @@ export class Executor {
     session.route = this.#o.router.plan(statement, session, this.#o.now(), tried)
   }
 
-  /** Reaches the next target and starts the statement there: comment, span, accounting. */
+  /**
+   * Reaches the next target of the statement planned in `session.route` (re-planning without
+   * each replica that could not be reached, the retry policy's call, or for a new primary) and
+   * starts the statement there: comment, span, accounting. One async frame for the common case.
+   */
   async #begin(
     session: Session,
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<Attempt> {
-    const target = await this.#next(session, statement, signal)
+    let reached = await this.#reach(session, statement, session.route!, signal, session.tried)
+    while (reached === REPLANNED || reached instanceof NodeRuntime) {
+      if (reached !== REPLANNED) this.#retryWithout(session, reached, statement)
+      reached = await this.#reach(session, statement, session.route!, signal, session.tried)
+    }
+    const target = reached
     const sent = this.#decorate(statement.query, target)
     const span = this.#span(target, sent)
     session.running = target

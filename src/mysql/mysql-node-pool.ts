@@ -199,6 +199,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   isNew = true
   owner: LifecycleOwner | undefined
   killed = false
+  cancelling: Promise<void> | undefined = undefined
   #done = false
 
   readonly #trackPositions: boolean

@@ -212,6 +212,7 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
   readonly isNew: boolean
   owner: LifecycleOwner | undefined
   killed = false
+  cancelling: Promise<void> | undefined = undefined
   readonly #onError: (error: Error) => void
   #done = false
   #discard = false

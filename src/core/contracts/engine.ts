@@ -29,6 +29,11 @@ export interface PhysicalConnection {
    * pool hands the physical connection out again.
    */
   killed: boolean
+  /**
+   * A cancel aimed at this connection's statement, while one is in flight (see `core/cancels`):
+   * the connection goes back to its pool only after it.
+   */
+  cancelling?: Promise<void> | undefined
   execute<R>(query: CompiledQuery, signal?: AbortSignal): Promise<NodeQueryOutcome<R>>
   stream<R>(
     query: CompiledQuery,
