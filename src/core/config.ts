@@ -582,7 +582,11 @@ export function checkReplicaConfig(
     fail(`duplicate node name "${name}": every node needs its own name`)
   }
   checkNodeSettings(node, `replica "${name}"`, 'replica', options.isPool, fail)
-  const weight = node.weight
+  checkWeight(node.weight, name, fail)
+}
+
+/** A replica's `weight`: a positive finite number, when given. */
+function checkWeight(weight: unknown, name: string, fail: Fail): void {
   if (
     weight !== undefined &&
     !(typeof weight === 'number' && Number.isFinite(weight) && weight > 0)
@@ -681,15 +685,7 @@ function checkNodes(
     }
     names.add(name)
     checkNodeSettings(replica, `replica "${name}"`, at, isPool, fail)
-    const weight = replica.weight
-    if (
-      weight !== undefined &&
-      !(typeof weight === 'number' && Number.isFinite(weight) && weight > 0)
-    ) {
-      fail(
-        `replica "${name}": \`weight\` must be a positive finite number, got ${describeValue(weight)}`,
-      )
-    }
+    checkWeight(replica.weight, name, fail)
   }
 }
 

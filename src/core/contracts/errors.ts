@@ -9,6 +9,17 @@ export class KyselyReplicatedError extends Error {
   }
 }
 
+/** An error about one node, which it names (`node`). */
+export class KyselyReplicatedNodeError extends KyselyReplicatedError {
+  constructor(
+    message: string,
+    readonly node: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+}
+
 /** The dialect configuration is invalid. Thrown by the dialect constructor. */
 export class ReplicatedConfigError extends KyselyReplicatedError {}
 
@@ -24,29 +35,16 @@ export class DialectDestroyedError extends KyselyReplicatedError {}
  * statement was abandoned and its connection closed. Reads are re-run on another node when no
  * row had reached the caller; otherwise this reaches the caller, naming the node.
  */
-export class NodeUnreachableError extends KyselyReplicatedError {
+export class NodeUnreachableError extends KyselyReplicatedNodeError {
   readonly code = 'KR_NODE_UNREACHABLE'
-  constructor(
-    message: string,
-    readonly node: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options)
-  }
 }
 
 /**
  * A read ran longer than its `readTimeoutMs` (dialect option or `withReadTimeout(db, ms)`): it was
  * abandoned and its connection closed. Not retried, and not held against the node.
  */
-export class ReadTimeoutError extends KyselyReplicatedError {
+export class ReadTimeoutError extends KyselyReplicatedNodeError {
   readonly code = 'KR_READ_TIMEOUT'
-  constructor(
-    message: string,
-    readonly node: string,
-  ) {
-    super(message)
-  }
 }
 
 /**
@@ -54,16 +52,9 @@ export class ReadTimeoutError extends KyselyReplicatedError {
  * continue on another node. Retry the whole transaction (or unit of work): it will run on the new
  * primary.
  */
-export class PrimaryChangedError extends KyselyReplicatedError {
+export class PrimaryChangedError extends KyselyReplicatedNodeError {
   readonly code = 'KR_PRIMARY_CHANGED'
   readonly retriable = true
-  constructor(
-    message: string,
-    readonly node: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options)
-  }
 }
 
 /**
@@ -71,15 +62,8 @@ export class PrimaryChangedError extends KyselyReplicatedError {
  * time (`topology.writeWaitMs`), or several nodes take writes (a split brain is refused, not
  * guessed). Nothing was written.
  */
-export class PrimaryUnavailableError extends KyselyReplicatedError {
+export class PrimaryUnavailableError extends KyselyReplicatedNodeError {
   readonly code = 'KR_PRIMARY_UNAVAILABLE'
-  constructor(
-    message: string,
-    readonly node: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options)
-  }
 }
 
 /** No replica was usable for a read and `fallback` is `'error'` (or the primary fallback cap was reached). */
@@ -99,15 +83,7 @@ export class ReadOnlyViolationError extends KyselyReplicatedError {
 }
 
 /** `onCreateConnection` failed on a new connection; the connection was closed and not reused. */
-export class ConnectionSetupError extends KyselyReplicatedError {
-  constructor(
-    message: string,
-    readonly node: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options)
-  }
-}
+export class ConnectionSetupError extends KyselyReplicatedNodeError {}
 
 /**
  * Adds the node's name to an error raised by the database driver and returns the same object,
