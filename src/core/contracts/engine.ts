@@ -150,7 +150,7 @@ export interface Engine {
    * 1049 ...; PostgreSQL 28000, 28P01, 3D000), which count against the node only when raised while
    * connecting (as a statement's own error, `USE missing_db` is the caller's).
    */
-  isConnectError?(error: unknown): boolean
+  isConnectError(error: unknown): boolean
   /** The server's connection limit and connections in use, for the pool-size warning. */
   serverCapacity?(connection: PhysicalConnection): Promise<{ max: number; used: number }>
 }
