@@ -54,8 +54,8 @@ export class ManagedPool implements NodePool, LifecycleOwner {
     return this.#inner.init(signal)
   }
 
-  end(): Promise<void> {
-    return this.#inner.end()
+  end(graceMs?: number): Promise<void> {
+    return this.#inner.end(graceMs)
   }
 
   endpoint(): NodeEndpoint | undefined {

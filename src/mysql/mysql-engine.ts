@@ -10,7 +10,7 @@ import type {
 import { ConnectionSetupError } from '../core/contracts/errors.js'
 import type { NodePoolSetup } from '../core/contracts/node-setup.js'
 import type { MysqlPhysicalConnection } from './mysql-node-pool.js'
-import type { MysqlPoolConnection } from './mysql-pool-types.js'
+import type { MysqlPoolConnection, MysqlStandaloneConnection } from './mysql-pool-types.js'
 
 /**
  * mysql2 error codes that mean the connection or the server is gone or refuses new sessions —
@@ -102,7 +102,7 @@ export class MysqlEngine implements Engine {
   /** Prepares a new physical connection (called once per connection by the node pool). */
   async setUpConnection(
     connection: MysqlPhysicalConnection,
-    raw: MysqlPoolConnection,
+    raw: MysqlPoolConnection | MysqlStandaloneConnection,
     setup: NodePoolSetup,
   ): Promise<void> {
     const handshake = (raw as { _handshakePacket?: { serverVersion?: unknown } })._handshakePacket

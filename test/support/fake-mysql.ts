@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import sinon from 'sinon'
 
 /** One statement a fake node received. */
@@ -45,6 +46,44 @@ export interface FakeMysqlNode {
   hang: RegExp | undefined
   /** Kills every hung statement's connection as the server would on a lost session. */
   lose(): void
+  /** Every connection made so far, by creation order (`all[0]` has thread id 1). */
+  readonly all: readonly FakeMysqlConnection[]
+}
+
+/** What a test may read of one fake physical connection. */
+export interface FakeMysqlConnection {
+  readonly threadId: number
+  /** `destroy()` was called (mysql2: the connection left its pool and was closed). */
+  readonly destroyed: boolean
+  /** The connection's fake socket. */
+  readonly stream: FakeSocket
+}
+
+/**
+ * The part of a `net.Socket` the library touches: `destroy(error)` emits `'error'` (with an error)
+ * then `'close'`, as Node does; a hung statement of the connection then fails with that error, as
+ * mysql2 fails it.
+ */
+export class FakeSocket extends EventEmitter {
+  destroyed = false
+  /** The error it was destroyed with, if any. */
+  destroyError: Error | undefined
+
+  constructor(private readonly onDestroy: (error: Error | undefined) => void) {
+    super()
+  }
+
+  destroy(error?: Error): this {
+    if (this.destroyed) return this
+    this.destroyed = true
+    this.destroyError = error
+    setImmediate(() => {
+      if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error)
+      this.onDestroy(error)
+      this.emit('close')
+    })
+    return this
+  }
 }
 
 const ROWS_SELECT = /^\s*(\(|select|show|with|explain|describe|desc)\b/i
@@ -62,9 +101,11 @@ export function fakeMysqlNode(
   const free: FakeConnection[] = []
   const all: FakeConnection[] = []
   /** Kill switches of hung statements, by connection id. */
-  const hung = new Map<number, () => void>()
+  const hung = new Map<number, (error?: Error) => void>()
+  const made: FakeConnection[] = []
   const node: FakeMysqlNode = {
     name,
+    all: made,
     statements: [],
     get connections() {
       return nextId - 1
@@ -94,6 +135,7 @@ export function fakeMysqlNode(
             if (conn === undefined) {
               conn = new FakeConnection(node, nextId++, free, all, hung)
               all.push(conn)
+              made.push(conn)
             }
             if (options.maxConnections !== undefined && nextId - 1 > options.maxConnections) {
               cb(new Error('fake pool exhausted'))
@@ -104,7 +146,13 @@ export function fakeMysqlNode(
         })
         .named(`${name}.pool.getConnection`),
       end: sinon
-        .spy((cb: (err: unknown) => void) => setImmediate(() => cb(null)))
+        .spy((cb: (err: unknown) => void) =>
+          setImmediate(() => {
+            // COM_QUIT on each connection; the server closes them.
+            for (const conn of all) conn.stream.destroy()
+            cb(null)
+          }),
+        )
         .named(`${name}.pool.end`),
       _allConnections: all,
       _freeConnections: free,
@@ -115,13 +163,14 @@ export function fakeMysqlNode(
   return node
 }
 
-class FakeConnection {
+class FakeConnection extends EventEmitter implements FakeMysqlConnection {
   readonly threadId: number
   readonly _handshakePacket = { serverVersion: '10.11.6-MariaDB-fake' }
   readonly #node: FakeMysqlNode
   readonly #free: FakeConnection[]
   readonly #all: FakeConnection[]
-  readonly #hung: Map<number, () => void>
+  readonly #hung: Map<number, (error?: Error) => void>
+  readonly stream: FakeSocket
   destroyed = false
 
   constructor(
@@ -129,26 +178,32 @@ class FakeConnection {
     id: number,
     free: FakeConnection[],
     all: FakeConnection[],
-    hung: Map<number, () => void>,
+    hung: Map<number, (error?: Error) => void>,
   ) {
+    super()
     this.#node = node
     this.threadId = id
     this.#free = free
     this.#all = all
     this.#hung = hung
+    // As mysql2: a socket destroyed with an error fails the statement still running.
+    this.stream = new FakeSocket((error) => {
+      if (error !== undefined) this.#hung.get(this.threadId)?.(error)
+    })
   }
 
-  /** A promise that settles when this connection's hung statement is killed. */
+  /** A promise that settles when this connection's hung statement is killed (or its socket fails). */
   #hangUntilKilled(): Promise<Error> {
     return new Promise((resolve) => {
-      this.#hung.set(this.threadId, () => {
+      this.#hung.set(this.threadId, (error) => {
         this.#hung.delete(this.threadId)
         resolve(
-          Object.assign(new Error('Connection was killed'), {
-            code: 'ER_CONNECTION_KILLED',
-            errno: 1927,
-            fatal: true,
-          }),
+          error ??
+            Object.assign(new Error('Connection was killed'), {
+              code: 'ER_CONNECTION_KILLED',
+              errno: 1927,
+              fatal: true,
+            }),
         )
       })
     })

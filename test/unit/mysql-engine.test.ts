@@ -1,10 +1,45 @@
 import { expect } from 'chai'
+import { CompiledQuery } from 'kysely'
+import sinon from 'sinon'
 import { ConnectionSetupError } from '../../src/core/contracts/errors.js'
+import type { NodePoolSetup } from '../../src/core/contracts/node-setup.js'
 import { MysqlEngine } from '../../src/mysql/mysql-engine.js'
+import { MysqlNodePool } from '../../src/mysql/mysql-node-pool.js'
+import { type FakeMysqlNode, fakeMysqlNode } from '../support/fake-mysql.js'
 
 /** mysql2's error of a statement or a login the server refused (`Packet.asError`). */
 function serverError(errno: number, code: string, sqlState: string): Error {
   return Object.assign(new Error(`${code} (fake)`), { errno, code, sqlState, sqlMessage: code })
+}
+
+function setupOf(role: 'primary' | 'replica', engine: MysqlEngine): NodePoolSetup {
+  return {
+    node: { name: role === 'primary' ? 'primary' : 'replica-1', role },
+    replicaSessionReadOnly: true,
+    onCreateConnection: undefined,
+    firstConnection: async () => {},
+    trackPositions: true,
+    isConnectionError: (e) => engine.isConnectionError(e),
+  }
+}
+
+function nodePool(fake: FakeMysqlNode, role: 'primary' | 'replica' = 'replica') {
+  const engine = new MysqlEngine({ causalUnsupported: () => {} })
+  const setup = setupOf(role, engine)
+  return new MysqlNodePool({
+    source: fake.pool,
+    setup,
+    setUpSession: (c, raw) => engine.setUpConnection(c, raw, setup),
+  })
+}
+
+async function errorOf(promise: Promise<unknown>): Promise<any> {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  expect.fail('expected an error')
 }
 
 describe('MysqlEngine.isConnectError', () => {
@@ -72,5 +107,145 @@ describe('MysqlEngine.isConnectError', () => {
     ]) {
       expect(engine.isConnectError(error)).to.equal(false)
     }
+  })
+})
+
+describe('MysqlNodePool against a hung server (fake mysql2 pool)', () => {
+  it('abandon() rejects the running statement at once, destroys its socket and frees the pool slot', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    fake.hang = /sleep/
+    const pool = nodePool(fake)
+    await pool.init()
+    const connection = await pool.acquire()
+    const running = connection.execute(CompiledQuery.raw('select sleep(5)'))
+    const reason = new Error('hung')
+    connection.abandon(reason)
+    expect(await errorOf(running)).to.equal(reason)
+    const raw = fake.all[0]!
+    expect(raw.destroyed).to.equal(true)
+    expect(raw.stream.destroyed).to.equal(true)
+    expect(raw.stream.destroyError?.message).to.match(/statement abandoned: hung/)
+    expect(fake.pool._allConnections).to.deep.equal([])
+    // The next checkout opens a new connection.
+    const next = await pool.acquire()
+    expect(next.sessionId).to.equal(2)
+    next.release()
+  })
+
+  it('abandon() fails what comes next on the connection with the same reason', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    fake.hang = /sleep/
+    const pool = nodePool(fake)
+    await pool.init()
+    const connection = await pool.acquire()
+    const running = connection.execute(CompiledQuery.raw('select sleep(5)'))
+    const reason = new Error('hung')
+    connection.abandon(reason)
+    await errorOf(running)
+    const statements = fake.statements.length
+    expect(await errorOf(connection.execute(CompiledQuery.raw('select 1')))).to.equal(reason)
+    expect(fake.statements.length, 'nothing sent').to.equal(statements)
+  })
+
+  it('abandon() makes a waiting stream throw the reason', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    fake.hang = /sleep/
+    const pool = nodePool(fake)
+    await pool.init()
+    const connection = await pool.acquire()
+    const rows = connection.stream(CompiledQuery.raw('select sleep(5)'), 1)
+    const first = rows.next()
+    await new Promise((resolve) => setImmediate(resolve))
+    const reason = new Error('hung')
+    connection.abandon(reason)
+    expect(await errorOf(first)).to.equal(reason)
+  })
+
+  it('abandon() tells the lifecycle owner once, and release() or destroy() afterwards do nothing', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    fake.hang = /sleep/
+    const pool = nodePool(fake)
+    await pool.init()
+    const connection = await pool.acquire()
+    const owner = { retire: sinon.spy(() => false), destroyed: sinon.spy() }
+    connection.owner = owner
+    const running = connection.execute(CompiledQuery.raw('select sleep(5)'))
+    connection.abandon(new Error('hung'))
+    connection.abandon(new Error('again'))
+    connection.release()
+    connection.destroy()
+    await errorOf(running)
+    sinon.assert.calledOnce(owner.destroyed)
+    sinon.assert.notCalled(owner.retire)
+  })
+
+  it('abandon() leaves a connection that runs nothing alone', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    const pool = nodePool(fake)
+    await pool.init()
+    const connection = await pool.acquire()
+    connection.abandon(new Error('late'))
+    await connection.execute(CompiledQuery.raw('select 1'))
+    connection.release()
+    expect(fake.all[0]!.destroyed).to.equal(false)
+    const again = await pool.acquire()
+    expect(again.sessionId).to.equal(1)
+    again.release()
+  })
+
+  it('destroy() closes the socket too (a hung server never closes its side)', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    const pool = nodePool(fake)
+    await pool.init()
+    const connection = await pool.acquire()
+    connection.destroy()
+    expect(fake.all[0]!.destroyed).to.equal(true)
+    expect(fake.all[0]!.stream.destroyed).to.equal(true)
+  })
+
+  it('end() resolves after its grace when the pool never ends, destroying every socket', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    const pool = nodePool(fake)
+    await pool.init()
+    const a = await pool.acquire()
+    const b = await pool.acquire()
+    a.release()
+    b.release()
+    fake.pool.end = sinon.spy(() => {}) // a hung server: COM_QUIT never gets through
+    const started = performance.now()
+    await pool.end(100)
+    expect(performance.now() - started).to.be.within(90, 1000)
+    expect(fake.all.map((c) => c.stream.destroyed)).to.deep.equal([true, true])
+    expect(fake.all[0]!.stream.destroyError?.message).to.match(/the pool was ended/)
+  })
+
+  it('end() waits for the sockets to close after the pool called back, then no longer', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    const pool = nodePool(fake)
+    await pool.init()
+    ;(await pool.acquire()).release()
+    const started = performance.now()
+    await pool.end(5000)
+    expect(performance.now() - started).to.be.below(1000)
+    expect(fake.all[0]!.stream.destroyError).to.equal(undefined)
+  })
+
+  it('end() rejects at once when the pool reports an error, and closes what is left', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    const pool = nodePool(fake)
+    await pool.init()
+    ;(await pool.acquire()).release()
+    const failure = new Error('Pool is closed.')
+    fake.pool.end = sinon.spy((cb: (e: unknown) => void) => setImmediate(() => cb(failure)))
+    expect(await errorOf(pool.end(5000))).to.equal(failure)
+    expect(fake.all[0]!.stream.destroyed).to.equal(true)
+  })
+
+  it('openControl() needs a mysql2 connection config', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    const pool = nodePool(fake)
+    expect((await errorOf(pool.openControl(100))).message).to.match(/before init/)
+    await pool.init()
+    expect((await errorOf(pool.openControl(100))).message).to.match(/no mysql2 connection config/)
   })
 })
