@@ -43,6 +43,8 @@ interface MysqlPoolInternals {
       readonly host?: string
       readonly port?: number
       readonly database?: string
+      /** ms; mysql2's default is 10 000, 0 means none. */
+      readonly connectTimeout?: number
     }
   }
 }
@@ -66,6 +68,9 @@ function connectionsOf(list: ConnectionList | undefined): MysqlPoolConnection[] 
   return connections
 }
 
+/** How long a library-created pool waits for a new connection, unless `connection` says. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 3000
+
 /** How long a politely closed connection (`COM_QUIT`) may take to close before its socket is destroyed. */
 const QUIT_GRACE_MS = 1000
 
@@ -73,15 +78,19 @@ const QUIT_GRACE_MS = 1000
  * Creates a mysql2 pool from `{ connection, poolSize, idleTimeoutMs }` (mysql2 is loaded only
  * then). Idle connections are closed after `idleTimeoutMs` (mysql2's `idleTimeout`; mysql2 only
  * runs its idle reaper when `maxIdle < connectionLimit`, and closes idle connections beyond
- * `maxIdle` at once, so `maxIdle` is one less than the pool size).
+ * `maxIdle` at once, so `maxIdle` is one less than the pool size). A new connection that is not
+ * made within 3 s fails (`connectTimeout`, unless `connection` sets it; mysql2's own default is
+ * 10 s).
  */
 export async function createMysqlPool(node: NodeSource): Promise<MysqlPool> {
   const { createPool } = (await import('mysql2')) as unknown as {
     createPool(options: Record<string, unknown>): MysqlPool
   }
   const limit = node.poolSize ?? 10
+  const connection = node.connection as Record<string, unknown>
   return createPool({
-    ...(node.connection as Record<string, unknown>),
+    connectTimeout: DEFAULT_CONNECT_TIMEOUT_MS,
+    ...connection,
     connectionLimit: limit,
     maxIdle: Math.max(1, limit - 1),
     idleTimeout: node.idleTimeoutMs ?? 60_000,
@@ -151,6 +160,16 @@ export class MysqlNodePool implements LifecycleNodePool {
   endpoint(): NodeEndpoint | undefined {
     const c = (this.#pool as MysqlPoolInternals | undefined)?.config?.connectionConfig
     return c === undefined ? undefined : { host: c.host, port: c.port, database: c.database }
+  }
+
+  /**
+   * How long the pool waits for a new connection (mysql2 `connectTimeout`, 10 000 ms unless set),
+   * or `undefined` when it waits without limit (`connectTimeout: 0`) or cannot tell.
+   */
+  connectTimeoutMs(): number | undefined {
+    const c = (this.#pool as MysqlPoolInternals | undefined)?.config?.connectionConfig
+    const ms = c?.connectTimeout
+    return typeof ms === 'number' && ms > 0 ? ms : undefined
   }
 
   counts(): PoolCounts | undefined {

@@ -41,6 +41,8 @@ interface PgPoolInternals {
     readonly port?: number | string
     readonly database?: string
     readonly password?: unknown
+    /** ms; none when absent or 0 (`pg`'s default). */
+    readonly connectionTimeoutMillis?: number
   }
   /** The client class the pool makes clients with. */
   readonly Client?: new (
@@ -60,20 +62,26 @@ interface PostgresStandaloneClient extends Omit<PostgresPoolClient, 'release'> {
   release?: (destroy?: boolean) => void
 }
 
+/** How long a library-created pool waits for a new connection, unless `connection` says. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 3000
+
 /** How long a politely closed connection (`Terminate`) may take to close before its socket is destroyed. */
 const TERMINATE_GRACE_MS = 1000
 
 /**
  * Creates a `pg` pool from `{ connection, poolSize, idleTimeoutMs }` (`pg` is loaded only then):
- * `max` = `poolSize` (default 10), `idleTimeoutMillis` = `idleTimeoutMs` (default 60 000). Idle
- * clients of a node that goes away emit `'error'` on the pool; the pool made here ignores them
- * (the library sees the failure on the next checkout or query).
+ * `max` = `poolSize` (default 10), `idleTimeoutMillis` = `idleTimeoutMs` (default 60 000),
+ * `connectionTimeoutMillis` 3000 unless `connection` sets it (`pg` has none by default: a
+ * connection attempt to a hung server would wait for TCP). Idle clients of a node that goes away
+ * emit `'error'` on the pool; the pool made here ignores them (the library sees the failure on
+ * the next checkout or query).
  */
 export async function createPostgresPool(node: NodeSource): Promise<PostgresPool> {
   const pg = await loadPg()
   const Pool = pg.default?.Pool ?? pg.Pool
   if (Pool === undefined) throw new Error("the 'pg' module has no Pool export")
   const pool = new Pool({
+    connectionTimeoutMillis: DEFAULT_CONNECT_TIMEOUT_MS,
     ...(node.connection as Record<string, unknown>),
     max: node.poolSize ?? 10,
     idleTimeoutMillis: node.idleTimeoutMs ?? 60_000,
@@ -146,6 +154,15 @@ export class PostgresNodePool implements LifecycleNodePool {
     if (o === undefined) return undefined
     const port = o.port === undefined ? undefined : Number(o.port)
     return { host: o.host, port: Number.isFinite(port) ? port : undefined, database: o.database }
+  }
+
+  /**
+   * How long the pool waits for a new connection (`connectionTimeoutMillis`), or `undefined` when
+   * it waits without limit (`pg`'s default) or cannot tell.
+   */
+  connectTimeoutMs(): number | undefined {
+    const ms = (this.#pool as PgPoolInternals | undefined)?.options?.connectionTimeoutMillis
+    return typeof ms === 'number' && ms > 0 ? ms : undefined
   }
 
   counts(): PoolCounts | undefined {

@@ -480,5 +480,36 @@ forEachDialect((fixture) => {
       expect(kit.isConnectError(error), String(error)).to.equal(true)
       expect(kit.isConnectionError(error)).to.equal(false)
     })
+
+    it('reports the connect timeout of a pool: 3 s when the library makes it, what the user set otherwise', async () => {
+      const made = nodePool('replica-1', { fromConnection: true })
+      const configured = nodePool('replica-1', {
+        driver:
+          fixture.name === 'mysql' ? { connectTimeout: 1234 } : { connectionTimeoutMillis: 1234 },
+      })
+      const plain = nodePool('replica-1')
+      const overridden = nodePool('replica-1', {
+        fromConnection: true,
+        driver: fixture.name === 'mysql' ? { connectTimeout: 0 } : { connectionTimeoutMillis: 0 },
+      })
+      await Promise.all([made.init(), configured.init(), plain.init(), overridden.init()])
+      expect(made.connectTimeoutMs()).to.equal(3000)
+      expect(configured.connectTimeoutMs()).to.equal(1234)
+      // mysql2 waits 10 s by default; pg has no timeout unless set.
+      expect(plain.connectTimeoutMs()).to.equal(fixture.name === 'mysql' ? 10_000 : undefined)
+      expect(overridden.connectTimeoutMs()).to.equal(undefined)
+    })
+
+    it("a library-made pool's connect timeout ends an attempt to a node that never answers", async function () {
+      this.timeout(15_000)
+      const proxy = await cluster().proxyFor('replica-2')
+      await proxy.setMode('blackhole')
+      const pool = nodePool('replica-2', { fromConnection: true, overrides: { viaProxy: true } })
+      await pool.init()
+      const started = performance.now()
+      const error = await errorOf(pool.acquire())
+      expect(performance.now() - started).to.be.within(2900, 4500)
+      expect(kit.isConnectionError(error), String(error)).to.equal(true)
+    })
   })
 })

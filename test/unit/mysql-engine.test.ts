@@ -241,6 +241,18 @@ describe('MysqlNodePool against a hung server (fake mysql2 pool)', () => {
     expect(fake.all[0]!.stream.destroyed).to.equal(true)
   })
 
+  it('connectTimeoutMs() reads the pool config, undefined for a pool without one', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    const pool = nodePool(fake)
+    expect(pool.connectTimeoutMs()).to.equal(undefined)
+    await pool.init()
+    expect(pool.connectTimeoutMs()).to.equal(undefined)
+    ;(fake.pool.config as any).connectionConfig = { connectTimeout: 10_000 }
+    expect(pool.connectTimeoutMs()).to.equal(10_000)
+    ;(fake.pool.config as any).connectionConfig = { connectTimeout: 0 }
+    expect(pool.connectTimeoutMs()).to.equal(undefined)
+  })
+
   it('openControl() needs a mysql2 connection config', async () => {
     const fake = fakeMysqlNode('replica-1')
     const pool = nodePool(fake)

@@ -212,4 +212,15 @@ describe('PostgresNodePool against a hung server (fake pg pool)', () => {
     sinon.assert.calledOnce(waiter)
     expect(waiter.firstCall.args[0].message).to.match(/ended while waiting for a client/)
   })
+
+  it('connectTimeoutMs() reads connectionTimeoutMillis, undefined when none', async () => {
+    const fake = fakePgNode('replica-1')
+    const pool = nodePool(fake)
+    await pool.init()
+    expect(pool.connectTimeoutMs()).to.equal(undefined)
+    ;(fake.pool as any).options = { connectionTimeoutMillis: 3000 }
+    expect(pool.connectTimeoutMs()).to.equal(3000)
+    ;(fake.pool as any).options = { connectionTimeoutMillis: 0 }
+    expect(pool.connectTimeoutMs()).to.equal(undefined)
+  })
 })
