@@ -9,6 +9,7 @@ import type {
   NodeQueryOutcome,
   PoolCounts,
 } from '../core/contracts/engine.js'
+import { ConnectionSetupError } from '../core/contracts/errors.js'
 import type {
   LifecycleConnection,
   LifecycleNodePool,
@@ -38,6 +39,8 @@ interface MysqlPoolInternals {
   readonly _connectionQueue?: { readonly length: number }
   readonly config?: {
     readonly connectionLimit?: number
+    /** mysql2 sends `COM_RESET_CONNECTION` on every release (it undoes the session set-up). */
+    readonly resetOnRelease?: boolean
     /** The `ConnectionConfig` every pool connection is made from. */
     readonly connectionConfig?: {
       readonly host?: string
@@ -117,6 +120,10 @@ async function loadConnectionClass(): Promise<
  * physical connection is set up once, the first time the pool hands it out (mysql2 has no async
  * connection hook): engine detection, GTID session tracking on the primary, read-only sessions
  * on replicas, then the user's `onCreateConnection`.
+ *
+ * A pool made with `resetOnRelease: true` sends `COM_RESET_CONNECTION` on every release, which
+ * undoes that set-up: the engine's part (not the user's hook) is then applied again within the
+ * reset, before the connection is free again, so a checkout costs no extra round trip.
  */
 export class MysqlNodePool implements LifecycleNodePool {
   readonly #source: unknown
@@ -128,6 +135,7 @@ export class MysqlNodePool implements LifecycleNodePool {
   /** When each physical connection was first handed out. */
   readonly #connections: ConnectionSetup
   #pool: MysqlPool | undefined
+  #resetsOnRelease = false
 
   constructor(options: {
     /** The configured pool, or a factory of one. */
@@ -155,6 +163,7 @@ export class MysqlNodePool implements LifecycleNodePool {
       )
     }
     this.#pool = pool
+    this.#resetsOnRelease = (pool as MysqlPoolInternals).config?.resetOnRelease === true
   }
 
   endpoint(): NodeEndpoint | undefined {
@@ -299,6 +308,8 @@ export class MysqlNodePool implements LifecycleNodePool {
     const known = this.#connections.known(raw) as MysqlPhysicalConnection | undefined
     if (known !== undefined) {
       known.checkedOut()
+      // Reset on release without the set-up applied again (a mysql2 that resets another way).
+      if (known.sessionReset) return this.#setUpAgain(known, raw)
       return known
     }
     return this.#setUpNew(raw)
@@ -307,6 +318,7 @@ export class MysqlNodePool implements LifecycleNodePool {
   async #setUpNew(raw: MysqlPoolConnection): Promise<LifecycleConnection> {
     const connection = new MysqlPhysicalConnection(raw, this.#setup.node, performance.now(), {
       trackPositions: this.#setup.trackPositions,
+      resetsOnRelease: this.#resetsOnRelease,
     })
     await this.#connections.setUp(
       raw,
@@ -314,6 +326,56 @@ export class MysqlNodePool implements LifecycleNodePool {
       () => this.#setUpSession(connection, raw),
       () => connection.destroy(),
     )
+    if (this.#resetsOnRelease) this.#setUpAfterReset(raw, connection)
+    return connection
+  }
+
+  /**
+   * Makes mysql2's `COM_RESET_CONNECTION` on release (`resetOnRelease`) apply the engine's session
+   * set-up again before the connection is free again. A set-up that fails fails the reset: mysql2
+   * then destroys the connection.
+   */
+  #setUpAfterReset(raw: MysqlPoolConnection, connection: MysqlPhysicalConnection): void {
+    const resettable = raw as MysqlPoolConnection & {
+      reset?: (callback: (error: unknown) => void) => unknown
+    }
+    const reset = resettable.reset
+    if (typeof reset !== 'function') return
+    resettable.reset = (callback) =>
+      reset.call(raw, (error: unknown) => {
+        if (error) {
+          callback(error)
+          return
+        }
+        this.#setUpSession(connection, raw).then(
+          () => {
+            connection.sessionReset = false
+            callback(null)
+          },
+          (setUpError: unknown) => callback(setUpError),
+        )
+      })
+  }
+
+  async #setUpAgain(
+    connection: MysqlPhysicalConnection,
+    raw: MysqlPoolConnection,
+  ): Promise<LifecycleConnection> {
+    try {
+      await this.#setUpSession(connection, raw)
+    } catch (error) {
+      // Not handed out by this checkout: its owner has nothing to count.
+      connection.owner = undefined
+      connection.destroy()
+      const node = this.#setup.node.name
+      if (this.#setup.isConnectionError(error)) throw error
+      throw new ConnectionSetupError(
+        `setting up a reset connection on node "${node}" failed: ${error instanceof Error ? error.message : String(error)}`,
+        node,
+        { cause: error },
+      )
+    }
+    connection.sessionReset = false
     return connection
   }
 }
@@ -340,12 +402,18 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   isNew = true
   owner: LifecycleOwner | undefined
   killed = false
+  /**
+   * The pool reset the session on release (`resetOnRelease`) and its set-up is not applied again
+   * yet: the next checkout applies it.
+   */
+  sessionReset = false
   #done = false
   #inFlight = new InFlight()
 
   readonly #trackPositions: boolean
   /** Outside any pool: `release()` closes it too. */
   readonly #control: boolean
+  readonly #resetsOnRelease: boolean
 
   constructor(
     raw: MysqlPoolConnection | MysqlStandaloneConnection,
@@ -354,6 +422,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
     options: {
       readonly trackPositions?: boolean
       readonly control?: boolean
+      readonly resetsOnRelease?: boolean
     } = {},
   ) {
     this.#raw = raw
@@ -361,6 +430,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
     this.createdAtMs = createdAtMs
     this.#trackPositions = options.trackPositions ?? true
     this.#control = options.control ?? false
+    this.#resetsOnRelease = options.resetsOnRelease ?? false
   }
 
   /** Handed out again by the pool. */
@@ -442,6 +512,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
       closeHard(this.#raw)
       return
     }
+    if (this.#resetsOnRelease) this.sessionReset = true
     ;(this.#raw as MysqlPoolConnection).release()
   }
 

@@ -15,7 +15,13 @@ import sinon from 'sinon'
 import type { PhysicalConnection } from '../../src/core/contracts/engine.js'
 import type { LifecycleConnection } from '../../src/core/contracts/lifecycle.js'
 import type { NodePoolSetup } from '../../src/core/contracts/node-setup.js'
-import { onReplica, ReplicatedMysqlDialect, ReplicatedPostgresDialect } from '../../src/index.js'
+import {
+  consistencyScope,
+  onPrimary,
+  onReplica,
+  ReplicatedMysqlDialect,
+  ReplicatedPostgresDialect,
+} from '../../src/index.js'
 import { MysqlEngine } from '../../src/mysql/mysql-engine.js'
 import { createMysqlPool, MysqlNodePool } from '../../src/mysql/mysql-node-pool.js'
 import { PostgresEngine } from '../../src/postgres/postgres-engine.js'
@@ -510,6 +516,92 @@ forEachDialect((fixture) => {
       const error = await errorOf(pool.acquire())
       expect(performance.now() - started).to.be.within(2900, 4500)
       expect(kit.isConnectionError(error), String(error)).to.equal(true)
+    })
+  })
+
+  describe('session set-up across checkouts', function () {
+    this.timeout(60_000)
+
+    if (fixture.name === 'mysql') {
+      it('a mysql2 pool with resetOnRelease undoes session settings on release (the failure)', async () => {
+        const pool = createPool({
+          ...cluster().connectionOptions('replica-1'),
+          connectionLimit: 1,
+          resetOnRelease: true,
+        }).promise()
+        try {
+          const first = await pool.getConnection()
+          await first.query('set session transaction read only')
+          const [[before]] = (await first.query('select @@session.tx_read_only as ro')) as any
+          const id = first.threadId
+          first.release()
+          const second = await pool.getConnection()
+          const [[after]] = (await second.query('select @@session.tx_read_only as ro')) as any
+          expect(second.threadId).to.equal(id)
+          second.release()
+          expect([Number(before.ro), Number(after.ro)]).to.deep.equal([1, 0])
+        } finally {
+          await pool.end()
+        }
+      })
+    }
+
+    it(`keeps replica sessions read-only${fixture.name === 'mysql' ? ' and primary GTID tracking across resets (resetOnRelease)' : ' (pg-pool never resets a session)'}, so causal reads stay on replicas`, async () => {
+      const mysql = fixture.name === 'mysql'
+      const t = fixture.create(cluster(), {
+        poolOptions: mysql ? { connectionLimit: 2, resetOnRelease: true } : { max: 2 },
+        health: { probeIntervalMs: 0 },
+      })
+      const db = t.db
+      try {
+        await onPrimary(db).schema.dropTable('reset_rows').ifExists().execute()
+        await onPrimary(db)
+          .schema.createTable('reset_rows')
+          .addColumn('id', 'integer', (col) => col.primaryKey())
+          .execute()
+        await cluster().waitForReplication()
+        const sessions = new Set<number>()
+        for (let i = 0; i < 20; i++) {
+          const row = await onReplica(db, 'replica-1')
+            .selectNoFrom([
+              (mysql
+                ? sql<unknown>`@@session.tx_read_only = 1`
+                : sql<unknown>`current_setting('default_transaction_read_only') = 'on'`
+              ).as('ro'),
+              (mysql ? sql<unknown>`connection_id()` : sql<unknown>`pg_backend_pid()`).as('id'),
+            ])
+            .executeTakeFirstOrThrow()
+          expect(Boolean(Number(row.ro)), `checkout ${i}`).to.equal(true)
+          sessions.add(Number(row.id))
+          if (mysql) {
+            const tracked = await onPrimary(db)
+              .selectNoFrom(sql<string>`@@session.session_track_system_variables`.as('v'))
+              .executeTakeFirstOrThrow()
+            expect(tracked.v, `checkout ${i}`).to.match(/last_gtid/)
+          }
+        }
+        // The same physical connections were handed out again (and, on MariaDB, reset).
+        expect(sessions.size).to.be.at.most(2)
+
+        let onReplicas = 0
+        for (let id = 1; id <= 30; id++) {
+          await consistencyScope(async () => {
+            await db.insertInto('reset_rows').values({ id }).execute()
+            const before = t.routes.length
+            const row = await db
+              .selectFrom('reset_rows')
+              .select('id')
+              .where('id', '=', id)
+              .executeTakeFirst()
+            expect(row?.id, `read-back ${id}`).to.equal(id)
+            if (t.routes.slice(before).some((r) => r.role === 'replica')) onReplicas++
+          })
+        }
+        // Without a tracked write position a read-back would run on the primary.
+        expect(onReplicas).to.be.at.least(25)
+      } finally {
+        await db.destroy()
+      }
     })
   })
 })

@@ -22,7 +22,7 @@ export interface FakeMysqlNode {
     readonly _allConnections: unknown[]
     readonly _freeConnections: unknown[]
     readonly _connectionQueue: unknown[]
-    readonly config: { connectionLimit: number }
+    readonly config: { connectionLimit: number; resetOnRelease: boolean }
   }
   /** Statements this node ran, in order (setup statements included). */
   readonly statements: FakeStatement[]
@@ -57,6 +57,8 @@ export interface FakeMysqlConnection {
   readonly destroyed: boolean
   /** The connection's fake socket. */
   readonly stream: FakeSocket
+  /** How many times the pool reset the session (`resetOnRelease`). */
+  readonly resets: number
 }
 
 /**
@@ -95,7 +97,11 @@ const ROWS_SELECT = /^\s*(\(|select|show|with|explain|describe|desc)\b/i
  */
 export function fakeMysqlNode(
   name: string,
-  options: { maxConnections?: number } = {},
+  options: {
+    maxConnections?: number
+    /** As mysql2's `resetOnRelease`: every release resets the session (`connection.reset`). */
+    resetOnRelease?: boolean
+  } = {},
 ): FakeMysqlNode {
   let nextId = 1
   const free: FakeConnection[] = []
@@ -133,7 +139,7 @@ export function fakeMysqlNode(
             }
             let conn = free.pop()
             if (conn === undefined) {
-              conn = new FakeConnection(node, nextId++, free, all, hung)
+              conn = new FakeConnection(node, nextId++, free, all, hung, options.resetOnRelease)
               all.push(conn)
               made.push(conn)
             }
@@ -157,7 +163,10 @@ export function fakeMysqlNode(
       _allConnections: all,
       _freeConnections: free,
       _connectionQueue: [],
-      config: { connectionLimit: options.maxConnections ?? 10 },
+      config: {
+        connectionLimit: options.maxConnections ?? 10,
+        resetOnRelease: options.resetOnRelease ?? false,
+      },
     },
   }
   return node
@@ -170,8 +179,10 @@ class FakeConnection extends EventEmitter implements FakeMysqlConnection {
   readonly #free: FakeConnection[]
   readonly #all: FakeConnection[]
   readonly #hung: Map<number, (error?: Error) => void>
+  readonly #resetOnRelease: boolean
   readonly stream: FakeSocket
   destroyed = false
+  resets = 0
 
   constructor(
     node: FakeMysqlNode,
@@ -179,6 +190,7 @@ class FakeConnection extends EventEmitter implements FakeMysqlConnection {
     free: FakeConnection[],
     all: FakeConnection[],
     hung: Map<number, (error?: Error) => void>,
+    resetOnRelease = false,
   ) {
     super()
     this.#node = node
@@ -186,6 +198,7 @@ class FakeConnection extends EventEmitter implements FakeMysqlConnection {
     this.#free = free
     this.#all = all
     this.#hung = hung
+    this.#resetOnRelease = resetOnRelease
     // As mysql2: a socket destroyed with an error fails the statement still running.
     this.stream = new FakeSocket((error) => {
       if (error !== undefined) this.#hung.get(this.threadId)?.(error)
@@ -207,6 +220,18 @@ class FakeConnection extends EventEmitter implements FakeMysqlConnection {
         )
       })
     })
+  }
+
+  /** `COM_RESET_CONNECTION`, as mysql2's `connection.reset`. */
+  reset(cb: (err: unknown) => void) {
+    this.#node.statements.push({
+      node: this.#node.name,
+      connectionId: this.threadId,
+      sql: 'COM_RESET_CONNECTION',
+      parameters: [],
+    })
+    this.resets++
+    setImmediate(() => cb(null))
   }
 
   query(
@@ -260,7 +285,9 @@ class FakeConnection extends EventEmitter implements FakeMysqlConnection {
   }
 
   release() {
-    this.#free.push(this)
+    // As mysql2's pool with resetOnRelease: reset through the connection's own `reset`, then free.
+    if (this.#resetOnRelease) this.reset(() => this.#free.push(this))
+    else this.#free.push(this)
   }
 
   destroy() {

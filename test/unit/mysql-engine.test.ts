@@ -261,3 +261,62 @@ describe('MysqlNodePool against a hung server (fake mysql2 pool)', () => {
     expect((await errorOf(pool.openControl(100))).message).to.match(/no mysql2 connection config/)
   })
 })
+
+describe('MysqlNodePool with resetOnRelease (fake mysql2 pool)', () => {
+  const setUpStatements = (fake: FakeMysqlNode) =>
+    fake.statements.filter((s) => /^set session/i.test(s.sql)).map((s) => s.sql.trim())
+
+  it('applies the replica session set-up again within each reset, before the next checkout', async () => {
+    const fake = fakeMysqlNode('replica-1', { resetOnRelease: true })
+    const pool = nodePool(fake)
+    await pool.init()
+    for (let i = 0; i < 3; i++) {
+      const connection = await pool.acquire()
+      const before = fake.statements.length
+      await connection.execute(CompiledQuery.raw('select 1'))
+      // The checkout itself sent nothing but the statement.
+      expect(fake.statements.slice(before).map((s) => s.sql)).to.deep.equal(['select 1'])
+      connection.release()
+      await new Promise((resolve) => setImmediate(resolve))
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    expect(fake.all.length).to.equal(1)
+    expect(fake.all[0]!.resets).to.equal(3)
+    expect(setUpStatements(fake)).to.deep.equal([
+      'set session transaction read only',
+      'set session transaction read only',
+      'set session transaction read only',
+      'set session transaction read only',
+    ])
+  })
+
+  it('tracks GTIDs again on the primary after each reset', async () => {
+    const fake = fakeMysqlNode('primary', { resetOnRelease: true })
+    const pool = nodePool(fake, 'primary')
+    await pool.init()
+    ;(await pool.acquire()).release()
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    const tracking = fake.statements.filter((s) => /session_track_system_variables/.test(s.sql))
+    expect(tracking.length).to.equal(2)
+  })
+
+  it('applies the set-up at the next checkout when the pool reset the session another way', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    ;(fake.pool.config as { resetOnRelease: boolean }).resetOnRelease = true
+    const pool = nodePool(fake)
+    await pool.init()
+    ;(await pool.acquire()).release()
+    expect(setUpStatements(fake).length).to.equal(1)
+    const again = await pool.acquire()
+    expect(setUpStatements(fake).length).to.equal(2)
+    again.release()
+  })
+
+  it('sets a session up once when the pool does not reset', async () => {
+    const fake = fakeMysqlNode('replica-1')
+    const pool = nodePool(fake)
+    await pool.init()
+    for (let i = 0; i < 3; i++) (await pool.acquire()).release()
+    expect(setUpStatements(fake).length).to.equal(1)
+  })
+})
