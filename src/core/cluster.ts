@@ -233,6 +233,7 @@ export class Cluster {
         for (const node of this.registry.all) node.pool.metrics = this.statistics.metrics
       }
       await Promise.all(this.registry.all.map((n) => n.pool.init(signal)))
+      this.#warnNoConnectTimeout()
       if (this.#discoverRoles) await this.#discover()
       this.monitor.start()
     })().catch((error: unknown) => {
@@ -302,6 +303,19 @@ export class Cluster {
   causalToken(): string | undefined {
     const required = this.planner.requirement(currentScope(), this.now())
     return required.position === undefined ? undefined : encodeCausalToken(required.position)
+  }
+
+  /**
+   * Once per dialect: a replica pool without a connect timeout waits for TCP when its node is
+   * black-holed, so new connections to it hang long after the health checks gave up on it.
+   */
+  #warnNoConnectTimeout(): void {
+    const without = this.registry.replicas.filter((n) => n.pool.connectTimeoutMs() === undefined)
+    if (without.length === 0) return
+    process.emitWarning(
+      `kysely-replicated: the pool${without.length > 1 ? 's' : ''} of ${without.map((n) => `"${n.name}"`).join(', ')} ${without.length > 1 ? 'have' : 'has'} no connect timeout: a node that accepts connections and never answers would hold new connections until TCP gives up. Set connectTimeout (mysql2) or connectionTimeoutMillis (pg) on the pool, e.g. 3000 ms`,
+      { code: 'KYSELY_REPLICATED_CONFIG' },
+    )
   }
 
   /**

@@ -75,6 +75,10 @@ export class ManagedPool implements NodePool, LifecycleOwner {
       : (connectTimeoutMs) => inner.openControl!(connectTimeoutMs)
   }
 
+  connectTimeoutMs(): number | undefined {
+    return this.#inner.connectTimeoutMs?.()
+  }
+
   endpoint(): NodeEndpoint | undefined {
     return this.#inner.endpoint?.()
   }

@@ -196,10 +196,17 @@ export class RoutingConnection implements DatabaseConnection {
     const engine = this.#c.engine
     const work = (async () => {
       const pool = node.pool
-      const outside = pool.openControl !== undefined
-      const control = outside
-        ? await pool.openControl!(CONTROL_TIMEOUT_MS)
-        : await pool.acquire(AbortSignal.timeout(CONTROL_TIMEOUT_MS))
+      let control: PhysicalConnection | undefined
+      if (pool.openControl !== undefined) {
+        try {
+          control = await pool.openControl(CONTROL_TIMEOUT_MS)
+        } catch (error) {
+          // A pool that cannot say how to reach its node (no config to copy): use one of its own.
+          if (engine.isConnectionError(error)) throw error
+        }
+      }
+      const outside = control !== undefined
+      control ??= await pool.acquire(AbortSignal.timeout(CONTROL_TIMEOUT_MS))
       let timer: NodeJS.Timeout | undefined
       try {
         await Promise.race([

@@ -10,7 +10,7 @@ import type {
 import { ConnectionSetupError } from '../core/contracts/errors.js'
 import type { NodePoolSetup } from '../core/contracts/node-setup.js'
 import type { MysqlPhysicalConnection } from './mysql-node-pool.js'
-import type { MysqlPoolConnection } from './mysql-pool-types.js'
+import type { MysqlPoolConnection, MysqlStandaloneConnection } from './mysql-pool-types.js'
 
 /**
  * mysql2 error codes that mean the connection or the server is gone or refuses new sessions —
@@ -42,6 +42,41 @@ const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
   'ER_HOST_NOT_PRIVILEGED', // 1130
 ])
 
+/**
+ * Server errors (errno) of a login refused for its credentials, account or database: a node
+ * problem when raised while connecting (see `isConnectError`), the caller's own as a statement's
+ * error (`USE missing_db`).
+ */
+const CONNECT_REFUSAL_ERRNOS: ReadonlySet<number> = new Set([
+  1044, // ER_DBACCESS_DENIED_ERROR: no access to the database
+  1045, // ER_ACCESS_DENIED_ERROR: wrong user or password
+  1049, // ER_BAD_DB_ERROR: unknown database
+  1251, // ER_NOT_SUPPORTED_AUTH_MODE: the server asks for an auth protocol the client lacks
+  1275, // ER_SERVER_IS_IN_SECURE_AUTH_MODE: an old-format password refused
+  1524, // ER_PLUGIN_IS_NOT_LOADED: the account's authentication plugin is not loaded
+  1698, // ER_ACCESS_DENIED_NO_PASSWORD_ERROR: e.g. a unix_socket account over TCP
+  1820, // ER_MUST_CHANGE_PASSWORD: expired password (sandbox mode: every statement fails)
+  1862, // ER_MUST_CHANGE_PASSWORD_LOGIN: expired password, login refused
+  3118, // ER_ACCOUNT_HAS_BEEN_LOCKED (MySQL)
+  3955, // ER_USER_ACCESS_DENIED_FOR_USER_ACCOUNT_BLOCKED_BY_PASSWORD_LOCK (MySQL)
+  4151, // ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB; mysql2 names 4151 after MySQL's meaning)
+])
+
+/** mysql2's names of {@link CONNECT_REFUSAL_ERRNOS}, for errors that carry only a code. */
+const CONNECT_REFUSAL_CODES: ReadonlySet<string> = new Set([
+  'ER_DBACCESS_DENIED_ERROR',
+  'ER_ACCESS_DENIED_ERROR',
+  'ER_BAD_DB_ERROR',
+  'ER_NOT_SUPPORTED_AUTH_MODE',
+  'ER_SERVER_IS_IN_SECURE_AUTH_MODE',
+  'ER_PLUGIN_IS_NOT_LOADED',
+  'ER_ACCESS_DENIED_NO_PASSWORD_ERROR',
+  'ER_MUST_CHANGE_PASSWORD',
+  'ER_MUST_CHANGE_PASSWORD_LOGIN',
+  'ER_ACCOUNT_HAS_BEEN_LOCKED',
+  'ER_USER_ACCESS_DENIED_FOR_USER_ACCOUNT_BLOCKED_BY_PASSWORD_LOCK',
+])
+
 const BEGIN: readonly string[] = Object.freeze(['begin'])
 
 /** MariaDB and MySQL: what differs from the engine-independent core. */
@@ -68,7 +103,7 @@ export class MysqlEngine implements Engine {
   /** Prepares a new physical connection (called once per connection by the node pool). */
   async setUpConnection(
     connection: MysqlPhysicalConnection,
-    raw: MysqlPoolConnection,
+    raw: MysqlPoolConnection | MysqlStandaloneConnection,
     setup: NodePoolSetup,
   ): Promise<void> {
     const handshake = (raw as { _handshakePacket?: { serverVersion?: unknown } })._handshakePacket
@@ -256,6 +291,21 @@ export class MysqlEngine implements Engine {
     )
     const row = result.rows[0]
     return { max: Number(row?.max ?? 0), used: Number(row?.used ?? 0) }
+  }
+
+  /**
+   * {@link isConnectionError}, or a login refused for its credentials, account or database (1044,
+   * 1045, 1049, 1698, an expired password, a locked account, a missing auth plugin ...). mysql2's
+   * own authentication failures (`AUTH_SWITCH_PLUGIN_ERROR`, TLS handshake errors) are fatal, so
+   * connection-level already.
+   */
+  isConnectError(error: unknown): boolean {
+    if (this.isConnectionError(error)) return true
+    if (error instanceof ConnectionSetupError) return this.isConnectError(error.cause)
+    if (typeof error !== 'object' || error === null) return false
+    const { errno, code } = error as { errno?: unknown; code?: unknown }
+    if (typeof errno === 'number') return CONNECT_REFUSAL_ERRNOS.has(errno)
+    return typeof code === 'string' && CONNECT_REFUSAL_CODES.has(code)
   }
 
   isConnectionError(error: unknown): boolean {

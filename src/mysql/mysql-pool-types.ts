@@ -22,6 +22,20 @@ export interface MysqlPoolConnection {
   release(): void
   destroy(): void
   readonly threadId: number | null
+  /** The connection's socket (mysql2 `Connection.stream`): destroyed when a statement is abandoned. */
+  readonly stream?: unknown
+  /** mysql2 connections emit `'error'` when their socket fails; without a listener Node throws it. */
+  on?(event: 'error', listener: (error: Error) => void): unknown
+}
+
+/**
+ * A mysql2 connection made outside any pool (`new Connection(...)`): the library's control
+ * connections (cancels, probes of a node whose pool is exhausted).
+ */
+export interface MysqlStandaloneConnection extends Omit<MysqlPoolConnection, 'release'> {
+  connect(callback: (error: unknown) => void): void
+  /** `COM_QUIT`, then the server closes the connection. */
+  end(callback?: (error?: unknown) => void): unknown
 }
 
 export interface MysqlStream {

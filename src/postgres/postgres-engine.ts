@@ -45,6 +45,35 @@ const CONNECTION_MESSAGES: readonly RegExp[] = [
 
 const SQLSTATE = /^[0-9A-Z]{5}$/
 
+/**
+ * SQLSTATEs of a login refused for its credentials or database: a node problem when raised while
+ * connecting (see `isConnectError`). Class 28 (invalid authorization: no `pg_hba.conf` entry, a
+ * role that may not log in, a wrong password) and 3D000 (the database does not exist).
+ */
+const CONNECT_REFUSAL_SQLSTATES: ReadonlySet<string> = new Set(['28000', '28P01', '3D000'])
+
+/**
+ * Errors `pg` raises itself when it cannot authenticate or secure a connection: no password (or
+ * not a string) for SCRAM or a password function, a SCRAM exchange the server does not complete,
+ * a server without TLS when TLS is required, a failed TLS negotiation.
+ */
+const CONNECT_REFUSAL_MESSAGES: readonly RegExp[] = [
+  /^SASL: /,
+  /^Password must be a string$/,
+  /^The server does not support SSL connections$/,
+  /^There was an error establishing an SSL connection$/,
+]
+
+/** Node.js TLS errors of a server certificate that cannot be trusted (`ssl.rejectUnauthorized`). */
+const TLS_REFUSAL_CODES: ReadonlySet<string> = new Set([
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+])
+
 /** SQLSTATEs of a server that cannot report or wait for LSNs: causal reads fall back to sticky. */
 const UNSUPPORTED_SQLSTATES: ReadonlySet<string> = new Set([
   '42883', // undefined_function (a PostgreSQL-compatible server without pg_current_wal_insert_lsn)
@@ -369,6 +398,29 @@ export class PostgresEngine implements Engine {
     if (code === '25006' || code === '57P01' || code === '57P03') return true
     // pg refused to send it: the client had died while idle in the pool.
     return error instanceof Error && /is not queryable/.test(error.message)
+  }
+
+  /**
+   * {@link isConnectionError}, or a login refused: SQLSTATE 28000 / 28P01 (authorization, wrong
+   * password), 3D000 (no such database), 42501 when `FATAL` (no CONNECT privilege on the
+   * database), `pg`'s own authentication errors (no password for SCRAM ...) and an untrusted
+   * server certificate.
+   */
+  isConnectError(error: unknown): boolean {
+    if (this.isConnectionError(error)) return true
+    if (error instanceof ConnectionSetupError) return this.isConnectError(error.cause)
+    if (typeof error !== 'object' || error === null) return false
+    const { code, severity, message } = error as {
+      code?: unknown
+      severity?: unknown
+      message?: unknown
+    }
+    if (typeof code === 'string') {
+      if (CONNECT_REFUSAL_SQLSTATES.has(code) || TLS_REFUSAL_CODES.has(code)) return true
+      // As a statement's error, 42501 is the caller's (a missing grant); FATAL only at login.
+      if (code === '42501') return severity === 'FATAL'
+    }
+    return typeof message === 'string' && CONNECT_REFUSAL_MESSAGES.some((re) => re.test(message))
   }
 
   isConnectionError(error: unknown): boolean {

@@ -14,6 +14,9 @@ import type {
   LifecycleOwner,
 } from '../core/contracts/lifecycle.js'
 import type { NodePoolSetup, NodeSource } from '../core/contracts/node-setup.js'
+import { connectTimeoutError, openControlConnection } from '../core/control-connection.js'
+import { InFlight } from '../core/in-flight.js'
+import { destroySocket, destroySocketAfter, endPool, ignoreError } from '../core/pool-shutdown.js'
 import {
   isPostgresPool,
   type PostgresCursorConstructor,
@@ -22,39 +25,78 @@ import {
   type PostgresQueryResult,
 } from './postgres-pool-types.js'
 
-/** `pg` pool members read (never written) for statistics; absent fields mean "unknown". */
+/**
+ * `pg` pool members read for statistics, control connections and a bounded end; absent fields
+ * mean "unknown". Written only by `end()`: the callers still waiting for a client of an ending
+ * pool are failed (`pg-pool` would leave them waiting forever).
+ */
 interface PgPoolInternals {
   readonly totalCount?: number
   readonly idleCount?: number
   readonly waitingCount?: number
+  /** The options every client of the pool is made with (`password` is not enumerable). */
   readonly options?: {
     readonly max?: number
     readonly host?: string
     readonly port?: number | string
     readonly database?: string
+    readonly password?: unknown
+    /** ms; none when absent or 0 (`pg`'s default). */
+    readonly connectionTimeoutMillis?: number
   }
+  /** The client class the pool makes clients with. */
+  readonly Client?: new (
+    options: Record<string, unknown>,
+  ) => PostgresStandaloneClient
+  /** Every client of the pool, those still connecting included. */
+  readonly _clients?: readonly PostgresPoolClient[]
+  /** Callers waiting for a client of a full pool. */
+  readonly _pendingQueue?: Array<{ callback?: (error: Error) => void }>
 }
+
+/** A `pg` `Client` made outside the pool: the library's control connections. */
+interface PostgresStandaloneClient extends Omit<PostgresPoolClient, 'release'> {
+  connect(): Promise<unknown>
+  /** `Terminate`, then the server closes the connection. */
+  end(): Promise<void>
+  release?: (destroy?: boolean) => void
+}
+
+/** How long a library-created pool waits for a new connection, unless `connection` says. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 3000
+
+/** How long a politely closed connection (`Terminate`) may take to close before its socket is destroyed. */
+const TERMINATE_GRACE_MS = 1000
 
 /**
  * Creates a `pg` pool from `{ connection, poolSize, idleTimeoutMs }` (`pg` is loaded only then):
- * `max` = `poolSize` (default 10), `idleTimeoutMillis` = `idleTimeoutMs` (default 60 000). Idle
- * clients of a node that goes away emit `'error'` on the pool; the pool made here ignores them
- * (the library sees the failure on the next checkout or query).
+ * `max` = `poolSize` (default 10), `idleTimeoutMillis` = `idleTimeoutMs` (default 60 000),
+ * `connectionTimeoutMillis` 3000 unless `connection` sets it (`pg` has none by default: a
+ * connection attempt to a hung server would wait for TCP). Idle clients of a node that goes away
+ * emit `'error'` on the pool; the pool made here ignores them (the library sees the failure on
+ * the next checkout or query).
  */
 export async function createPostgresPool(node: NodeSource): Promise<PostgresPool> {
-  const pg = (await import('pg')) as unknown as {
-    default?: { Pool: new (options: Record<string, unknown>) => PostgresPool }
-    Pool?: new (options: Record<string, unknown>) => PostgresPool
-  }
+  const pg = await loadPg()
   const Pool = pg.default?.Pool ?? pg.Pool
   if (Pool === undefined) throw new Error("the 'pg' module has no Pool export")
   const pool = new Pool({
+    connectionTimeoutMillis: DEFAULT_CONNECT_TIMEOUT_MS,
     ...(node.connection as Record<string, unknown>),
     max: node.poolSize ?? 10,
     idleTimeoutMillis: node.idleTimeoutMs ?? 60_000,
   })
-  ;(pool as { on?: (event: 'error', listener: () => void) => unknown }).on?.('error', () => {})
+  ;(pool as { on?: (event: 'error', listener: () => void) => unknown }).on?.('error', ignoreError)
   return pool
+}
+
+type PgModule = {
+  Pool?: new (options: Record<string, unknown>) => PostgresPool
+  Client?: new (options: Record<string, unknown>) => PostgresStandaloneClient
+}
+
+async function loadPg(): Promise<PgModule & { default?: PgModule }> {
+  return (await import('pg')) as unknown as PgModule & { default?: PgModule }
 }
 
 /**
@@ -112,6 +154,15 @@ export class PostgresNodePool implements LifecycleNodePool {
     if (o === undefined) return undefined
     const port = o.port === undefined ? undefined : Number(o.port)
     return { host: o.host, port: Number.isFinite(port) ? port : undefined, database: o.database }
+  }
+
+  /**
+   * How long the pool waits for a new connection (`connectionTimeoutMillis`), or `undefined` when
+   * it waits without limit (`pg`'s default) or cannot tell.
+   */
+  connectTimeoutMs(): number | undefined {
+    const ms = (this.#pool as PgPoolInternals | undefined)?.options?.connectionTimeoutMillis
+    return typeof ms === 'number' && ms > 0 ? ms : undefined
   }
 
   counts(): PoolCounts | undefined {
@@ -173,26 +224,117 @@ export class PostgresNodePool implements LifecycleNodePool {
     return this.#prepare(client)
   }
 
-  async end(): Promise<void> {
+  /**
+   * A new connection to the node outside the pool (a `pg` `Client` made with the pool's options,
+   * `connectionTimeoutMillis` = `connectTimeoutMs`), set up like pool connections without the
+   * user's hook; `release()` and `destroy()` close it.
+   */
+  async openControl(connectTimeoutMs: number): Promise<LifecycleConnection> {
+    const node = this.#setup.node
+    const pool = this.#pool as PgPoolInternals | undefined
+    const options = pool?.options
+    if (options === undefined) {
+      throw new Error(
+        `node "${node.name}": ${pool === undefined ? 'pool used before init' : 'the pool has no pg options'}: cannot open a control connection`,
+      )
+    }
+    const pg = pool?.Client === undefined ? await loadPg() : undefined
+    const Client = pool?.Client ?? pg?.Client ?? pg?.default?.Client
+    if (Client === undefined) throw new Error("the 'pg' module has no Client export")
+    let client: PostgresStandaloneClient | undefined
+    let connection: PostgresPhysicalConnection | undefined
+    return openControlConnection({
+      node,
+      timeoutMs: connectTimeoutMs,
+      isConnectionError: this.#setup.isConnectionError,
+      connect: async () => {
+        const made = new Client({
+          ...options,
+          // not enumerable in the pool's options
+          password: options.password,
+          connectionTimeoutMillis: connectTimeoutMs,
+        })
+        client = made
+        made.on?.('error', ignoreError)
+        // What PostgresPhysicalConnection calls to give a client back: close it.
+        made.release = () => {
+          made.end().catch(ignoreError)
+        }
+        try {
+          await made.connect()
+        } catch (error) {
+          // `pg`'s own connect timeout: as the pools' ('Connection terminated ...'), a connection error.
+          if ((error as Error)?.message === 'timeout expired') {
+            throw Object.assign(connectTimeoutError(node.name, connectTimeoutMs), { cause: error })
+          }
+          throw error
+        }
+        connection = new PostgresPhysicalConnection(made as PostgresPoolClient, node, {
+          cursor: this.#cursor,
+          createdAtMs: performance.now(),
+          isNew: true,
+          control: true,
+        })
+        return connection
+      },
+      setUp: (made) => this.#setUpSession(made),
+      discard: () => {
+        if (connection !== undefined) connection.destroy()
+        else if (client !== undefined) {
+          client.end().catch(ignoreError)
+          destroySocket(client.connection?.stream)
+        }
+      },
+    })
+  }
+
+  /**
+   * Ends the pool: `Terminate` on every client (once it is released), and waits up to `graceMs`
+   * for them to close; then destroys the sockets left (a hung server never answers), connection
+   * attempts in progress included. Callers waiting for a client of the full pool fail at once
+   * (`pg-pool` never serves them once it ends).
+   */
+  async end(graceMs = 1000): Promise<void> {
     const pool = this.#pool
     if (pool === undefined) return
     this.#pool = undefined
-    await pool.end()
+    const internals = pool as PgPoolInternals
+    const name = this.#setup.node.name
+    await endPool({
+      graceMs,
+      connections: [...(internals._clients ?? [])],
+      socketOf: (client) => client.connection?.stream,
+      end: () => {
+        const ended = pool.end()
+        const waiting = internals._pendingQueue?.splice(0) ?? []
+        if (waiting.length > 0) {
+          const error = new Error(`node "${name}": the pool was ended while waiting for a client`)
+          for (const item of waiting) item.callback?.(error)
+        }
+        return ended
+      },
+      forcedError: () =>
+        new Error(
+          `node "${name}": the pool was ended and its connection closed after ${graceMs} ms`,
+        ),
+    })
   }
 
   async #prepare(client: PostgresPoolClient): Promise<LifecycleConnection> {
     const node = this.#setup.node
     const createdAt = this.#connections.known(client)?.createdAtMs
     if (createdAt !== undefined) {
-      return new PostgresPhysicalConnection(client, node, this.#cursor, createdAt, false)
+      return new PostgresPhysicalConnection(client, node, {
+        cursor: this.#cursor,
+        createdAtMs: createdAt,
+        isNew: false,
+      })
     }
-    const connection = new PostgresPhysicalConnection(
-      client,
-      node,
-      this.#cursor,
-      performance.now(),
-      true,
-    )
+    const connection = new PostgresPhysicalConnection(client, node, {
+      cursor: this.#cursor,
+      createdAtMs: performance.now(),
+      isNew: true,
+    })
     await this.#connections.setUp(
       client,
       connection,
@@ -214,6 +356,9 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
   killed = false
   cancelling: Promise<void> | undefined = undefined
   readonly #onError: (error: Error) => void
+  /** Outside any pool: `release()` closes it too. */
+  readonly #control: boolean
+  readonly #inFlight = new InFlight()
   #done = false
   #discard = false
   #broken: Error | undefined
@@ -221,15 +366,20 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
   constructor(
     client: PostgresPoolClient,
     node: NodeInfo,
-    cursor: PostgresCursorConstructor | undefined,
-    createdAtMs: number,
-    isNew: boolean,
+    options: {
+      readonly cursor: PostgresCursorConstructor | undefined
+      /** Clock reading when the physical client was first handed out. */
+      readonly createdAtMs: number
+      readonly isNew: boolean
+      readonly control?: boolean
+    },
   ) {
     this.#client = client
     this.node = node
-    this.#cursor = cursor
-    this.createdAtMs = createdAtMs
-    this.isNew = isNew
+    this.#cursor = options.cursor
+    this.createdAtMs = options.createdAtMs
+    this.isNew = options.isNew
+    this.#control = options.control ?? false
     // While checked out, a broken connection (a killed server, a FATAL sent to every backend) is
     // an 'error' event on the client; pg-pool listens only while the client is idle. The failing
     // query (if any) reports it; the client is closed on release.
@@ -252,7 +402,7 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
   async execute<R>(query: CompiledQuery): Promise<NodeQueryOutcome<R>> {
     let result: PostgresQueryResult<R>
     try {
-      result = await this.#client.query<R>(query.sql, query.parameters)
+      result = await this.#inFlight.run(() => this.#client.query<R>(query.sql, query.parameters))
     } catch (error) {
       // As Kysely's PostgresDriver: a session whose ROLLBACK failed may still be in a transaction,
       // so it is closed on release rather than reused. (Detected here: the core may hand the
@@ -270,41 +420,76 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
         "ReplicatedPostgresDialect: `.stream()` needs `cursor` in the dialect config (import Cursor from 'pg-cursor'; new ReplicatedPostgresDialect({ cursor: Cursor, ... }))",
       )
     }
+    const inFlight = this.#inFlight
+    if (inFlight.abandoned !== undefined) throw inFlight.abandoned
     const cursor = this.#client.query(new Cursor<R>(query.sql, query.parameters.slice()))
+    inFlight.streamOpened()
     try {
       while (true) {
-        const rows = await cursor.read(chunkSize)
+        const rows = await inFlight.run(() => cursor.read(chunkSize))
         if (rows.length === 0) break
         yield { rows }
       }
     } finally {
-      await cursor.close()
+      await inFlight.streamEnded(() => cursor.close())
     }
+  }
+
+  /**
+   * Gives up on the running statement: it rejects with `reason` now, and the client leaves its
+   * pool (freeing its slot) and its socket is destroyed (`pg` would wait for TCP on a hung
+   * server). Nothing when no statement runs or the client was released.
+   */
+  abandon(reason: Error): void {
+    if (this.#done || !this.#inFlight.abandon(reason)) return
+    this.#done = true
+    this.owner?.destroyed(this)
+    this.#close()
+    // Ending the client (in #close) destroys its socket while a query runs; not between a
+    // stream's steps.
+    destroySocket(this.#client.connection?.stream)
   }
 
   release(): void {
     if (this.#done) return
     this.#done = true
-    this.#client.removeListener?.('error', this.#onError)
     const retire = this.owner?.retire(this) === true
-    this.#client.release(retire || this.#discard || this.#broken !== undefined)
+    if (retire || this.#discard || this.#broken !== undefined || this.#control) {
+      this.#close()
+      return
+    }
+    this.#client.removeListener?.('error', this.#onError)
+    this.#client.release()
   }
 
+  /** Closes the client now; a statement still running on it fails. */
   destroy(): void {
     if (this.#done) return
     this.#done = true
     this.owner?.destroyed(this)
-    this.#client.removeListener?.('error', this.#onError)
-    try {
-      this.#client.release(true)
-    } catch {
-      // already gone
-    }
+    this.#inFlight.abandon(new Error(`node "${this.node.name}": the connection was closed`))
+    this.#close()
   }
 
   /** Runs SQL for the library's own purposes (setup, probes, waits, positions). */
   async run<R>(sql: string, parameters: ReadonlyArray<unknown> = []): Promise<R[]> {
     return (await this.execute<R>(Query.raw(sql, parameters as unknown[]))).result.rows
+  }
+
+  /**
+   * Closes the client: out of its pool (`release(true)`: `pg` ends it, `Terminate`), its socket
+   * destroyed if the server has not closed it in time (a hung server never does).
+   */
+  #close(): void {
+    const client = this.#client
+    // pg-pool listens again once the client is back (`release(true)`); its end sends no error.
+    client.removeListener?.('error', this.#onError)
+    try {
+      client.release(true)
+    } catch {
+      // already gone
+    }
+    destroySocketAfter(client.connection?.stream, TERMINATE_GRACE_MS)
   }
 }
 

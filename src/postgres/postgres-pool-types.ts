@@ -33,6 +33,11 @@ export interface PostgresPoolClient {
    */
   on?(event: 'error', listener: (error: Error) => void): unknown
   removeListener?(event: 'error', listener: (error: Error) => void): unknown
+  /**
+   * `pg`'s connection of the client (undocumented), whose `stream` is the socket: destroyed when
+   * a statement is abandoned or a closed connection does not close in time (a hung server).
+   */
+  readonly connection?: { readonly stream?: unknown } | null
 }
 
 /** The subset of `pg`'s result this library needs. */

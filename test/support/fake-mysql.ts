@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import sinon from 'sinon'
 
 /** One statement a fake node received. */
@@ -21,7 +22,7 @@ export interface FakeMysqlNode {
     readonly _allConnections: unknown[]
     readonly _freeConnections: unknown[]
     readonly _connectionQueue: unknown[]
-    readonly config: { connectionLimit: number }
+    readonly config: { connectionLimit: number; resetOnRelease: boolean }
   }
   /** Statements this node ran, in order (setup statements included). */
   readonly statements: FakeStatement[]
@@ -45,6 +46,46 @@ export interface FakeMysqlNode {
   hang: RegExp | undefined
   /** Kills every hung statement's connection as the server would on a lost session. */
   lose(): void
+  /** Every connection made so far, by creation order (`all[0]` has thread id 1). */
+  readonly all: readonly FakeMysqlConnection[]
+}
+
+/** What a test may read of one fake physical connection. */
+export interface FakeMysqlConnection {
+  readonly threadId: number
+  /** `destroy()` was called (mysql2: the connection left its pool and was closed). */
+  readonly destroyed: boolean
+  /** The connection's fake socket. */
+  readonly stream: FakeSocket
+  /** How many times the pool reset the session (`resetOnRelease`). */
+  readonly resets: number
+}
+
+/**
+ * The part of a `net.Socket` the library touches: `destroy(error)` emits `'error'` (with an error)
+ * then `'close'`, as Node does; a hung statement of the connection then fails with that error, as
+ * mysql2 fails it.
+ */
+export class FakeSocket extends EventEmitter {
+  destroyed = false
+  /** The error it was destroyed with, if any. */
+  destroyError: Error | undefined
+
+  constructor(private readonly onDestroy: (error: Error | undefined) => void) {
+    super()
+  }
+
+  destroy(error?: Error): this {
+    if (this.destroyed) return this
+    this.destroyed = true
+    this.destroyError = error
+    setImmediate(() => {
+      if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error)
+      this.onDestroy(error)
+      this.emit('close')
+    })
+    return this
+  }
 }
 
 const ROWS_SELECT = /^\s*(\(|select|show|with|explain|describe|desc)\b/i
@@ -56,15 +97,21 @@ const ROWS_SELECT = /^\s*(\(|select|show|with|explain|describe|desc)\b/i
  */
 export function fakeMysqlNode(
   name: string,
-  options: { maxConnections?: number } = {},
+  options: {
+    maxConnections?: number
+    /** As mysql2's `resetOnRelease`: every release resets the session (`connection.reset`). */
+    resetOnRelease?: boolean
+  } = {},
 ): FakeMysqlNode {
   let nextId = 1
   const free: FakeConnection[] = []
   const all: FakeConnection[] = []
   /** Kill switches of hung statements, by connection id. */
-  const hung = new Map<number, () => void>()
+  const hung = new Map<number, (error?: Error) => void>()
+  const made: FakeConnection[] = []
   const node: FakeMysqlNode = {
     name,
+    all: made,
     statements: [],
     get connections() {
       return nextId - 1
@@ -92,8 +139,9 @@ export function fakeMysqlNode(
             }
             let conn = free.pop()
             if (conn === undefined) {
-              conn = new FakeConnection(node, nextId++, free, all, hung)
+              conn = new FakeConnection(node, nextId++, free, all, hung, options.resetOnRelease)
               all.push(conn)
+              made.push(conn)
             }
             if (options.maxConnections !== undefined && nextId - 1 > options.maxConnections) {
               cb(new Error('fake pool exhausted'))
@@ -104,54 +152,86 @@ export function fakeMysqlNode(
         })
         .named(`${name}.pool.getConnection`),
       end: sinon
-        .spy((cb: (err: unknown) => void) => setImmediate(() => cb(null)))
+        .spy((cb: (err: unknown) => void) =>
+          setImmediate(() => {
+            // COM_QUIT on each connection; the server closes them.
+            for (const conn of all) conn.stream.destroy()
+            cb(null)
+          }),
+        )
         .named(`${name}.pool.end`),
       _allConnections: all,
       _freeConnections: free,
       _connectionQueue: [],
-      config: { connectionLimit: options.maxConnections ?? 10 },
+      config: {
+        connectionLimit: options.maxConnections ?? 10,
+        resetOnRelease: options.resetOnRelease ?? false,
+      },
     },
   }
   return node
 }
 
-class FakeConnection {
+class FakeConnection extends EventEmitter implements FakeMysqlConnection {
   readonly threadId: number
   readonly _handshakePacket = { serverVersion: '10.11.6-MariaDB-fake' }
   readonly #node: FakeMysqlNode
   readonly #free: FakeConnection[]
   readonly #all: FakeConnection[]
-  readonly #hung: Map<number, () => void>
+  readonly #hung: Map<number, (error?: Error) => void>
+  readonly #resetOnRelease: boolean
+  readonly stream: FakeSocket
   destroyed = false
+  resets = 0
 
   constructor(
     node: FakeMysqlNode,
     id: number,
     free: FakeConnection[],
     all: FakeConnection[],
-    hung: Map<number, () => void>,
+    hung: Map<number, (error?: Error) => void>,
+    resetOnRelease = false,
   ) {
+    super()
     this.#node = node
     this.threadId = id
     this.#free = free
     this.#all = all
     this.#hung = hung
+    this.#resetOnRelease = resetOnRelease
+    // As mysql2: a socket destroyed with an error fails the statement still running.
+    this.stream = new FakeSocket((error) => {
+      if (error !== undefined) this.#hung.get(this.threadId)?.(error)
+    })
   }
 
-  /** A promise that settles when this connection's hung statement is killed. */
+  /** A promise that settles when this connection's hung statement is killed (or its socket fails). */
   #hangUntilKilled(): Promise<Error> {
     return new Promise((resolve) => {
-      this.#hung.set(this.threadId, () => {
+      this.#hung.set(this.threadId, (error) => {
         this.#hung.delete(this.threadId)
         resolve(
-          Object.assign(new Error('Connection was killed'), {
-            code: 'ER_CONNECTION_KILLED',
-            errno: 1927,
-            fatal: true,
-          }),
+          error ??
+            Object.assign(new Error('Connection was killed'), {
+              code: 'ER_CONNECTION_KILLED',
+              errno: 1927,
+              fatal: true,
+            }),
         )
       })
     })
+  }
+
+  /** `COM_RESET_CONNECTION`, as mysql2's `connection.reset`. */
+  reset(cb: (err: unknown) => void) {
+    this.#node.statements.push({
+      node: this.#node.name,
+      connectionId: this.threadId,
+      sql: 'COM_RESET_CONNECTION',
+      parameters: [],
+    })
+    this.resets++
+    setImmediate(() => cb(null))
   }
 
   query(
@@ -205,7 +285,9 @@ class FakeConnection {
   }
 
   release() {
-    this.#free.push(this)
+    // As mysql2's pool with resetOnRelease: reset through the connection's own `reset`, then free.
+    if (this.#resetOnRelease) this.reset(() => this.#free.push(this))
+    else this.#free.push(this)
   }
 
   destroy() {

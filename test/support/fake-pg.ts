@@ -54,6 +54,11 @@ export interface FakePgNode {
   onPoll: ((polls: number) => void) | undefined
   /** What `server_version_num` answers (190000+ enables `WAIT FOR LSN`). */
   versionNum: number
+  /**
+   * Statements matching this never answer (a hung server) until their client is closed
+   * (`release(true)`): then they fail with `Connection terminated`, as `pg` fails them.
+   */
+  hang: RegExp | undefined
   /** Replica: what the probe reports. */
   probe: {
     inRecovery: boolean
@@ -89,6 +94,7 @@ export function fakePgNode(name: string): FakePgNode {
     replayLsn: 0x3000000n,
     onPoll: undefined,
     versionNum: 150000,
+    hang: undefined,
     probe: { inRecovery: true, receiveLsn: 0x3000000n, receiver: true, paused: false, lagMs: 5 },
     pool: {
       connect: sinon
@@ -155,6 +161,8 @@ class FakePgClient extends EventEmitter {
   readonly #poll: () => number
   /** Between `connect()` and `release()`. */
   checkedOut = false
+  /** Fails the hung statement of this client, if one hangs. */
+  #failHung: ((error: Error) => void) | undefined
 
   constructor(node: FakePgNode, pid: number, free: FakePgClient[], poll: () => number) {
     super()
@@ -188,6 +196,11 @@ class FakePgClient extends EventEmitter {
       parameters: parameters ?? [],
       cursor: false,
     })
+    if (node.hang?.test(sql)) {
+      return new Promise((_resolve, reject) => {
+        this.#failHung = reject
+      })
+    }
     return new Promise((resolve, reject) => {
       setImmediate(() => {
         try {
@@ -206,8 +219,12 @@ class FakePgClient extends EventEmitter {
       throw new Error('Release called on client which has already been released to the pool.')
     }
     this.checkedOut = false
-    if (destroy) this.#node.destroyed.push(this.processID)
-    else this.#free.push(this)
+    if (destroy) {
+      this.#node.destroyed.push(this.processID)
+      const fail = this.#failHung
+      this.#failHung = undefined
+      if (fail !== undefined) setImmediate(() => fail(new Error('Connection terminated')))
+    } else this.#free.push(this)
   }
 }
 

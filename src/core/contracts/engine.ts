@@ -43,10 +43,11 @@ export interface PhysicalConnection {
   /**
    * Gives up on the statement running on this connection: its pending `execute` rejects at once
    * with `reason` (a running `stream` throws it on its next step), and the physical connection is
-   * destroyed, never returned to the pool. For a node found dead or hung, where the driver would
-   * wait for TCP to time out. No-op when nothing runs.
+   * destroyed, never returned to the pool (its pool slot is free at once). For a node found dead
+   * or hung, where the driver would wait for TCP to time out. No-op when nothing runs or the
+   * connection was released; `release()` and `destroy()` after it do nothing.
    */
-  abandon?(reason: Error): void
+  abandon(reason: Error): void
   /** Back to the pool. */
   release(): void
   /** Close it; it is never reused. */
@@ -76,18 +77,22 @@ export interface NodePool {
   init(signal?: AbortSignal): Promise<void>
   acquire(signal?: AbortSignal): Promise<PhysicalConnection>
   /**
-   * Ends the pool: politely (`COM_QUIT`, `Terminate`) within `graceMs`, then by destroying every
-   * connection left (a hung node never answers). Resolves within about `graceMs`, never rejects
-   * late, and leaves no timer or socket that can throw afterwards.
+   * Ends the pool: politely (`COM_QUIT`, `Terminate`) within `graceMs` (default 1000), then by
+   * destroying every connection left, connection attempts included (a hung node never answers).
+   * Resolves within about `graceMs`, never rejects late, and leaves no timer or socket that can
+   * throw afterwards.
    */
   end(graceMs?: number): Promise<void>
   /**
    * A new connection to the node outside the pool and its limit (so a full pool of hung or long
    * statements cannot block it), with a connect timeout of `connectTimeoutMs`, set up like pool
    * connections but without the user's hooks. The caller `destroy()`s it when done. For cancels
-   * and for probing a node whose pool is exhausted.
+   * and for probing a node whose pool is exhausted. Implemented by both engines' node pools; still
+   * optional here because `ManagedPool` does not forward it yet.
    */
   openControl?(connectTimeoutMs: number): Promise<PhysicalConnection>
+  /** The pool's connect timeout (ms), or `undefined` when it has none (it waits for TCP). */
+  connectTimeoutMs?(): number | undefined
   /** Host, port and database of the node, when the pool's config tells. */
   endpoint?(): NodeEndpoint | undefined
   /** Counts from the pool itself, when it exposes them. */
@@ -172,7 +177,7 @@ export interface Engine {
    * 1049 ...; PostgreSQL 28000, 28P01, 3D000), which count against the node only when raised while
    * connecting (as a statement's own error, `USE missing_db` is the caller's).
    */
-  isConnectError?(error: unknown): boolean
+  isConnectError(error: unknown): boolean
   /** The server's connection limit and connections in use, for the pool-size warning. */
   serverCapacity?(connection: PhysicalConnection): Promise<{ max: number; used: number }>
 }

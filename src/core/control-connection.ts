@@ -1,0 +1,61 @@
+import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
+import { ConnectionSetupError } from './contracts/errors.js'
+import { ignoreError } from './pool-shutdown.js'
+
+/**
+ * The error of a connection not made within `timeoutMs`: code `ETIMEDOUT`, which every engine's
+ * `isConnectionError` recognises, as mysql2's own connect timeout.
+ */
+export function connectTimeoutError(node: string, timeoutMs: number): Error {
+  return Object.assign(
+    new Error(`connect ETIMEDOUT: no connection to node "${node}" within ${timeoutMs} ms`),
+    { code: 'ETIMEDOUT', node },
+  )
+}
+
+/**
+ * Opens a control connection (`NodePool.openControl`), the same way for every engine: `connect()`
+ * makes the driver's connection outside the pool and wraps it, `setUp()` runs the engine's session
+ * set-up on it (never the user's hooks). The whole of it must finish within `timeoutMs`, else it
+ * fails with {@link connectTimeoutError}: a hung server may accept the connection and never answer
+ * the set-up. On any failure `discard()` destroys what was made. An error of the set-up that is
+ * not connection-level becomes a {@link ConnectionSetupError} naming the node.
+ */
+export async function openControlConnection<C extends PhysicalConnection>(options: {
+  readonly node: NodeInfo
+  readonly timeoutMs: number
+  readonly connect: () => Promise<C>
+  readonly setUp: (connection: C) => Promise<void>
+  readonly discard: () => void
+  readonly isConnectionError: (error: unknown) => boolean
+}): Promise<C> {
+  const { node, timeoutMs } = options
+  const open = (async () => {
+    const connection = await options.connect()
+    try {
+      await options.setUp(connection)
+    } catch (error) {
+      if (options.isConnectionError(error)) throw error
+      throw new ConnectionSetupError(
+        `setting up a control connection on node "${node.name}" failed: ${error instanceof Error ? error.message : String(error)}`,
+        node.name,
+        { cause: error },
+      )
+    }
+    return connection
+  })()
+  // Lost the race against the deadline: its later failure means nothing.
+  open.catch(ignoreError)
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(connectTimeoutError(node.name, timeoutMs)), timeoutMs)
+  })
+  try {
+    return await Promise.race([open, deadline])
+  } catch (error) {
+    options.discard()
+    throw error
+  } finally {
+    clearTimeout(timer)
+  }
+}
