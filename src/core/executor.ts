@@ -277,7 +277,16 @@ export class Executor {
     }
     let connection: PhysicalConnection
     try {
-      connection = await node.pool.acquire(signal)
+      // Opening a connection can hang on a hung node: such an acquisition also ends when the node
+      // is found dead (no cost when an idle connection is at hand, the common case).
+      const rescue = node.pool.willOpen() ? node.rescue.signal : undefined
+      connection = await node.pool.acquire(
+        rescue === undefined
+          ? signal
+          : signal === undefined
+            ? rescue
+            : AbortSignal.any([signal, rescue]),
+      )
     } catch (error) {
       if (this.#unreachable(node, error, statement, signal)) return node
       throw annotateNodeError(error, node.name)

@@ -75,6 +75,11 @@ export class ManagedPool implements NodePool, LifecycleOwner {
       : (connectTimeoutMs) => inner.openControl!(connectTimeoutMs)
   }
 
+  /** Whether an acquisition now would make the pool open a connection (best effort). */
+  willOpen(): boolean {
+    return this.#inner.willOpen?.() === true
+  }
+
   connectTimeoutMs(): number | undefined {
     return this.#inner.connectTimeoutMs?.()
   }

@@ -33,6 +33,11 @@ export class NodeRuntime {
   lastError: string | undefined
   /** Connections running a statement now (to rescue them when the node is found dead). */
   readonly running = new Set<PhysicalConnection>()
+  /**
+   * Aborted when the node is found dead or hung: connections being opened to it for a statement
+   * give up at once instead of waiting for their connect timeout. Replaced after each rescue.
+   */
+  rescue = new AbortController()
   /** Being removed: no new statements (`removeReplica`). */
   draining = false
   /** What the last probe said of writes: accepted (`true`), refused, or unknown. */

@@ -225,13 +225,17 @@ export class HealthMonitor {
    * policy) instead of waiting for TCP to give up.
    */
   #rescue(node: NodeRuntime, cause: unknown): void {
-    if (node.health.usable() || node.running.size === 0) return
+    if (node.health.usable()) return
     const reason = new NodeUnreachableError(
       `node "${node.name}" stopped answering (${cause instanceof Error ? cause.message : String(cause)}): the statement was abandoned`,
       node.name,
       { cause },
     )
     for (const connection of [...node.running]) connection.abandon?.(reason)
+    // Connections being opened for statements: they give up now (see `NodeRuntime.rescue`).
+    const rescue = node.rescue
+    node.rescue = new AbortController()
+    rescue.abort(reason)
   }
 
   /** A connection for a probe: from the pool, or outside it when the pool has none to spare. */
