@@ -1,16 +1,25 @@
 /**
  * `npm run demo`: starts a local replicated cluster (a primary and two replicas as plain server
  * processes in a temp directory), takes a short tour of the routing — each statement, the node the
- * server says it ran on, and the router's reason — and stops the cluster.
+ * server says it ran on, and the router's reason — and stops the cluster. With `--switchover`, the
+ * tour ends with a switchover to replica-1 under a small load of writes and reads: the events as
+ * they come, and where the writes ran before and after, as the servers recorded it.
  *
  *   npm run demo                      # MariaDB (GTID replication)
  *   npm run demo -- --dialect postgres  # PostgreSQL (streaming replication)
+ *   npm run demo -- --switchover        # then a switchover (also with --dialect postgres)
  */
 import { type Kysely, type RawBuilder, sql } from 'kysely'
-import { consistencyScope, type RouteEvent } from '../src/index.js'
+import {
+  consistencyScope,
+  onPrimary,
+  type ReplicationEvent,
+  type RouteEvent,
+} from '../src/index.js'
 import { DIALECTS, type DialectFixture, type TestCluster } from '../test/support/dialects.js'
 
 const dialectName = argValue('--dialect') ?? 'mysql'
+const withSwitchover = process.argv.includes('--switchover')
 
 function argValue(flag: string): string | undefined {
   const i = process.argv.indexOf(flag)
@@ -38,6 +47,7 @@ async function main(): Promise<void> {
   )
   try {
     await tour(fixture, cluster)
+    if (withSwitchover) await switchoverTour(fixture, cluster)
   } finally {
     await cluster.stop()
     process.stdout.write('\nCluster stopped.\n')
@@ -165,6 +175,143 @@ async function tour(fx: DialectFixture, cluster: TestCluster): Promise<void> {
   )
   void last
   await db.destroy()
+}
+
+/**
+ * A planned switchover under load: two writers insert rows that record the server they ran on
+ * (`@@server_id` / `inet_server_port()`, evaluated by the server itself), two readers ask where
+ * they ran, and half-way the harness switches the primary over to replica-1. Default health
+ * settings: writes the old primary refuses make the dialect probe every node at once.
+ */
+async function switchoverTour(fx: DialectFixture, cluster: TestCluster): Promise<void> {
+  const target = 'replica-1'
+  const t0 = performance.now()
+  const at = () => `${((performance.now() - t0) / 1000).toFixed(2).padStart(5)} s`
+  const say = (line: string) => process.stdout.write(`  [${at()}] ${line}\n`)
+  const t = fx.create(cluster, {
+    onEvent: (e: ReplicationEvent) => {
+      if (e.type !== 'pool-oversized') say(`event ${describeEvent(e)}`)
+    },
+  })
+  const db = t.db as Kysely<any>
+  // The server's own identity, computed by the server that runs the insert.
+  const serverId = fx.name === 'mysql' ? sql<number>`@@server_id` : sql<number>`inet_server_port()`
+  const nodeOfServer = (server: number) =>
+    fx.nodeOf(cluster, fx.name === 'mysql' ? { server_id: server } : { port: server })
+
+  process.stdout.write(
+    `\nSwitchover under load: 2 writers, 2 readers; the primary moves to ${target} half-way.\n`,
+  )
+  await db.schema.dropTable('demo_switch').ifExists().execute()
+  await db.schema
+    .createTable('demo_switch')
+    .addColumn('id', 'integer', (c) => c.primaryKey())
+    .addColumn('server', 'integer', (c) => c.notNull())
+    .execute()
+  await cluster.waitForReplication()
+
+  let nextId = 1
+  let stopping = false
+  let written = 0
+  const failedWrites: string[] = []
+  const failedReads: string[] = []
+  const readsOn = new Map<string, number>()
+  const writer = async () => {
+    while (!stopping) {
+      try {
+        await db.insertInto('demo_switch').values({ id: nextId++, server: serverId }).execute()
+        written++
+      } catch (error) {
+        failedWrites.push(
+          error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        )
+      }
+    }
+  }
+  const reader = async () => {
+    while (!stopping) {
+      try {
+        const { rows } = await fx.whereAmI(cluster).execute(db)
+        const node = fx.nodeOf(cluster, rows[0]!)
+        readsOn.set(node, (readsOn.get(node) ?? 0) + 1)
+      } catch (error) {
+        failedReads.push(error instanceof Error ? error.message : String(error))
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+  const workers = [writer(), writer(), reader(), reader()]
+  const routesBefore = t.routes.length
+
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  say(
+    `${written} writes so far; switchover to ${target} begins (fence the primary, promote ${target})`,
+  )
+  const change = await cluster.switchover(target)
+  say(
+    `switchover done by the harness in ${change.durationMs} ms: ${change.oldPrimary} -> ${change.newPrimary}`,
+  )
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  stopping = true
+  await Promise.all(workers)
+  say(`load stopped: ${written} writes acknowledged, ${failedWrites.length} failed`)
+
+  // Where the writes ran, as the servers recorded it, in the order they were issued.
+  const runs = await onPrimary(db)
+    .selectFrom('demo_switch')
+    .select((eb) => [
+      'server',
+      eb.fn.countAll<number>().as('n'),
+      eb.fn.min<number>('id').as('first'),
+      eb.fn.max<number>('id').as('last'),
+    ])
+    .groupBy('server')
+    .orderBy('first')
+    .execute()
+  process.stdout.write('\nWhere the writes ran (the server column each insert filled in):\n')
+  for (const run of runs) {
+    process.stdout.write(
+      `  ids ${run.first}..${run.last}: ${Number(run.n)} writes on ${nodeOfServer(Number(run.server))} (${fx.name === 'mysql' ? 'server_id' : 'port'} ${run.server})\n`,
+    )
+  }
+  const followed = t.routes.slice(routesBefore).filter((r) => r.reason === 'primary-changed')
+  process.stdout.write(
+    `  ${followed.length} statement(s) refused by the old primary ran on the new one (reason primary-changed)\n`,
+  )
+  process.stdout.write(
+    `Reads during the run: ${[...readsOn].map(([node, n]) => `${node} ${n}`).join(', ')}; ${failedReads.length} failed\n`,
+  )
+  for (const error of new Set(failedWrites)) process.stdout.write(`  failed write: ${error}\n`)
+
+  const last = nextId++
+  await db.insertInto('demo_switch').values({ id: last, server: serverId }).execute()
+  const row = await onPrimary(db)
+    .selectFrom('demo_switch')
+    .select('server')
+    .where('id', '=', last)
+    .executeTakeFirstOrThrow()
+  process.stdout.write(
+    `A last write ran on ${nodeOfServer(Number(row.server))}, the server says; the roles now: ${t.dialect
+      .getReplicaInfo()
+      .map((n) => `${n.name} ${n.role}`)
+      .join(', ')}\n`,
+  )
+  await db.schema.dropTable('demo_switch').execute()
+  await db.destroy()
+}
+
+/** An `onEvent` event on one line: its type and fields, an error as its message. */
+function describeEvent(event: ReplicationEvent): string {
+  const fields = Object.entries(event)
+    .filter(([key]) => key !== 'type')
+    .map(([key, value]) => `${key}=${eventValue(value)}`)
+  return `${event.type} ${fields.join(' ')}`
+}
+
+function eventValue(value: unknown): string {
+  if (value instanceof Error) return JSON.stringify(value.message)
+  if (typeof value === 'number') return String(Math.round(value))
+  return String(value)
 }
 
 function pad(s: string, n: number): string {

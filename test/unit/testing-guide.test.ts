@@ -12,6 +12,7 @@ import { Kysely } from 'kysely'
 import sinon from 'sinon'
 import {
   consistencyScope,
+  explainRoute,
   onPrimary,
   ReplicatedMysqlDialect,
   ReplicatedPostgresDialect,
@@ -207,6 +208,61 @@ describe('invoices on PostgreSQL (stubbed pools)', () => {
         ['replica-1', 'read'],
       ],
     )
+  })
+})
+
+// ---- docs/testing.md: "`explainRoute`: a route without running the query" ----
+
+/** The invoice queries, built but not run: the application executes them, the tests explain them. */
+const invoiceQueries = {
+  monthlyReport: (db: Kysely<DB>, month: string) =>
+    db.selectFrom('invoice').select(['id', 'total']).where('month', '=', month),
+  payment: (db: Kysely<DB>, id: number) =>
+    db.updateTable('invoice').set({ paid: true }).where('id', '=', id),
+  afterPayment: (db: Kysely<DB>, id: number) =>
+    onPrimary(db).selectFrom('invoice').selectAll().where('id', '=', id),
+}
+
+describe('where the invoice queries run (explainRoute)', () => {
+  let db: Kysely<DB>
+
+  beforeEach(() => {
+    db = new Kysely<DB>({
+      dialect: new ReplicatedMysqlDialect({
+        primary: { pool: stubMysqlPool().pool },
+        replicas: [
+          { name: 'replica-1', pool: stubMysqlPool().pool },
+          { name: 'replica-2', pool: stubMysqlPool().pool },
+        ],
+        // No background probes: explainRoute then takes no connection at all.
+        health: { probeIntervalMs: 0 },
+      }),
+    })
+  })
+
+  afterEach(() => db.destroy())
+
+  it('sends the monthly report to any replica', async () => {
+    const route = await explainRoute(db, invoiceQueries.monthlyReport(db, '2025-01'))
+
+    assert.deepEqual(route, {
+      role: 'replica',
+      node: undefined,
+      reason: 'read',
+      candidates: ['replica-1', 'replica-2'],
+    })
+  })
+
+  it('records a payment on the primary', async () => {
+    const route = await explainRoute(db, invoiceQueries.payment(db, 7))
+
+    assert.deepEqual(route, { role: 'primary', node: 'primary', reason: 'write' })
+  })
+
+  it('reads the invoice after its payment on the primary', async () => {
+    const route = await explainRoute(db, invoiceQueries.afterPayment(db, 7))
+
+    assert.deepEqual(route, { role: 'primary', node: 'primary', reason: 'hint' })
   })
 })
 
