@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import type { ReplicationPosition } from '../consistency/position.js'
 import { type HealthSettings, NodeHealth } from '../health/node-health.js'
 import { NodeLoad } from '../health/node-load.js'
@@ -37,7 +38,7 @@ export class NodeRuntime {
    * Aborted when the node is found dead or hung: connections being opened to it for a statement
    * give up at once instead of waiting for their connect timeout. Replaced after each rescue.
    */
-  rescue = new AbortController()
+  rescue = unboundedController()
   /** Being removed: no new statements (`removeReplica`). */
   draining = false
   /** What the last probe said of writes: accepted (`true`), refused, or unknown. */
@@ -69,6 +70,11 @@ export class NodeRuntime {
     return this.info.name
   }
 
+  /** A fresh {@link rescue} signal (the previous one was aborted). */
+  renewRescue(): void {
+    this.rescue = unboundedController()
+  }
+
   /**
    * The node changed role (a switchover, a failover). Its pool's connections were set up for the
    * old role (read-only replica sessions, GTID tracking on the primary): they are retired.
@@ -78,4 +84,11 @@ export class NodeRuntime {
     this.info.role = role
     this.pool.retireAll()
   }
+}
+
+/** An AbortController whose signal any number of pending acquisitions may listen to. */
+function unboundedController(): AbortController {
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  return controller
 }

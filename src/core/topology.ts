@@ -76,10 +76,14 @@ export class Topology {
   async awaitNewPrimary(former: NodeRuntime, cause?: unknown): Promise<NodeRuntime> {
     const registry = this.#registry
     const deadline = this.#now() + this.#settings.writeWaitMs
+    let probed = false
     for (;;) {
       if (registry.primary !== former && registry.primary.writable !== false) {
         return registry.primary
       }
+      // The same node back, taking writes again (a restart, a fence lifted): nothing ran, so the
+      // statement can run there. Only on a fresh probe's word.
+      if (probed && registry.primary === former && former.writable === true) return former
       if (!this.dynamic || this.#now() >= deadline) {
         const writable = registry.all.filter((n) => n.writable === true).map((n) => `"${n.name}"`)
         throw new PrimaryUnavailableError(
@@ -89,6 +93,7 @@ export class Topology {
         )
       }
       await this.#probeAll()
+      probed = true
       this.review()
       if (registry.primary === former) await new Promise((r) => setTimeout(r, 50))
     }

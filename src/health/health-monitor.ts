@@ -89,7 +89,8 @@ export class HealthMonitor {
 
   start(): void {
     this.#prober.start()
-    if (this.#watchdog === undefined && this.#registry.replicas.length > 0) {
+    // Always: replicas may be added later (`addReplica`); a tick without replicas costs nothing.
+    if (this.#watchdog === undefined) {
       this.#watchdog = setInterval(() => this.#watch(), this.#watchdogMs)
       this.#watchdog.unref()
     }
@@ -143,8 +144,8 @@ export class HealthMonitor {
     const now = this.#now()
     node.running.delete(connection)
     const abandoned = error instanceof NodeUnreachableError
-    const latencyMs = abandoned ? 0 : now - startedAtMs
-    node.load.finish(latencyMs, now, false)
+    const latencyMs = now - startedAtMs
+    node.load.finish(latencyMs, now, false, !abandoned)
     if (connectionLevel) node.pool.connectionFailed(error)
     if (node.info.role === 'replica') {
       this.#onResult?.(node, latencyMs, false)
@@ -182,7 +183,7 @@ export class HealthMonitor {
     node.load.recordProbe(rttMs, nowMs)
     node.lastProbeAtMs = nowMs
     if (result.position !== undefined) node.position = result.position
-    if (result.readOnly === false && node.readOnly !== false) {
+    if (result.readOnly === false && node.readOnly !== false && node.info.role === 'replica') {
       this.#emit({ type: 'not-read-only', node: node.name })
     }
     node.readOnly = result.readOnly
@@ -234,7 +235,7 @@ export class HealthMonitor {
     for (const connection of [...node.running]) connection.abandon?.(reason)
     // Connections being opened for statements: they give up now (see `NodeRuntime.rescue`).
     const rescue = node.rescue
-    node.rescue = new AbortController()
+    node.renewRescue()
     rescue.abort(reason)
   }
 

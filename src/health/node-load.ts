@@ -146,7 +146,7 @@ export class NodeLoad implements ReplicaLoadView {
    * failure is counted, and fed only when slower than the estimate (a slow timeout counts, a
    * fast "connection refused" must not make the node look fast).
    */
-  finish(latencyMs: number, nowMs: number, ok: boolean): void {
+  finish(latencyMs: number, nowMs: number, ok: boolean, sample = true): void {
     if (this.#inFlight > 0) {
       this.#inFlight -= 1
       this.#pendingStartSum = this.#inFlight === 0 ? 0 : this.#pendingStartSum - (nowMs - latencyMs)
@@ -156,7 +156,8 @@ export class NodeLoad implements ReplicaLoadView {
       this.#estimator.observe(latencyMs, nowMs)
     } else {
       this.#errors += 1
-      if (latencyMs > (this.#estimator.estimate(nowMs) ?? 0))
+      // `sample` false: the wait measured an outage (an abandoned statement), not the node.
+      if (sample && latencyMs > (this.#estimator.estimate(nowMs) ?? 0))
         this.#estimator.observe(latencyMs, nowMs)
     }
   }

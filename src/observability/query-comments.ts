@@ -26,14 +26,14 @@ export function currentQueryComment(): QueryCommentContext | undefined {
   return storage.getStore()
 }
 
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
 /**
  * Percent-encodes a key or value as the sqlcommenter spec asks (URL encoding), and additionally
  * `*`, `'`, `(`, `)` and `!`, which `encodeURIComponent` leaves alone: then no value can close the
  * comment (`*\/`), break out of the quotes, or span lines.
  */
-/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
-
 function encode(text: string): string {
   // A lone UTF-16 surrogate (a string cut in the middle of a character) would make
   // encodeURIComponent throw URIError: it becomes U+FFFD instead.
