@@ -51,7 +51,10 @@ export {
 } from './core/route-hints.js'
 export type { MysqlPool, MysqlPoolConnection, MysqlPromisePool } from './mysql/mysql-pool-types.js'
 export { ReplicatedMysqlDialect } from './mysql/replicated-mysql-dialect.js'
-export type { ReplicatedMysqlDialectConfig } from './mysql/replicated-mysql-dialect-config.js'
+export type {
+  MysqlConnectionOptions,
+  ReplicatedMysqlDialectConfig,
+} from './mysql/replicated-mysql-dialect-config.js'
 export type { MetricsMeterProvider, MetricsOptions } from './observability/metrics.js'
 export type { QueryCommentContext } from './observability/query-comments.js'
 export { withQueryComment } from './observability/query-comments.js'
@@ -64,7 +67,10 @@ export type {
   PostgresQueryResult,
 } from './postgres/postgres-pool-types.js'
 export { ReplicatedPostgresDialect } from './postgres/replicated-postgres-dialect.js'
-export type { ReplicatedPostgresDialectConfig } from './postgres/replicated-postgres-dialect-config.js'
+export type {
+  PostgresConnectionOptions,
+  ReplicatedPostgresDialectConfig,
+} from './postgres/replicated-postgres-dialect-config.js'
 export { LeastLatencySelector } from './selection/least-latency.js'
 export { P2cEwmaSelector } from './selection/p2c-ewma.js'
 export { RandomSelector } from './selection/random.js'

@@ -47,5 +47,44 @@ export const POSTGRES_OWNED_CONNECTION_OPTIONS = Object.freeze({
   idleTimeoutMillis: 'idleTimeoutMs',
 } as const)
 
-/** `pg` client options (`host`, `port`, `user`, `password`, `database`, ...), for pools the library creates. */
-export type PostgresConnectionOptions = object
+/**
+ * `pg` client and pool options for the pools the library creates from `connection` (the fields
+ * of pg's `PoolConfig`, declared here so pg stays an optional peer). The pool's size and idle
+ * timeout come from the node's `poolSize` and `idleTimeoutMs`. A misspelt option does not compile.
+ *
+ * @example
+ * ```ts
+ * const connection: PostgresConnectionOptions = { host: 'replica1.internal', user, password, database, connectionTimeoutMillis: 3000 }
+ * ```
+ */
+export interface PostgresConnectionOptions {
+  readonly host?: string
+  readonly port?: number
+  readonly user?: string
+  readonly database?: string
+  readonly password?: string | (() => string | Promise<string>)
+  readonly connectionString?: string
+  readonly ssl?: boolean | Readonly<Record<string, unknown>>
+  /** Milliseconds to wait for a new connection (default here: 3000). */
+  readonly connectionTimeoutMillis?: number
+  readonly keepAlive?: boolean
+  readonly keepAliveInitialDelayMillis?: number
+  readonly statement_timeout?: false | number
+  readonly query_timeout?: number
+  readonly lock_timeout?: number
+  readonly idle_in_transaction_session_timeout?: number
+  readonly application_name?: string
+  readonly fallback_application_name?: string
+  readonly options?: string
+  readonly client_encoding?: string
+  readonly types?: unknown
+  readonly binary?: boolean
+  readonly stream?: unknown
+  readonly enableChannelBinding?: boolean
+  readonly min?: number
+  readonly maxUses?: number
+  readonly maxLifetimeSeconds?: number
+  readonly allowExitOnIdle?: boolean
+  readonly log?: (...messages: unknown[]) => void
+  readonly Client?: unknown
+}

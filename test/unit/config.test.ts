@@ -508,7 +508,7 @@ describe('dialect config errors', () => {
     const pg = () =>
       new ReplicatedPostgresDialect({
         primary: { pool: fakePgNode('primary').pool },
-        replicas: [{ name: 'r1', connection: { ...connection, max: 50 } }],
+        replicas: [{ name: 'r1', connection: { ...connection, max: 50 } as never }],
       })
     expect(pg).to.throw(ReplicatedConfigError, /`replicas\[0\]\.connection\.max`/)
     try {

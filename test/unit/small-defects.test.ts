@@ -1,9 +1,16 @@
 import { expect } from 'chai'
 import { Kysely } from 'kysely'
 import { annotateNodeError } from '../../src/core/contracts/errors.js'
-import { ReplicatedMysqlDialect, type RouteEvent, withQueryComment } from '../../src/index.js'
+import {
+  ReplicatedMysqlDialect,
+  ReplicatedPostgresDialect,
+  type ReplicationEvent,
+  type RouteEvent,
+  withQueryComment,
+} from '../../src/index.js'
 import { formatSqlComment } from '../../src/observability/query-comments.js'
 import { fakeMysqlNode } from '../support/fake-mysql.js'
+import { fakePgNode } from '../support/fake-pg.js'
 
 describe('small defects, each pinned by a test', () => {
   it('a lone UTF-16 surrogate in a query comment value becomes U+FFFD instead of throwing URIError', async () => {
@@ -32,6 +39,27 @@ describe('small defects, each pinned by a test', () => {
     expect((abort as unknown as { node?: string }).node).to.equal(undefined)
     const driver = new Error('connect ECONNREFUSED')
     expect(annotateNodeError(driver, 'replica-1').message).to.contain('(node "replica-1")')
+  })
+
+  it('reports no causal-unsupported when a PostgreSQL primary dies right after a write (its position could not be read)', async () => {
+    const primary = fakePgNode('primary')
+    const events: ReplicationEvent[] = []
+    const dialect = new ReplicatedPostgresDialect({
+      primary: { pool: primary.pool },
+      replicas: [{ name: 'replica-1', pool: fakePgNode('replica-1').pool }],
+      consistency: 'causal',
+      health: { probeIntervalMs: 0 },
+      onEvent: (e) => events.push(e),
+    })
+    const db = new Kysely<{ t: { id: number } }>({ dialect })
+    primary.respond = (text) =>
+      text.includes('pg_current_wal_insert_lsn')
+        ? Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' })
+        : undefined
+    await db.insertInto('t').values({ id: 1 }).execute()
+    expect(events.filter((e) => e.type === 'causal-unsupported')).to.deep.equal([])
+    // The scope's reads still go to the primary (its write's position is unknown): sticky.
+    await db.destroy()
   })
 
   describe("MariaDB's whole-second lag in causal planning", () => {

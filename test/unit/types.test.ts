@@ -54,7 +54,30 @@ function readOnlyViewHasNoWriteBuilders(db: Kysely<DB>): void {
   void ro.schema.dropTable('person').execute()
 }
 
+/** `connection` options are typed (mysql2's and pg's option names), so a typo does not compile. */
+const typedConnections: ReplicatedMysqlDialectConfig = {
+  primary: {
+    connection: { host: 'p', user: 'u', password: 'x', database: 'd', connectTimeout: 3000 },
+  },
+  replicas: [
+    // @ts-expect-error a misspelt mysql2 option
+    { name: 'r1', connection: { host: 'r1', databse: 'd' } },
+  ],
+}
+const typedPgConnections: ReplicatedPostgresDialectConfig = {
+  primary: { connection: { host: 'p', connectionTimeoutMillis: 3000, application_name: 'app' } },
+  replicas: [
+    // @ts-expect-error a misspelt pg option
+    { name: 'r1', connection: { host: 'r1', connectionTimeout: 3000 } },
+  ],
+}
+
 describe('public types', () => {
+  it('type connection options, so a misspelt one does not compile (checked by the type checker)', () => {
+    expect(typedConnections.replicas).to.have.length(1)
+    expect(typedPgConnections.replicas).to.have.length(1)
+  })
+
   it('accept real mysql2 and pg pools (checked by the type checker)', () => {
     expect(mysqlConfig.replicas).to.have.length(3)
     expect(postgresConfig.replicas).to.have.length(2)
