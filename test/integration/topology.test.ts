@@ -248,7 +248,8 @@ forEachDialect((fx) => {
       const firstOnNew = w.writesOn.find((x) => x.node === target && x.at >= promotedAt - 1000)
       expect(firstOnNew, 'a write on the new primary').to.not.equal(undefined)
       expect(firstOnNew!.at - promotedAt).to.be.below(2500)
-      // Reads kept working on the live replica.
+      // Reads kept working throughout, and on the live replica after.
+      expect(w.failedReads.map(String)).to.deep.equal([])
       const { rows } = await fx.whereAmI(cluster()).execute(t.db)
       expect(rows).to.have.length(1)
     })
