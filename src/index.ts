@@ -25,10 +25,11 @@ export type {
   NodeState,
   ReplicationEvent,
   RouteEvent,
+  RouteExplanation,
   RouteReason,
 } from './core/contracts/events.js'
 export type { PoolStats, ReplicaInfo, RoutingStats } from './core/contracts/stats.js'
-export { explainRoute, type RouteExplanation } from './core/explain-route.js'
+export { explainRoute } from './core/explain-route.js'
 export type {
   ReadonlyCommonTableExpression,
   ReadonlyCompiledQuery,

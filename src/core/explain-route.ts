@@ -1,8 +1,7 @@
 import type { Compilable, CompiledQuery, Kysely } from 'kysely'
 import { ReplicatedConfigError } from './contracts/errors.js'
-import { type RouteExplanation, RoutingConnection } from './routing-connection.js'
-
-export type { RouteExplanation }
+import type { RouteExplanation } from './contracts/events.js'
+import { RoutingConnection } from './routing-connection.js'
 
 /**
  * Where `query` would run, without running it: `{ role, node?, reason, candidates? }`, from the

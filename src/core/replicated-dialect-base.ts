@@ -121,11 +121,6 @@ export abstract class ReplicatedDialectBase<E extends Engine = Engine> {
     this.#cluster = this.#build()
   }
 
-  /** @internal The cluster the inspection methods report on (the newest driver's). */
-  protected get cluster(): Cluster {
-    return this.#cluster
-  }
-
   /**
    * @internal Creates the routing driver of one `Kysely` instance, with pools of its own, as
    * Kysely's own dialects do: pool factories (`pool: async () => createPool(...)`) and

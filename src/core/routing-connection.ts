@@ -1,10 +1,4 @@
-import type {
-  CompiledQuery,
-  ControlConnectionProvider,
-  DatabaseConnection,
-  QueryResult,
-  TransactionSettings,
-} from 'kysely'
+import type { CompiledQuery, DatabaseConnection, QueryResult, TransactionSettings } from 'kysely'
 import type { ConsistencyScope } from '../consistency/scope.js'
 import type { Classification, ClassifyOptions } from '../routing/classification.js'
 import { READ } from '../routing/classification.js'
@@ -14,7 +8,7 @@ import { CONTROL_TIMEOUT_MS, releaseAfterCancel, trackCancel } from './cancels.j
 import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
-import type { RouteReason } from './contracts/events.js'
+import type { RouteExplanation, RouteReason } from './contracts/events.js'
 import type { Executor } from './executor.js'
 import type { NodeRegistry } from './node-registry.js'
 import type { ReadPlanner } from './read-planner.js'
@@ -41,17 +35,6 @@ export interface RoutingContext {
   readonly planner: ReadPlanner
   readonly statistics: RoutingStatistics
   now(): number
-}
-
-/** Where a statement would run, as `explainRoute` reports it. */
-export interface RouteExplanation {
-  readonly role: 'primary' | 'replica'
-  /** The node, when the rules name one (the primary, a named replica, a transaction's node). */
-  readonly node: string | undefined
-  /** The reason `onRoute` would report (`'causal-waited'` when it would wait for a replica first). */
-  readonly reason: RouteReason
-  /** The replicas the selector would pick among (replica routes). */
-  readonly candidates?: readonly string[]
 }
 
 /** The `begin` of a read-only transaction, as the router sees it: a read. */
@@ -171,12 +154,12 @@ export class RoutingConnection implements DatabaseConnection {
   }
 
   /** Cancels the running statement on the node that runs it (Kysely 0.29 `'cancel query'`). */
-  async cancelQuery(_controlConnectionProvider: ControlConnectionProvider): Promise<void> {
+  async cancelQuery(_controlConnectionProvider?: unknown): Promise<void> {
     await this.#control('query')
   }
 
   /** Kills the session running the statement (Kysely 0.29 `'kill session'`). */
-  async killSession(_controlConnectionProvider: ControlConnectionProvider): Promise<void> {
+  async killSession(_controlConnectionProvider?: unknown): Promise<void> {
     await this.#control('session')
   }
 

@@ -87,3 +87,14 @@ export type ReplicationEvent =
   | { readonly type: 'topology-conflict'; readonly node: string; readonly message: string }
   | { readonly type: 'replica-added'; readonly node: string }
   | { readonly type: 'replica-removed'; readonly node: string }
+
+/** Where a statement would run, as `explainRoute` reports it. */
+export interface RouteExplanation {
+  readonly role: 'primary' | 'replica'
+  /** The node, when the rules name one (the primary, a named replica, a transaction's node). */
+  readonly node: string | undefined
+  /** The reason `onRoute` would report (`'causal-waited'` when it would wait for a replica first). */
+  readonly reason: RouteReason
+  /** The replicas the selector would pick among (replica routes). */
+  readonly candidates?: readonly string[]
+}
