@@ -8,7 +8,7 @@ import { CONTROL_TIMEOUT_MS, releaseAfterCancel, trackCancel } from './cancels.j
 import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
-import type { RouteExplanation, RouteReason } from './contracts/events.js'
+import type { RouteExplanation } from './contracts/events.js'
 import type { Executor } from './executor.js'
 import type { NodeRegistry } from './node-registry.js'
 import type { ReadPlanner } from './read-planner.js'
