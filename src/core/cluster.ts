@@ -16,6 +16,7 @@ import {
 import type { ReplicationEvent, RouteEvent } from './contracts/events.js'
 import type { NodeSource } from './contracts/node-setup.js'
 import type { PoolStats, ReplicaInfo, RoutingStats } from './contracts/stats.js'
+import { withDeadline } from './deadline.js'
 import { Executor } from './executor.js'
 import type { ManagedPool } from './managed-pool.js'
 import { NodeRegistry } from './node-registry.js'
@@ -29,23 +30,6 @@ import { Topology } from './topology.js'
 
 /** How long `destroy()` lets the prober and the pools end politely before it moves on. */
 export const DESTROY_GRACE_MS = 1000
-
-/** `promise`'s value, or `undefined` after `ms` (its later outcome is ignored, never thrown). */
-async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined
-  promise.catch(() => {})
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), ms)
-        timer.unref()
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** The nodes of a cluster as the dialect built them. */
 export interface ClusterNodes {
@@ -104,11 +88,8 @@ export class Cluster {
     this.engine = engine
     this.config = config
     const now = () => performance.now()
-    const health = {
-      cooldownMs: config.cooldownMs,
-      maxCooldownMs: config.maxCooldownMs,
-      maxReplicationLagMs: config.maxReplicationLagMs,
-    }
+    // The health settings (`cooldownMs`, `maxCooldownMs`, `maxReplicationLagMs`) are the config's.
+    const health = config
     const primary = new NodeRuntime({
       info: nodes.primary.pool.info as MutableNodeInfo,
       pool: nodes.primary.pool,
@@ -253,9 +234,11 @@ export class Cluster {
     this.#destroyed = true
     this.statistics.metrics?.close() // Metrics: no more collection of a destroyed cluster.
     // A probe of a hung node ends at its timeout; destroy does not wait that long.
-    await withDeadline(this.monitor.stop(), DESTROY_GRACE_MS)
+    await withDeadline(this.monitor.stop(), DESTROY_GRACE_MS, () => undefined, { unref: true })
     const ending = Promise.allSettled(this.registry.all.map((n) => n.pool.end(DESTROY_GRACE_MS)))
-    const results = await withDeadline(ending, DESTROY_GRACE_MS + 250)
+    const results = await withDeadline(ending, DESTROY_GRACE_MS + 250, () => undefined, {
+      unref: true,
+    })
     if (results === undefined) return
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed) throw failed.reason
@@ -343,17 +326,12 @@ export class Cluster {
   async addReplica(replica: ReplicaConfig<unknown, unknown>): Promise<void> {
     const pool = this.#replicaPool(replica, replica.name)
     await pool.init()
-    const config = this.config
     const node = new NodeRuntime({
       info: pool.info as MutableNodeInfo,
       pool,
       weight: replica.weight ?? 1,
       index: Math.max(...this.registry.all.map((n) => n.candidate.index)) + 1,
-      health: {
-        cooldownMs: config.cooldownMs,
-        maxCooldownMs: config.maxCooldownMs,
-        maxReplicationLagMs: config.maxReplicationLagMs,
-      },
+      health: this.config,
       decayMs: this.#decayMs,
     })
     // Probed before it takes reads: its lag and position are known from the start.

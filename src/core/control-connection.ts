@@ -1,6 +1,6 @@
 import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import { ConnectionSetupError } from './contracts/errors.js'
-import { ignoreError } from './pool-shutdown.js'
+import { withDeadline } from './deadline.js'
 
 /**
  * The error of a connection not made within `timeoutMs`: code `ETIMEDOUT`, which every engine's
@@ -44,18 +44,13 @@ export async function openControlConnection<C extends PhysicalConnection>(option
     }
     return connection
   })()
-  // Lost the race against the deadline: its later failure means nothing.
-  open.catch(ignoreError)
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(connectTimeoutError(node.name, timeoutMs)), timeoutMs)
-  })
   try {
-    return await Promise.race([open, deadline])
+    // Lost against the deadline, `open`'s later failure means nothing.
+    return await withDeadline(open, timeoutMs, () => {
+      throw connectTimeoutError(node.name, timeoutMs)
+    })
   } catch (error) {
     options.discard()
     throw error
-  } finally {
-    clearTimeout(timer)
   }
 }

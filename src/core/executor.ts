@@ -250,7 +250,7 @@ export class Executor {
     const o = this.#o
     if (route.kind === 'transaction') {
       const transaction = session.transaction!
-      return this.#report(session, statement, {
+      return this.#report(statement, {
         node: transaction.node,
         connection: transaction.connection,
         transient: false,
@@ -268,12 +268,12 @@ export class Executor {
         if (await this.#redirect(session, statement, former, error, true)) return REPLANNED
         throw error
       }
-      return this.#report(session, statement, target, route.detail)
+      return this.#report(statement, target, route.detail)
     }
     const node = this.#select(route.candidates)
     if (node === undefined) {
       const reason = tried === undefined ? 'no-replica' : 'retry'
-      return this.#report(session, statement, await this.#primary(session, reason, true, signal))
+      return this.#report(statement, await this.#primary(session, reason, true, signal))
     }
     let connection: PhysicalConnection
     try {
@@ -322,11 +322,11 @@ export class Executor {
         o.planner.waitTimedOut(node, route.position, o.now())
         connection.release()
         const fallback = await this.#primary(session, 'causal-timeout', false, signal, waitedMs)
-        return this.#report(session, statement, fallback)
+        return this.#report(statement, fallback)
       }
       o.planner.learnPosition(node, route.position)
     }
-    return this.#report(session, statement, {
+    return this.#report(statement, {
       node,
       connection,
       transient: true,
@@ -373,10 +373,8 @@ export class Executor {
     return picked === undefined ? undefined : this.#o.registry.replicaByIndex(picked.index)
   }
 
-  /** Counts the decision, tells `onRoute`, and remembers it for the comment and the trace. */
-  #report(session: Session, statement: Statement, target: Target, detail?: string): Target {
-    session.reason = target.reason
-    session.waitedMs = target.waitedMs
+  /** Counts the decision and tells `onRoute` (the comment and the trace read the target). */
+  #report(statement: Statement, target: Target, detail?: string): Target {
     this.#o.statistics.route(target, statement.query.sql, detail)
     return target
   }

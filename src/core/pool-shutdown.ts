@@ -4,6 +4,8 @@
  * answered, so every wait here is bounded and ends by destroying sockets.
  */
 
+import { withDeadline } from './deadline.js'
+
 /** The part of a Node socket (`net.Socket`, `tls.TLSSocket`) these helpers use. */
 interface SocketLike {
   readonly destroyed?: boolean
@@ -95,12 +97,7 @@ async function endWithGrace(options: {
         return true
       },
     )
-  let timer: NodeJS.Timeout | undefined
-  const graceOver = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, options.graceMs))
-  })
-  const finished = await Promise.race([polite, graceOver])
-  clearTimeout(timer)
+  const finished = await withDeadline(polite, Math.max(0, options.graceMs), () => false)
   if (!finished || failure !== undefined) options.force()
   if (finished && failure !== undefined) throw failure.error
 }

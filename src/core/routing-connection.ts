@@ -9,6 +9,7 @@ import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
 import type { RouteExplanation } from './contracts/events.js'
+import { withDeadline } from './deadline.js'
 import type { Executor } from './executor.js'
 import type { NodeRegistry } from './node-registry.js'
 import type { ReadPlanner } from './read-planner.js'
@@ -190,24 +191,15 @@ export class RoutingConnection implements DatabaseConnection {
       }
       const outside = control !== undefined
       control ??= await pool.acquire(AbortSignal.timeout(CONTROL_TIMEOUT_MS))
-      let timer: NodeJS.Timeout | undefined
       try {
-        await Promise.race([
-          engine.cancel(control, sessionId, kind),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`the cancel on node "${node.name}" timed out`)),
-              CONTROL_TIMEOUT_MS,
-            )
-          }),
-        ])
+        await withDeadline(engine.cancel(control, sessionId, kind), CONTROL_TIMEOUT_MS, () => {
+          throw new Error(`the cancel on node "${node.name}" timed out`)
+        })
         if (outside) control.destroy()
         else control.release()
       } catch (error) {
         control.destroy()
         throw error
-      } finally {
-        clearTimeout(timer)
       }
     })()
     trackCancel(connection, work)

@@ -4,7 +4,6 @@ import { releaseAfterCancel } from './cancels.js'
 import { asDatabaseConnection } from './connection-setup.js'
 import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
-import type { RouteReason } from './contracts/events.js'
 import type { NodeRuntime } from './node-runtime.js'
 import type { Route, SessionView } from './router.js'
 
@@ -77,9 +76,6 @@ export class Session implements SessionView {
   route: Route | undefined
   /** Replicas the current statement failed on (allocated only when one did). */
   tried: NodeRuntime[] | undefined
-  /** The last routing decision, for the query comment and the trace of the statement it routed. */
-  reason: RouteReason = 'read'
-  waitedMs: number | undefined
 
   constructor(
     registry: { readonly primary: NodeRuntime },

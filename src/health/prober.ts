@@ -1,4 +1,5 @@
 import type { PhysicalConnection, ProbeResult } from '../core/contracts/engine.js'
+import { withDeadline } from '../core/deadline.js'
 import type { NodeRuntime } from '../core/node-runtime.js'
 import { limitConcurrency } from './concurrency-limit.js'
 
@@ -125,7 +126,6 @@ export class Prober {
     const port = this.#port
     const timeoutMs = port.timeoutMs
     let timedOut = false
-    let timer: NodeJS.Timeout | undefined
     const controller = new AbortController()
     const work = (async () => {
       const connection: PhysicalConnection = await port.connect(node, controller.signal)
@@ -143,22 +143,16 @@ export class Prober {
         throw error
       }
     })()
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        timedOut = true
-        controller.abort()
-        reject(new ProbeTimeoutError(node.name, timeoutMs))
-      }, timeoutMs)
-      timer.unref()
-    })
-    work.catch(() => {})
+    const late = () => {
+      timedOut = true
+      controller.abort()
+      throw new ProbeTimeoutError(node.name, timeoutMs)
+    }
     try {
-      const { result, rtt } = await Promise.race([work, timeout])
+      const { result, rtt } = await withDeadline(work, timeoutMs, late, { unref: true })
       port.succeeded(node, rtt, port.now(), result)
     } catch (error) {
       port.failed(node, error, port.now())
-    } finally {
-      clearTimeout(timer)
     }
   }
 }

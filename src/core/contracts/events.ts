@@ -1,3 +1,5 @@
+import type { ClassificationReason } from '../../routing/classification.js'
+
 /**
  * Why a statement ran where it ran. Stable strings, documented in docs/routing.md.
  *
@@ -23,13 +25,8 @@
  * - `'primary-changed'`: the primary refused the statement before running it (read-only, or gone) and it ran on the node that took over.
  */
 export type RouteReason =
-  | 'read'
-  | 'write'
-  | 'locking-read'
-  | 'primary-function'
-  | 'session-state'
-  | 'transaction-control'
-  | 'unclassified'
+  // The classifier's reasons (`'read'` ... `'unclassified'`), then the router's own.
+  | ClassificationReason
   | 'transaction'
   | 'read-only-transaction'
   | 'session-pinned'
