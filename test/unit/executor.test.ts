@@ -1,15 +1,10 @@
-import { context, trace } from '@opentelemetry/api'
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base'
+import { trace } from '@opentelemetry/api'
 import { expect } from 'chai'
 import { CompiledQuery, type DatabaseConnection, Kysely } from 'kysely'
 import { canRetry } from '../../src/core/retry-policy.js'
 import { ReplicatedMysqlDialect, type ReplicatedMysqlDialectConfig } from '../../src/index.js'
 import { type FakeMysqlNode, fakeMysqlNode } from '../support/fake-mysql.js'
+import { useInMemoryTracing } from '../support/in-memory-tracing.js'
 
 function setup(overrides: Partial<ReplicatedMysqlDialectConfig> = {}) {
   const primary = fakeMysqlNode('primary')
@@ -109,21 +104,7 @@ describe('executor: one set of rules on every path', () => {
   })
 
   describe('tracing', () => {
-    let exporter: InMemorySpanExporter
-    let provider: BasicTracerProvider
-    const contextManager = new AsyncLocalStorageContextManager()
-    before(() => {
-      exporter = new InMemorySpanExporter()
-      provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] })
-      trace.setGlobalTracerProvider(provider)
-      context.setGlobalContextManager(contextManager.enable())
-    })
-    after(async () => {
-      await provider.shutdown()
-      trace.disable()
-      context.disable()
-    })
-    beforeEach(() => exporter.reset())
+    const exporter = useInMemoryTracing()
 
     for (const path of ['execute', 'stream'] as const) {
       it(`gives ${path === 'execute' ? 'an execute' : 'a stream'} its span, active while the driver runs the statement`, async () => {

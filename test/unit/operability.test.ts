@@ -1,10 +1,4 @@
-import { context, trace } from '@opentelemetry/api'
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base'
+import { trace } from '@opentelemetry/api'
 import { expect } from 'chai'
 import { CompiledQuery, Kysely, sql } from 'kysely'
 import {
@@ -16,6 +10,7 @@ import {
 } from '../../src/index.js'
 import { appendSqlComment, formatSqlComment } from '../../src/observability/query-comments.js'
 import { type FakeMysqlNode, fakeMysqlNode } from '../support/fake-mysql.js'
+import { useInMemoryTracing } from '../support/in-memory-tracing.js'
 
 const SETUP = /^(set session|select @@gtid_slave_pos|show slave status|select @@max_connections)/i
 
@@ -182,21 +177,7 @@ describe('operability', () => {
   })
 
   describe('OpenTelemetry', () => {
-    let exporter: InMemorySpanExporter
-    let provider: BasicTracerProvider
-    const contextManager = new AsyncLocalStorageContextManager()
-    before(() => {
-      exporter = new InMemorySpanExporter()
-      provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] })
-      trace.setGlobalTracerProvider(provider)
-      context.setGlobalContextManager(contextManager.enable())
-    })
-    after(async () => {
-      await provider.shutdown()
-      trace.disable()
-      context.disable()
-    })
-    beforeEach(() => exporter.reset())
+    const exporter = useInMemoryTracing()
 
     it('records a client span per statement with the database and routing attributes', async () => {
       const { db } = setup({ tracing: true, consistency: 'causal' })
