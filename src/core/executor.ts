@@ -92,13 +92,59 @@ export class Executor {
   }
 
   /** Runs a statement (one result) along the session's route, retrying reads on other nodes by the policy. */
-  async execute<R>(
+  execute<R>(
     session: Session,
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<NodeQueryOutcome<R>> {
+    return this.#run<R>(session, statement, signal, false) as Promise<NodeQueryOutcome<R>>
+  }
+
+  /** {@link execute} for a statement whose result alone matters (a read): no frame to unwrap it. */
+  read<R>(
+    session: Session,
+    statement: Statement,
+    signal: AbortSignal | undefined,
+  ): Promise<QueryResult<R>> {
+    return this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
+  }
+
+  /**
+   * The one async frame of a statement. The common read (a replica route without a reserve hook)
+   * is reached inline: a replica chosen, one await for its connection, one for the result.
+   */
+  async #run<R>(
+    session: Session,
+    statement: Statement,
+    signal: AbortSignal | undefined,
+    resultOnly: boolean,
+  ): Promise<NodeQueryOutcome<R> | QueryResult<R>> {
     for (;;) {
-      const attempt = await this.#begin(session, statement, signal)
+      let attempt: Attempt
+      const route = session.route!
+      const node =
+        route.kind === 'replica' && this.#o.onReserveConnection === undefined
+          ? this.#select(route.candidates)
+          : undefined
+      if (node !== undefined) {
+        let connection: PhysicalConnection
+        try {
+          connection = await node.pool.acquire(this.#acquireSignal(node, signal))
+        } catch (error) {
+          if (!this.#unreachable(node, error, statement, signal)) {
+            throw annotateNodeError(error, node.name)
+          }
+          this.#retryWithout(session, node, statement)
+          continue
+        }
+        attempt = this.#start(
+          session,
+          statement,
+          this.#report(statement, replicaTarget(node, connection, (route as ReplicaRoute).reason)),
+        )
+      } else {
+        attempt = await this.#begin(session, statement, signal)
+      }
       const { target, span } = attempt
       try {
         const outcome =
@@ -107,7 +153,7 @@ export class Executor {
             : await span.run(() => target.connection.execute<R>(attempt.sent, signal))
         span?.end()
         this.#succeeded(target, attempt.started, statement)
-        return outcome
+        return resultOnly ? outcome.result : outcome
       } catch (error) {
         span?.end(error)
         await this.#failed(session, target, error, attempt.started, false, statement, signal)
@@ -212,7 +258,11 @@ export class Executor {
       if (reached !== REPLANNED) this.#retryWithout(session, reached, statement)
       reached = await this.#reach(session, statement, session.route!, signal, session.tried)
     }
-    const target = reached
+    return this.#start(session, statement, reached)
+  }
+
+  /** Starts the statement on `target`: comment, span, accounting, read timeout. */
+  #start(session: Session, statement: Statement, target: Target): Attempt {
     const sent = this.#decorate(statement.query, target)
     const span = this.#span(target, sent)
     session.running = target
@@ -277,16 +327,7 @@ export class Executor {
     }
     let connection: PhysicalConnection
     try {
-      // Opening a connection can hang on a hung node: such an acquisition also ends when the node
-      // is found dead (no cost when an idle connection is at hand, the common case).
-      const rescue = node.pool.willOpen() ? node.rescue.signal : undefined
-      connection = await node.pool.acquire(
-        rescue === undefined
-          ? signal
-          : signal === undefined
-            ? rescue
-            : AbortSignal.any([signal, rescue]),
-      )
+      connection = await node.pool.acquire(this.#acquireSignal(node, signal))
     } catch (error) {
       if (this.#unreachable(node, error, statement, signal)) return node
       throw annotateNodeError(error, node.name)
@@ -326,14 +367,7 @@ export class Executor {
       }
       o.planner.learnPosition(node, route.position)
     }
-    return this.#report(statement, {
-      node,
-      connection,
-      transient: true,
-      reason,
-      waitedMs,
-      leaveFallback: undefined,
-    })
+    return this.#report(statement, replicaTarget(node, connection, reason, waitedMs))
   }
 
   /** The held primary session as a target; `fallback` takes a slot of `maxPrimaryReads`. */
@@ -363,6 +397,20 @@ export class Executor {
       o.monitor.unreachable(node, error)
       throw error
     }
+  }
+
+  /**
+   * The signal of a checkout on `node`. Opening a connection can hang on a hung node: such an
+   * acquisition also ends when the node is found dead (no cost when an idle connection is at
+   * hand, the common case).
+   */
+  #acquireSignal(node: NodeRuntime, signal: AbortSignal | undefined): AbortSignal | undefined {
+    const rescue = node.pool.willOpen() ? node.rescue.signal : undefined
+    return rescue === undefined
+      ? signal
+      : signal === undefined
+        ? rescue
+        : AbortSignal.any([signal, rescue])
   }
 
   #select(candidates: readonly ReplicaCandidate[]): NodeRuntime | undefined {
@@ -522,4 +570,16 @@ export class Executor {
       sql: query.sql,
     })
   }
+}
+
+type ReplicaRoute = Extract<Route, { readonly kind: 'replica' }>
+
+/** A replica connection checked out for one statement. */
+function replicaTarget(
+  node: NodeRuntime,
+  connection: PhysicalConnection,
+  reason: RouteReason,
+  waitedMs?: number,
+): Target {
+  return { node, connection, transient: true, reason, waitedMs, leaveFallback: undefined }
 }

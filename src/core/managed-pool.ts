@@ -10,6 +10,7 @@ import type {
 } from './contracts/engine.js'
 import { ConnectionSetupError } from './contracts/errors.js'
 import type {
+  CheckoutOwner,
   LifecycleConnection,
   LifecycleNodePool,
   LifecycleOwner,
@@ -21,7 +22,7 @@ import type { PoolStats } from './contracts/stats.js'
  * a maximum connection lifetime (enforced on release, so it works with any pool), and the
  * `beforeConnect` / `onConnectionFailure` hooks. Engine-independent.
  */
-export class ManagedPool implements NodePool, LifecycleOwner {
+export class ManagedPool implements NodePool, LifecycleOwner, CheckoutOwner {
   readonly #inner: LifecycleNodePool
   readonly #node: NodeInfo
   /** The node's name and role: one object shared with the node's runtime, its hooks and its pool's set-up. */
@@ -92,36 +93,44 @@ export class ManagedPool implements NodePool, LifecycleOwner {
     return this.#inner.counts?.()
   }
 
-  async acquire(signal?: AbortSignal): Promise<PhysicalConnection> {
+  /**
+   * A connection of the node. One promise, the engine pool's own: the accounting runs inside the
+   * pool's callback ({@link checkedOut}).
+   */
+  acquire(signal?: AbortSignal): Promise<PhysicalConnection> {
     const before = this.#hooks?.beforeConnect
     if (before !== undefined && this.#inner.willOpen?.() === true) {
-      await before(this.#node)
+      return this.#acquireAfter(before, signal)
     }
-    const started = performance.now()
     this.#waiting++
-    let connection: LifecycleConnection
-    try {
-      connection = await this.#inner.acquire(signal)
+    return this.#inner.acquire(signal, this, performance.now())
+  }
+
+  async #acquireAfter(
+    before: (node: NodeInfo) => void | Promise<void>,
+    signal: AbortSignal | undefined,
+  ): Promise<PhysicalConnection> {
+    await before(this.#node)
+    this.#waiting++
+    return this.#inner.acquire(signal, this, performance.now())
+  }
+
+  /** @internal {@link CheckoutOwner}: the engine pool handed `connection` out. */
+  checkedOut(
+    connection: LifecycleConnection,
+    sinceMs: number,
+    signal: AbortSignal | undefined,
+  ): PhysicalConnection | Promise<PhysicalConnection> {
+    if (connection.createdAtMs <= this.#generationAtMs) {
       // Set up for the node's former role: closed, and another taken (or opened) instead.
-      while (connection.createdAtMs <= this.#generationAtMs) {
-        this.#closed++
-        this.#retired++
-        connection.owner = undefined
-        connection.destroy()
-        connection = await this.#inner.acquire(signal)
-      }
-    } catch (error) {
-      if (error instanceof ConnectionSetupError) {
-        // A connection was opened, its setup failed, and it was closed at once.
-        this.#opened++
-        this.#closed++
-      }
-      if (this.#isConnectionError(error)) this.connectionFailed(error)
-      throw error
-    } finally {
-      this.#waiting--
+      this.#closed++
+      this.#retired++
+      connection.owner = undefined
+      connection.destroy()
+      return this.#inner.acquire(signal, this, sinceMs)
     }
-    const waited = performance.now() - started
+    this.#waiting--
+    const waited = performance.now() - sinceMs
     this.#acquisitions++
     this.#waitTotalMs += waited
     if (waited > this.#waitMaxMs) this.#waitMaxMs = waited
@@ -131,6 +140,18 @@ export class ManagedPool implements NodePool, LifecycleOwner {
     // No wrapper object per checkout: the connection calls back on release (hot path).
     connection.owner = this
     return connection
+  }
+
+  /** @internal {@link CheckoutOwner}: the checkout failed. */
+  checkoutFailed(error: unknown): unknown {
+    this.#waiting--
+    if (error instanceof ConnectionSetupError) {
+      // A connection was opened, its setup failed, and it was closed at once.
+      this.#opened++
+      this.#closed++
+    }
+    if (this.#isConnectionError(error)) this.connectionFailed(error)
+    return error
   }
 
   /** Every connection open now is closed on its next release or checkout (the node changed role). */

@@ -14,7 +14,7 @@ import type { Executor } from './executor.js'
 import type { NodeRegistry } from './node-registry.js'
 import type { ReadPlanner } from './read-planner.js'
 import { readTimeoutOf, routeHintOf } from './route-hints.js'
-import type { Router, Statement } from './router.js'
+import type { Route, Router, Statement } from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
 import { type OpenTransaction, type ReserveHook, Session } from './session.js'
 
@@ -73,24 +73,38 @@ export class RoutingConnection implements DatabaseConnection {
   }
 
   executeQuery<R>(query: CompiledQuery, options?: AbortOptions): Promise<QueryResult<R>> {
-    return this.#execute<R>(query, options?.signal)
+    const c = this.#c
+    const session = this.#session
+    const signal = options?.signal
+    if (session.opening !== undefined && session.transaction === undefined) {
+      return this.#open<R>(query, session.opening, signal)
+    }
+    let route: Route
+    let statement: Statement
+    try {
+      statement = this.#statement(query)
+      route = session.plan(c.router.plan(statement, session, c.now()))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    // A read returns the executor's own promise: no frame of this connection's around it.
+    if (route.kind === 'replica' || route.kind === 'wait') {
+      return c.executor.read<R>(session, statement, signal)
+    }
+    return this.#execute<R>(statement, route, signal)
   }
 
   async #execute<R>(
-    query: CompiledQuery,
+    statement: Statement,
+    route: Route,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
     const c = this.#c
     const session = this.#session
-    if (session.opening !== undefined && session.transaction === undefined) {
-      return this.#open<R>(query, session.opening, signal)
-    }
-    const statement = this.#statement(query)
-    const route = session.plan(c.router.plan(statement, session, c.now()))
     switch (route.kind) {
       case 'replica':
       case 'wait':
-        return (await c.executor.execute<R>(session, statement, signal)).result
+        return c.executor.read<R>(session, statement, signal)
       case 'transaction':
         return this.#inTransaction<R>(statement, signal)
       case 'primary': {
@@ -259,7 +273,7 @@ export class RoutingConnection implements DatabaseConnection {
     }
     const connection = await session.primaryConnection(signal)
     session.transaction = { node: session.primaryNode!, connection, readOnly: false, wrote: false }
-    return this.#execute<R>(query, signal)
+    return this.executeQuery<R>(query, { signal })
   }
 
   /** A statement in the open transaction; `commit` / `rollback` end it. */

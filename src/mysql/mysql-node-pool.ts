@@ -7,10 +7,12 @@ import type {
   NodeEndpoint,
   NodeInfo,
   NodeQueryOutcome,
+  PhysicalConnection,
   PoolCounts,
 } from '../core/contracts/engine.js'
 import { ConnectionSetupError } from '../core/contracts/errors.js'
 import type {
+  CheckoutOwner,
   LifecycleConnection,
   LifecycleNodePool,
   LifecycleOwner,
@@ -197,21 +199,35 @@ export class MysqlNodePool implements LifecycleNodePool {
     return c !== undefined && c.idle === 0 && (c.limit === undefined || c.total < c.limit)
   }
 
-  acquire(signal?: AbortSignal): Promise<LifecycleConnection> {
+  acquire(signal?: AbortSignal): Promise<LifecycleConnection>
+  acquire(
+    signal: AbortSignal | undefined,
+    owner: CheckoutOwner,
+    sinceMs: number,
+  ): Promise<PhysicalConnection>
+  acquire(
+    signal?: AbortSignal,
+    owner?: CheckoutOwner,
+    sinceMs = 0,
+  ): Promise<LifecycleConnection | PhysicalConnection> {
     const pool = this.#pool
     if (pool === undefined) {
-      return Promise.reject(new Error(`node "${this.#setup.node.name}": pool used before init`))
+      const error = new Error(`node "${this.#setup.node.name}": pool used before init`)
+      return Promise.reject(owner === undefined ? error : owner.checkoutFailed(error))
     }
-    return new Promise<MysqlPoolConnection>((resolve, reject) => {
+    // One promise per checkout: set-up and the owner's accounting run in mysql2's callback.
+    return new Promise<LifecycleConnection | PhysicalConnection>((resolve, reject) => {
+      const fail = (error: unknown) =>
+        reject(owner === undefined ? error : owner.checkoutFailed(error))
       if (signal?.aborted) {
-        reject(signal.reason)
+        fail(signal.reason)
         return
       }
       let settled = false
       const onAbort = () => {
         if (!settled) {
           settled = true
-          reject(signal?.reason)
+          fail(signal?.reason)
         }
       }
       signal?.addEventListener('abort', onAbort, { once: true })
@@ -223,10 +239,30 @@ export class MysqlNodePool implements LifecycleNodePool {
           return
         }
         settled = true
-        if (error) reject(error)
-        else resolve(raw)
+        if (error) {
+          fail(error)
+          return
+        }
+        let prepared: LifecycleConnection | Promise<LifecycleConnection>
+        try {
+          prepared = this.#prepare(raw)
+        } catch (prepareError) {
+          fail(prepareError)
+          return
+        }
+        if (owner === undefined) resolve(prepared)
+        else if (prepared instanceof Promise) {
+          resolve(
+            prepared.then(
+              (c) => owner.checkedOut(c, sinceMs, signal),
+              (e) => {
+                throw owner.checkoutFailed(e)
+              },
+            ),
+          )
+        } else resolve(owner.checkedOut(prepared, sinceMs, signal))
       })
-    }).then((raw) => this.#prepare(raw))
+    })
   }
 
   /**

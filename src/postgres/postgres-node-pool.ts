@@ -6,9 +6,11 @@ import type {
   NodeEndpoint,
   NodeInfo,
   NodeQueryOutcome,
+  PhysicalConnection,
   PoolCounts,
 } from '../core/contracts/engine.js'
 import type {
+  CheckoutOwner,
   LifecycleConnection,
   LifecycleNodePool,
   LifecycleOwner,
@@ -181,47 +183,43 @@ export class PostgresNodePool implements LifecycleNodePool {
     return c !== undefined && c.idle === 0 && (c.limit === undefined || c.total < c.limit)
   }
 
-  async acquire(signal?: AbortSignal): Promise<LifecycleConnection> {
+  acquire(signal?: AbortSignal): Promise<LifecycleConnection>
+  acquire(
+    signal: AbortSignal | undefined,
+    owner: CheckoutOwner,
+    sinceMs: number,
+  ): Promise<PhysicalConnection>
+  acquire(
+    signal?: AbortSignal,
+    owner?: CheckoutOwner,
+    sinceMs = 0,
+  ): Promise<LifecycleConnection | PhysicalConnection> {
+    const failed = (error: unknown) => (owner === undefined ? error : owner.checkoutFailed(error))
     const pool = this.#pool
     if (pool === undefined) {
-      throw new Error(`node "${this.#setup.node.name}": pool used before init`)
+      return Promise.reject(
+        failed(new Error(`node "${this.#setup.node.name}": pool used before init`)),
+      )
     }
-    signal?.throwIfAborted()
-    let client: PostgresPoolClient
-    if (signal === undefined) {
-      client = await pool.connect()
-    } else {
-      client = await new Promise<PostgresPoolClient>((resolve, reject) => {
-        let settled = false
-        const onAbort = () => {
-          if (!settled) {
-            settled = true
-            reject(signal.reason)
-          }
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-        pool.connect().then(
-          (c) => {
-            signal.removeEventListener('abort', onAbort)
-            if (settled) {
-              // Aborted while waiting: hand the client straight back.
-              c.release()
-              return
-            }
-            settled = true
-            resolve(c)
-          },
+    if (signal?.aborted) return Promise.reject(failed(signal.reason))
+    const connecting = signal === undefined ? pool.connect() : connectUnlessAborted(pool, signal)
+    // Set-up and the owner's accounting run in one continuation of pg's promise.
+    return connecting.then(
+      (client) => {
+        const prepared = this.#prepare(client)
+        if (owner === undefined) return prepared
+        if (!(prepared instanceof Promise)) return owner.checkedOut(prepared, sinceMs, signal)
+        return prepared.then(
+          (connection) => owner.checkedOut(connection, sinceMs, signal),
           (error: unknown) => {
-            signal.removeEventListener('abort', onAbort)
-            if (!settled) {
-              settled = true
-              reject(error)
-            }
+            throw failed(error)
           },
         )
-      })
-    }
-    return this.#prepare(client)
+      },
+      (error: unknown) => {
+        throw failed(error)
+      },
+    )
   }
 
   /**
@@ -320,7 +318,8 @@ export class PostgresNodePool implements LifecycleNodePool {
     })
   }
 
-  async #prepare(client: PostgresPoolClient): Promise<LifecycleConnection> {
+  /** The connection object of a checked-out client: set up first when the client is new. */
+  #prepare(client: PostgresPoolClient): LifecycleConnection | Promise<LifecycleConnection> {
     const node = this.#setup.node
     const createdAt = this.#connections.known(client)?.createdAtMs
     if (createdAt !== undefined) {
@@ -330,7 +329,11 @@ export class PostgresNodePool implements LifecycleNodePool {
         isNew: false,
       })
     }
-    const connection = new PostgresPhysicalConnection(client, node, {
+    return this.#setUpNew(client)
+  }
+
+  async #setUpNew(client: PostgresPoolClient): Promise<LifecycleConnection> {
+    const connection = new PostgresPhysicalConnection(client, this.#setup.node, {
       cursor: this.#cursor,
       createdAtMs: performance.now(),
       isNew: true,
@@ -511,4 +514,40 @@ function mapResult<R>(result: PostgresQueryResult<R>): QueryResult<R> {
         : undefined,
     rows: rows ?? [],
   }
+}
+
+/** `pool.connect()` that gives up when `signal` aborts (a client that comes later goes straight back). */
+function connectUnlessAborted(
+  pool: PostgresPool,
+  signal: AbortSignal,
+): Promise<PostgresPoolClient> {
+  return new Promise<PostgresPoolClient>((resolve, reject) => {
+    let settled = false
+    const onAbort = () => {
+      if (!settled) {
+        settled = true
+        reject(signal.reason)
+      }
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    pool.connect().then(
+      (client) => {
+        signal.removeEventListener('abort', onAbort)
+        if (settled) {
+          // Aborted while waiting: hand the client straight back.
+          client.release()
+          return
+        }
+        settled = true
+        resolve(client)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        if (!settled) {
+          settled = true
+          reject(error)
+        }
+      },
+    )
+  })
 }

@@ -21,9 +21,33 @@ export interface LifecycleOwner {
   destroyed(connection: LifecycleConnection): void
 }
 
+/**
+ * Who checks connections out of an engine pool (the lifecycle layer): told synchronously, inside
+ * the pool's own callback, so that a checkout costs one promise.
+ */
+export interface CheckoutOwner {
+  /**
+   * The pool handed `connection` out for a checkout that started at clock reading `sinceMs`: the
+   * connection to resolve the checkout with (or a promise of one, when it had to be replaced).
+   */
+  checkedOut(
+    connection: LifecycleConnection,
+    sinceMs: number,
+    signal: AbortSignal | undefined,
+  ): PhysicalConnection | Promise<PhysicalConnection>
+  /** The checkout failed: the error to reject it with. */
+  checkoutFailed(error: unknown): unknown
+}
+
 /** An engine pool that can tell when the next acquisition will open a new physical connection. */
 export interface LifecycleNodePool extends NodePool {
+  /** A connection; with `owner`, what the owner makes of it (see {@link CheckoutOwner}). */
   acquire(signal?: AbortSignal): Promise<LifecycleConnection>
+  acquire(
+    signal: AbortSignal | undefined,
+    owner: CheckoutOwner,
+    sinceMs: number,
+  ): Promise<PhysicalConnection>
   /** Whether an acquisition now would make the pool open a connection (best effort, from its internals). */
   willOpen?(): boolean
 }
