@@ -94,6 +94,10 @@ export function mariadbCovers(applied: MariadbGtidList, required: MariadbGtidLis
  * number (on equal sequence numbers, the larger server id, so merging is commutative).
  */
 export function mergeMariadbGtidLists(a: MariadbGtidList, b: MariadbGtidList): MariadbGtidList {
+  // The common cases (a newer write of the same domains, a position merged into itself): one of
+  // the two already is the merge, and nothing is allocated.
+  if (dominates(b, a)) return b
+  if (dominates(a, b)) return a
   const out = new Map<number, MariadbGtid>(a)
   for (const [domain, gtid] of b) {
     const cur = out.get(domain)
@@ -112,6 +116,23 @@ export function mergeMariadbGtidLists(a: MariadbGtidList, b: MariadbGtidList): M
  * Formats a list as MariaDB does, domains ascending: `'0-1-42,1-2-7'` (the empty list is `''`).
  * The result is accepted by `MASTER_GTID_WAIT` and `SET GLOBAL gtid_slave_pos`.
  */
+/** Whether `a` holds every domain of `b` at the GTID the merge would keep for it. */
+function dominates(a: MariadbGtidList, b: MariadbGtidList): boolean {
+  if (a === b) return true
+  if (a.size < b.size) return false
+  for (const [domain, gtid] of b) {
+    const have = a.get(domain)
+    if (
+      have === undefined ||
+      have.seq < gtid.seq ||
+      (have.seq === gtid.seq && have.server < gtid.server)
+    ) {
+      return false
+    }
+  }
+  return true
+}
+
 export function formatMariadbGtidList(list: MariadbGtidList): string {
   return [...list]
     .sort((a, b) => a[0] - b[0])

@@ -61,10 +61,11 @@ export function mergePositions(
 ): ReplicationPosition {
   if (a === undefined) return b
   switch (b.kind) {
-    case 'mariadb':
-      return a.kind === 'mariadb'
-        ? { kind: 'mariadb', gtids: mergeMariadbGtidLists(a.gtids, b.gtids) }
-        : b
+    case 'mariadb': {
+      if (a.kind !== 'mariadb') return b
+      const gtids = mergeMariadbGtidLists(a.gtids, b.gtids)
+      return gtids === a.gtids ? a : gtids === b.gtids ? b : { kind: 'mariadb', gtids }
+    }
     case 'mysql':
       return a.kind === 'mysql' ? { kind: 'mysql', set: unionMysqlGtidSets(a.set, b.set) } : b
     case 'postgres':

@@ -124,12 +124,15 @@ export class Executor {
       const route = session.route!
       const node =
         route.kind === 'replica' && this.#o.onReserveConnection === undefined
-          ? this.#select(route.candidates)
+          ? this.#select(route.candidates, session.plannedAtMs)
           : undefined
       if (node !== undefined) {
         let connection: PhysicalConnection
         try {
-          connection = await node.pool.acquire(this.#acquireSignal(node, signal))
+          connection = await node.pool.acquire(
+            this.#acquireSignal(node, signal),
+            session.plannedAtMs,
+          )
         } catch (error) {
           if (!this.#unreachable(node, error, statement, signal)) {
             throw annotateNodeError(error, node.name)
@@ -141,6 +144,7 @@ export class Executor {
           session,
           statement,
           this.#report(statement, replicaTarget(node, connection, (route as ReplicaRoute).reason)),
+          connection.checkedOutAtMs,
         )
       } else {
         attempt = await this.#begin(session, statement, signal)
@@ -240,7 +244,9 @@ export class Executor {
   #retryWithout(session: Session, node: NodeRuntime, statement: Statement): void {
     const tried = session.tried === undefined ? [node] : [...session.tried, node]
     session.tried = tried
-    session.route = this.#o.router.plan(statement, session, this.#o.now(), tried)
+    const now = this.#o.now()
+    session.route = this.#o.router.plan(statement, session, now, tried)
+    session.plannedAtMs = now
   }
 
   /**
@@ -262,11 +268,11 @@ export class Executor {
   }
 
   /** Starts the statement on `target`: comment, span, accounting, read timeout. */
-  #start(session: Session, statement: Statement, target: Target): Attempt {
+  #start(session: Session, statement: Statement, target: Target, nowMs?: number): Attempt {
     const sent = this.#decorate(statement.query, target)
     const span = this.#span(target, sent)
     session.running = target
-    const started = this.#o.monitor.started(target.node, target.connection)
+    const started = this.#o.monitor.started(target.node, target.connection, nowMs)
     const ms = statement.readTimeoutMs
     const timer = ms === undefined || !target.transient ? undefined : this.#readTimeout(target, ms)
     return { target, sent, span, started, timer }
@@ -320,7 +326,7 @@ export class Executor {
       }
       return this.#report(statement, target, route.detail)
     }
-    const node = this.#select(route.candidates)
+    const node = this.#select(route.candidates, o.now())
     if (node === undefined) {
       const reason = tried === undefined ? 'no-replica' : 'retry'
       return this.#report(statement, await this.#primary(session, reason, true, signal))
@@ -413,10 +419,10 @@ export class Executor {
         : AbortSignal.any([signal, rescue])
   }
 
-  #select(candidates: readonly ReplicaCandidate[]): NodeRuntime | undefined {
+  #select(candidates: readonly ReplicaCandidate[], nowMs: number): NodeRuntime | undefined {
     if (candidates.length === 0) return undefined
     const context = this.#selection
-    context.nowMs = this.#o.now()
+    context.nowMs = nowMs
     const picked = this.#o.selector.select(candidates, context as SelectionContext)
     return picked === undefined ? undefined : this.#o.registry.replicaByIndex(picked.index)
   }

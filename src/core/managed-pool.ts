@@ -95,15 +95,16 @@ export class ManagedPool implements NodePool, LifecycleOwner, CheckoutOwner {
 
   /**
    * A connection of the node. One promise, the engine pool's own: the accounting runs inside the
-   * pool's callback ({@link checkedOut}).
+   * pool's callback ({@link checkedOut}). `sinceMs`: the clock reading the caller took just
+   * before, to count the wait from (saves reading it again).
    */
-  acquire(signal?: AbortSignal): Promise<PhysicalConnection> {
+  acquire(signal?: AbortSignal, sinceMs?: number): Promise<PhysicalConnection> {
     const before = this.#hooks?.beforeConnect
     if (before !== undefined && this.#inner.willOpen?.() === true) {
       return this.#acquireAfter(before, signal)
     }
     this.#waiting++
-    return this.#inner.acquire(signal, this, performance.now())
+    return this.#inner.acquire(signal, this, sinceMs ?? performance.now())
   }
 
   async #acquireAfter(
@@ -130,7 +131,9 @@ export class ManagedPool implements NodePool, LifecycleOwner, CheckoutOwner {
       return this.#inner.acquire(signal, this, sinceMs)
     }
     this.#waiting--
-    const waited = performance.now() - sinceMs
+    const now = performance.now()
+    connection.checkedOutAtMs = now
+    const waited = now - sinceMs
     this.#acquisitions++
     this.#waitTotalMs += waited
     if (waited > this.#waitMaxMs) this.#waitMaxMs = waited

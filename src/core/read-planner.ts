@@ -74,12 +74,12 @@ export class ReadPlanner {
   }
 
   /** Decides where a plain read of `scope` goes: the pure core of read-your-writes. */
-  planRead(source: { readonly scope: ConsistencyScope }, nowMs: number): ReadPlan {
+  planRead(source: { readonly readScope: ConsistencyScope }, nowMs: number): ReadPlan {
     const usable = this.#registry.usableReplicas(nowMs)
     const mode = this.#settings.consistency
     if (mode === 'eventual') return this.#anyReplica(usable)
     // The scope is looked up only now: eventual mode never needs one.
-    const theScope = source.scope
+    const theScope = source.readScope
     const kind = this.#positionKind()
     const required = theScope.requirement(this, kind, nowMs)
     if (required.lastWriteAtMs === undefined) {

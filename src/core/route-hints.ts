@@ -24,16 +24,22 @@ const hints = new WeakMap<QueryId, RouteHint>()
 
 /** The hint of a compiled query, if any. */
 export function routeHintOf(queryId: QueryId | undefined): RouteHint | undefined {
-  return queryId === undefined ? undefined : hints.get(queryId)
+  return queryId === undefined || !hintsGiven ? undefined : hints.get(queryId)
 }
+
+/** Whether any hint was ever given: until then a statement looks nothing up (hot path). */
+let hintsGiven = false
 
 /** Read timeouts by query id (see {@link withReadTimeout}). */
 const readTimeouts = new WeakMap<QueryId, number>()
 
 /** The read timeout of a compiled query, if one was given. */
 export function readTimeoutOf(queryId: QueryId | undefined): number | undefined {
-  return queryId === undefined ? undefined : readTimeouts.get(queryId)
+  return queryId === undefined || !timeoutsGiven ? undefined : readTimeouts.get(queryId)
 }
+
+/** Whether any read timeout was ever given (see {@link hintsGiven}). */
+let timeoutsGiven = false
 
 /** A Kysely plugin that gives every query it sees a read timeout. Prefer {@link withReadTimeout}. */
 export class ReadTimeoutPlugin implements KyselyPlugin {
@@ -49,7 +55,10 @@ export class ReadTimeoutPlugin implements KyselyPlugin {
   }
 
   transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    if (!readTimeouts.has(args.queryId)) readTimeouts.set(args.queryId, this.#ms)
+    if (!readTimeouts.has(args.queryId)) {
+      timeoutsGiven = true
+      readTimeouts.set(args.queryId, this.#ms)
+    }
     return args.node
   }
 
@@ -85,6 +94,7 @@ export class RouteHintPlugin implements KyselyPlugin {
 
   transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
     if (!hints.has(args.queryId)) {
+      hintsGiven = true
       hints.set(args.queryId, this.#hint)
     }
     return args.node

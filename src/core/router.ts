@@ -22,8 +22,8 @@ export interface Statement {
 
 /** The state of the routing connection (the Kysely connection) a statement arrives on. */
 export interface SessionView {
-  /** The connection's read-your-writes scope (looked up lazily: eventual mode never asks). */
-  readonly scope: ConsistencyScope
+  /** The read-your-writes scope its reads look up (lazily: eventual mode never asks). */
+  readonly readScope: ConsistencyScope
   /** An earlier statement created session state: everything runs on the held primary session. */
   readonly pinned: boolean
   /** The connection holds a primary session (it wrote, or fell back to the primary). */

@@ -83,7 +83,8 @@ export class RoutingConnection implements DatabaseConnection {
     let statement: Statement
     try {
       statement = this.#statement(query)
-      route = session.plan(c.router.plan(statement, session, c.now()))
+      const now = c.now()
+      route = session.plan(c.router.plan(statement, session, now), now)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -133,7 +134,8 @@ export class RoutingConnection implements DatabaseConnection {
     const c = this.#c
     const session = this.#session
     const statement = this.#statement(query)
-    const route = session.plan(c.router.plan(statement, session, c.now()))
+    const now = c.now()
+    const route = session.plan(c.router.plan(statement, session, now), now)
     if (route.kind === 'primary') this.#beforePrimary(statement.classification, true)
     yield* c.executor.stream<R>(session, statement, chunkSize, options?.signal)
   }
@@ -253,7 +255,8 @@ export class RoutingConnection implements DatabaseConnection {
     const session = this.#session
     if (settings.accessMode === 'read only' && !session.pinned) {
       const statement: Statement = { ...READ_ONLY_BEGIN, query }
-      session.plan(c.router.plan(statement, session, c.now()))
+      const now = c.now()
+      session.plan(c.router.plan(statement, session, now), now)
       let result: QueryResult<R> | undefined
       const target = await c.executor.hold(
         session,

@@ -74,6 +74,8 @@ export class Session implements SessionView {
   running: RunningStatement | undefined
   /** The current statement's route, re-planned by the executor on a retry. */
   route: Route | undefined
+  /** The clock reading the route was planned at (selection and the checkout's wait count from it). */
+  plannedAtMs = 0
   /** Replicas the current statement failed on (allocated only when one did). */
   tried: NodeRuntime[] | undefined
 
@@ -88,8 +90,9 @@ export class Session implements SessionView {
   }
 
   /** The current statement is planned along `route` (its retries start from none tried). */
-  plan(route: Route): Route {
+  plan(route: Route, nowMs: number): Route {
     this.route = route
+    this.plannedAtMs = nowMs
     this.tried = undefined
     return route
   }
@@ -108,6 +111,15 @@ export class Session implements SessionView {
   get scope(): ConsistencyScope {
     this.#scope ??= this.#explicit ?? new ConsistencyScope(processWideScope())
     return this.#scope
+  }
+
+  /**
+   * The scope reads look up: {@link scope} once it exists. Before this connection wrote, a scope
+   * of its own would hold nothing its parent does not, so a read creates none (no scope object
+   * per statement).
+   */
+  get readScope(): ConsistencyScope {
+    return this.#scope ?? this.#explicit ?? processWideScope()
   }
 
   get holdsPrimary(): boolean {

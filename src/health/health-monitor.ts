@@ -110,8 +110,8 @@ export class HealthMonitor {
   }
 
   /** A statement started on `connection` of `node` (pair with {@link succeeded} or {@link failed}). */
-  started(node: NodeRuntime, connection: PhysicalConnection): number {
-    const now = this.#now()
+  started(node: NodeRuntime, connection: PhysicalConnection, nowMs?: number): number {
+    const now = nowMs ?? this.#now()
     node.load.start(now)
     node.running.add(connection)
     return now

@@ -194,9 +194,14 @@ export class MysqlNodePool implements LifecycleNodePool {
     }
   }
 
+  /** Asked before every replica checkout: read off the pool, no object made. */
   willOpen(): boolean {
-    const c = this.counts()
-    return c !== undefined && c.idle === 0 && (c.limit === undefined || c.total < c.limit)
+    const p = this.#pool as MysqlPoolInternals | undefined
+    const all = p?._allConnections
+    const free = p?._freeConnections
+    if (all === undefined || free === undefined || free.length > 0) return false
+    const limit = p!.config?.connectionLimit
+    return limit === undefined || all.length < limit
   }
 
   acquire(signal?: AbortSignal): Promise<LifecycleConnection>

@@ -178,9 +178,13 @@ export class PostgresNodePool implements LifecycleNodePool {
     }
   }
 
+  /** Asked before every replica checkout: read off the pool, no object made. */
   willOpen(): boolean {
-    const c = this.counts()
-    return c !== undefined && c.idle === 0 && (c.limit === undefined || c.total < c.limit)
+    const p = this.#pool as PgPoolInternals | undefined
+    const total = p?.totalCount
+    if (typeof total !== 'number' || p!.idleCount !== 0) return false
+    const limit = p!.options?.max
+    return limit === undefined || total < limit
   }
 
   acquire(signal?: AbortSignal): Promise<LifecycleConnection>

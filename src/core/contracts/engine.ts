@@ -30,6 +30,11 @@ export interface PhysicalConnection {
    */
   killed: boolean
   /**
+   * Clock reading (`performance.now()`) when the lifecycle layer last handed this connection out:
+   * the start of a statement run right after the checkout, without reading the clock again.
+   */
+  checkedOutAtMs?: number
+  /**
    * A cancel aimed at this connection's statement, while one is in flight (see `core/cancels`):
    * the connection goes back to its pool only after it.
    */
