@@ -267,13 +267,32 @@ export class Executor {
         const timer = ms === undefined ? undefined : this.#readTimeout(target, ms)
         return { target, sent, span, started, timer }
       },
-      abandon: (read, attempt, running) => {
+      p90: (read, node) => {
+        // The lowest of the candidates' p90s: what the read would take on a replica in its normal
+        // state. The chosen replica's own p90 is no guide once it slows down: it grows with it.
+        let p90 = node.load.latencyP90Ms()
+        const route = read.session.route
+        if (route?.kind !== 'replica') return p90
+        for (const candidate of route.candidates) {
+          const other = this.#o.registry.replicaByIndex(candidate.index)?.load.latencyP90Ms()
+          if (other !== undefined && (p90 === undefined || other < p90)) p90 = other
+        }
+        return p90
+      },
+      abandon: (read, attempt, running, graceMs) => {
         const { target, started } = attempt
         const { node, connection } = target
-        cancelStatement(this.#o.engine, node, connection)
+        let ended = false
+        // One timer per lost race: the cancel is sent only if the statement outlives its grace.
+        const grace = setTimeout(() => {
+          if (!ended) cancelStatement(this.#o.engine, node, connection)
+        }, graceMs)
+        grace.unref()
         void running.then((outcome) => {
+          ended = true
+          clearTimeout(grace)
           if (outcome.ok) {
-            // It answered before the cancel landed: a success like any other.
+            // It answered before any cancel landed: a success like any other.
             this.#succeeded(target, started, read.statement)
             return
           }

@@ -4,6 +4,15 @@ import type { Engine, PhysicalConnection } from './contracts/engine.js'
 import { withDeadline } from './deadline.js'
 import type { NodeRuntime } from './node-runtime.js'
 
+/**
+ * How long a hedged read's loser may run on before its statement is cancelled (at least; longer
+ * when the hedge delay is). Cancelling costs a control connection to the node: measured on the
+ * spike benchmark, cancelling every late point read at once halved the throughput, while letting
+ * it finish costs one pooled connection for a few more milliseconds. A loser that runs long (a
+ * report query, a hung node) is still cancelled.
+ */
+export const HEDGE_CANCEL_GRACE_MS = 100
+
 /** Hedges the budget allows at once before any read has earned one (and at most saved up). */
 export const HEDGE_BURST = 10
 
@@ -12,14 +21,14 @@ export const HEDGE_BURST = 10
  * statement on another replica, and how many may be. A token bucket holds the budget: each
  * hedge-eligible read earns `budget` tokens, each hedge spends one, and at most
  * {@link HEDGE_BURST} are kept (the bucket starts full), so hedges sent never exceed
- * `budget × reads + HEDGE_BURST`. The delay is a fixed number of milliseconds, or the chosen
- * replica's recent 90th percentile latency (`NodeLoad.latencyP90Ms`, O(1)). No I/O, no timer:
- * {@link runHedged} carries a hedged read out.
+ * `budget × reads + HEDGE_BURST`. The delay is a fixed number of milliseconds, or a recent 90th
+ * percentile latency (`NodeLoad.latencyP90Ms`, O(1)). No I/O, no timer: {@link runHedged}
+ * carries a hedged read out.
  *
  * @example
  * ```ts
  * const hedging = new Hedging({ after: 'p90', budget: 0.1 })
- * const delay = hedging.delayFor(node) // undefined: the node has no latency history yet
+ * const delay = hedging.delayFor(node.load.latencyP90Ms()) // undefined: no latency history yet
  * if (delay !== undefined && hedging.take()) {
  *   // send the second statement
  * }
@@ -35,15 +44,21 @@ export class Hedging {
     this.#budget = options.budget
   }
 
+  /** Whether the delay is a latency percentile (then {@link delayFor} wants one). */
+  get byP90(): boolean {
+    return this.#after === 'p90'
+  }
+
   /**
-   * A hedge-eligible read starts on `node`: it earns its share of the budget. Returns how long
-   * to wait for its answer before hedging it, or `undefined` when it cannot be timed (`'p90'` on a
-   * node without latency history): then it is not hedged.
+   * A hedge-eligible read starts: it earns its share of the budget. Returns how long to wait for
+   * its answer before hedging it: the fixed delay, or `p90Ms` (the candidates' recent 90th
+   * percentile latency, see `Executor`), `undefined` when there is none (no latency history
+   * yet): then it is not hedged.
    */
-  delayFor(node: { readonly load: { latencyP90Ms(): number | undefined } }): number | undefined {
+  delayFor(p90Ms: number | undefined): number | undefined {
     const tokens = this.#tokens + this.#budget
     this.#tokens = tokens > HEDGE_BURST ? HEDGE_BURST : tokens
-    return this.#after === 'p90' ? node.load.latencyP90Ms() : this.#after
+    return this.#after === 'p90' ? p90Ms : this.#after
   }
 
   /** Spends one hedge of the budget; `false` when it is spent. */
@@ -84,6 +99,8 @@ export interface HedgePort<C, A, T, R> {
    * least two candidates), else `undefined`.
    */
   hedgeable(context: C, attempt: A): NodeRuntime | undefined
+  /** The recent 90th percentile latency to wait for (`after: 'p90'`), `undefined` without history. */
+  p90(context: C, node: NodeRuntime): number | undefined
   /** Runs the started attempt; the span ends and its timers are cleared either way. */
   run(context: C, attempt: A): Promise<T>
   /** Accounts a successful attempt and releases its connection. */
@@ -103,10 +120,12 @@ export interface HedgePort<C, A, T, R> {
   /** Starts the statement on the reserved connection, reported with reason `'hedge'`. */
   start(context: C, reserved: R): A
   /**
-   * The other attempt answered first: cancels `attempt`'s statement and, once `running` ended,
-   * accounts it (neither a success nor a failure of its node) and releases its connection.
+   * The other attempt answered first: gives `attempt` `graceMs` to end on its own (a point read
+   * that was merely late costs less to finish than to cancel), then cancels its statement; once
+   * `running` ended, accounts it (a cancelled one as neither a success nor a failure of its
+   * node) and releases its connection.
    */
-  abandon(context: C, attempt: A, running: Promise<Settled<T>>): void
+  abandon(context: C, attempt: A, running: Promise<Settled<T>>, graceMs: number): void
   /** A hedge was sent; `won` once it is known to have answered first. */
   sent(): void
   won(): void
@@ -154,7 +173,10 @@ export async function runHedged<C, A, T, R>(
     const first = await port.begin(context)
     const firstRun = settle(port.run(context, first))
     const node = port.hedgeable(context, first)
-    const delay = node === undefined ? undefined : hedging.delayFor(node)
+    const delay =
+      node === undefined
+        ? undefined
+        : hedging.delayFor(hedging.byP90 ? port.p90(context, node) : undefined)
     let outcome = delay === undefined ? await firstRun : await within(firstRun, delay)
     if (outcome === undefined) {
       const took = hedging.take()
@@ -162,7 +184,8 @@ export async function runHedged<C, A, T, R>(
       if (second !== undefined && second !== FIRST_DONE) {
         const hedge = port.start(context, second)
         port.sent()
-        const result = await race(port, context, first, firstRun, hedge)
+        const grace = delay! > HEDGE_CANCEL_GRACE_MS ? delay! : HEDGE_CANCEL_GRACE_MS
+        const result = await race(port, context, first, firstRun, hedge, grace)
         if (result !== undefined) return result.value
         continue
       }
@@ -211,6 +234,7 @@ async function race<C, A, T, R>(
   first: A,
   firstRun: Promise<Settled<T>>,
   hedge: A,
+  graceMs: number,
 ): Promise<{ readonly value: T } | undefined> {
   const hedgeRun = settle(port.run(context, hedge))
   const done = await Promise.race([
@@ -222,7 +246,7 @@ async function race<C, A, T, R>(
     : [first, hedge, hedgeRun]
   if (done.outcome.ok) {
     port.succeeded(context, winner)
-    port.abandon(context, loser, loserRun)
+    port.abandon(context, loser, loserRun, graceMs)
     if (done.hedgeFirst) port.won()
     return { value: done.outcome.value }
   }
