@@ -115,6 +115,8 @@ export interface RunFigures {
   readonly fault?: FaultStats
   /** Reads that had not finished 30 s after the end of the run (then abandoned). */
   readonly unfinished?: number
+  /** Contenders with hedged reads: second statements sent during the measurement, and won. */
+  readonly hedges?: { readonly sent: number; readonly won: number }
 }
 
 export interface LoadRunResult extends RunFigures {

@@ -83,6 +83,9 @@ import { faultStats, ReadLog, spansBetween, spikeWindowStats } from './read-log.
 /** The contenders of `--quick`: two of ours, the one without health checks, and the yardstick. */
 const QUICK_SELECTORS = 'round-robin,p2c-ewma,kysely-replication,oracle'
 
+/** The hedged contender: the library's defaults plus hedged reads (`p2c-ewma+hedge`). */
+const HEDGE_SETTING = { after: 'p90', budget: 0.1 } as const
+
 const args = parseCommandLine({
   usage: 'npm run bench:cluster -- [options]',
   summary: [
@@ -120,7 +123,7 @@ const args = parseCommandLine({
       value: 'list',
       default: 'all',
       quick: QUICK_SELECTORS,
-      help: 'contenders: built-in selector names, kysely-replication, oracle',
+      help: 'contenders: built-in selector names, p2c-ewma+hedge (defaults plus hedge: { after: p90, budget: 0.1 }), kysely-replication, oracle',
     },
     dialect: { type: 'string', value: 'mysql|postgres', default: 'mysql', help: 'the engine' },
     slices: {
@@ -319,9 +322,12 @@ interface Contender {
   }
 }
 
-function ours(selector: BuiltInSelectorName | 'oracle'): Contender {
+function ours(
+  selector: BuiltInSelectorName | 'oracle',
+  variant?: { readonly label: string; readonly config: Partial<ReplicatedDialectConfig<unknown>> },
+): Contender {
   return {
-    label: selector,
+    label: variant?.label ?? selector,
     reportsEvents: true,
     create(bench, { via, overrides = {}, onEvent } = {}) {
       const { engine, cluster } = bench
@@ -338,6 +344,7 @@ function ours(selector: BuiltInSelectorName | 'oracle'): Contender {
         selector: chosen,
         consistency: 'eventual',
         ...(onEvent !== undefined ? { onEvent } : {}),
+        ...variant?.config,
         ...overrides,
       })
       const stats = (dialect as unknown as { getRoutingStats?: () => RoutingStats }).getRoutingStats
@@ -370,6 +377,7 @@ const kyselyReplication: Contender = {
 function contenders(): Contender[] {
   const all: Contender[] = [
     ...BUILT_IN_SELECTOR_NAMES.map((name) => ours(name)),
+    ours('p2c-ewma', { label: 'p2c-ewma+hedge', config: { hedge: HEDGE_SETTING } }),
     kyselyReplication,
     ours('oracle'),
   ]
@@ -640,6 +648,7 @@ class RunRecorder {
   #failed = 0
   #measuredMs = 0
   #unfinished = 0
+  #hedges: { sent: number; won: number } | undefined
 
   constructor(label: string, durationMs: number) {
     this.label = label
@@ -683,6 +692,13 @@ class RunRecorder {
     this.#unfinished += count
   }
 
+  /** Hedges sent and won during the measurement (contenders with hedged reads). */
+  hedged(sent: number, won: number): void {
+    this.#hedges ??= { sent: 0, won: 0 }
+    this.#hedges.sent += sent
+    this.#hedges.won += won
+  }
+
   result(extra: Pick<RunFigures, 'spike' | 'fault'> = {}): LoadRunResult {
     const ms = (us: number) => Math.round(us) / 1000
     return {
@@ -694,6 +710,7 @@ class RunRecorder {
       readsPerNode: this.#readsPerNode,
       ...extra,
       ...(this.#unfinished > 0 ? { unfinished: this.#unfinished } : {}),
+      ...(this.#hedges !== undefined ? { hedges: { ...this.#hedges } } : {}),
       errors: this.#errors,
       timeline: this.#buckets.map((b, t) => ({
         t,
@@ -732,13 +749,20 @@ async function runSlice(
       events.push({ atMs: Math.round(atMs), label: event.type, node: event.node })
     }
   }
-  const { db } = contender.create(bench, { ...(plan.via ? { via: plan.via } : {}), onEvent })
+  const { db, routingStats } = contender.create(bench, {
+    ...(plan.via ? { via: plan.via } : {}),
+    onEvent,
+  })
   let driver: Driver | undefined
+  // Hedges counted over the measurement only: the counters at its start are subtracted.
+  let hedgesAtStart: RoutingStats | undefined
   const driveTimer = setTimeout(() => {
+    hedgesAtStart = routingStats?.()
     driver = plan.drive?.(bench, t0, events)
   }, warmupMs)
   const nodeId = engine.nodeId()
   let inFlight = 0
+  let measuredEnd: Promise<RoutingStats | undefined> | undefined
 
   const worker = async () => {
     for (;;) {
@@ -772,6 +796,7 @@ async function runSlice(
   try {
     const workers = Promise.all(Array.from({ length: CONCURRENCY }, worker))
     const untilEnd = Math.max(0, tEnd - performance.now())
+    measuredEnd = within(workers, untilEnd).then(() => routingStats?.())
     if ((await within(workers, untilEnd + UNFINISHED_GRACE_MS)) === 'timeout') {
       recorder.unfinished(inFlight)
       progress(
@@ -788,6 +813,13 @@ async function runSlice(
     )
   }
   recorder.measured(durationMs)
+  const atEnd = await measuredEnd
+  if (atEnd !== undefined && (atEnd.hedges > 0 || hedgesAtStart?.hedges)) {
+    recorder.hedged(
+      atEnd.hedges - (hedgesAtStart?.hedges ?? 0),
+      atEnd.hedgesWon - (hedgesAtStart?.hedgesWon ?? 0),
+    )
+  }
   for (const e of events) recorder.events.push({ ...e, atMs: e.atMs + offsetMs })
   recorder.events.sort((a, b) => a.atMs - b.atMs)
 }
@@ -871,7 +903,12 @@ function report(result: LoadRunResult, suffix: string): void {
       `    events: ${result.events.map((e) => `${(e.atMs / 1000).toFixed(2)} s ${e.label}${e.node ? ` ${e.node}` : ''}`).join(', ')}`,
     )
   }
-  const { spike, fault } = result
+  const { spike, fault, hedges } = result
+  if (hedges !== undefined) {
+    progress(
+      `    hedges: ${hedges.sent} sent (${pct(hedges.sent, result.reads)} of reads), ${hedges.won} won`,
+    )
+  }
   if (spike !== undefined) {
     const share = (w: typeof spike.inWindows) =>
       `${w.reads} reads, ${pct(w.onNode, w.reads)} on ${spike.replica}, p99 ${w.p99Ms ?? '–'} ms`

@@ -775,6 +775,9 @@ function spikeTable(s: ScenarioResult): string | undefined {
       spread(r, (f) => f.spike?.outside.p99Ms),
       ms,
     ),
+    r.hedges === undefined
+      ? '–'
+      : `${r.hedges.sent} (${percent(share(r.hedges.sent, r.reads) ?? 0)} %) / ${r.hedges.won}`,
   ])
   return [
     `Where the reads went, by the time each read started: inside the spike windows (from the step that turned the delay on to the one that turned it off) or between them. The oracle sends none to ${replica} during a spike; round-robin half.`,
@@ -788,6 +791,7 @@ function spikeTable(s: ScenarioResult): string | undefined {
         `on ${replica} between spikes`,
         'p99 of reads started in spikes',
         'p99 between spikes',
+        'hedges sent (share of reads) / won',
       ],
       rows,
     ),

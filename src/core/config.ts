@@ -147,6 +147,15 @@ export interface ReplicatedDialectConfig<P, C = object> {
    * `withReadTimeout(db, ms)`.
    */
   readonly readTimeoutMs?: number
+  /**
+   * Hedged reads, off when absent: a plain read on a replica (eventual, or a replica any of the
+   * candidates will do) that has not answered `after` (the chosen replica's recent 90th
+   * percentile latency, `'p90'`, the default, or a number of milliseconds) is sent to a second
+   * replica too; the first answer wins and the other statement is cancelled. At most `budget`
+   * (default 0.1, from above 0 to 1) hedges per such read, after a burst of 10. Never for writes,
+   * locking reads, transactions, pinned sessions, streams or causal waits. See docs/routing.md#hedged-reads.
+   */
+  readonly hedge?: { readonly after?: 'p90' | number; readonly budget?: number }
   /** Read retries on connection-level failures. Default `{ reads: true }`; `{ reads: false }` turns them off. */
   readonly retry?: { readonly reads?: boolean }
   /**
@@ -194,6 +203,17 @@ export interface ResolvedLatency {
   readonly decayMs: number
 }
 
+/** The resolved `hedge` setting. */
+export interface ResolvedHedge {
+  /** `'p90'`: the chosen replica's recent 90th percentile latency; a number: milliseconds. */
+  readonly after: 'p90' | number
+  /** Hedges per hedge-eligible read, from above 0 to 1. */
+  readonly budget: number
+}
+
+/** Default `hedge.budget`. */
+export const DEFAULT_HEDGE_BUDGET = 0.1
+
 /** The validated, frozen form of the engine-independent settings, defaults applied. */
 export interface ResolvedConfig {
   readonly consistency: ConsistencyMode
@@ -214,6 +234,8 @@ export interface ResolvedConfig {
   readonly defaultRoute: 'replicas' | 'primary'
   readonly topology: { readonly mode: 'dynamic' | 'static'; readonly writeWaitMs: number }
   readonly retryReads: boolean
+  /** Hedged reads; `undefined`: off. */
+  readonly hedge: ResolvedHedge | undefined
   readonly fallback: 'primary' | 'error'
   readonly maxPrimaryReads: number | undefined
   readonly queryComments: { readonly enabled: boolean; readonly route: boolean }
@@ -273,6 +295,7 @@ const CONFIG_KEYS = {
   health: true,
   maxReplicationLagMs: true,
   readTimeoutMs: true,
+  hedge: true,
   retry: true,
   fallback: true,
   hooks: true,
@@ -307,6 +330,8 @@ const LATENCY_KEYS = {
   sampleSize: true,
   decayMs: true,
 } as const satisfies KeysOf<ObjectForm<'latency'>>
+
+const HEDGE_KEYS = { after: true, budget: true } as const satisfies KeysOf<ObjectForm<'hedge'>>
 
 const RETRY_KEYS = { reads: true } as const satisfies KeysOf<ObjectForm<'retry'>>
 
@@ -366,6 +391,7 @@ export function resolveConfig<P, C>(options: ResolveConfigOptions<P, C>): Resolv
     ...resolveSelection(config, fail),
     ...resolveHealth(config, fail),
     ...resolveFailover(config, fail),
+    hedge: resolveHedge(config.hedge, fail),
     topology: resolveTopology(config.topology, fail),
     ...resolveObservability(config, fail),
   })
@@ -931,6 +957,36 @@ function resolveFailover(
     fallback: 'primary',
     maxPrimaryReads: count(maxPrimaryReads, 'fallback.maxPrimaryReads', fail),
   }
+}
+
+// ---- hedged reads ----
+
+/** `hedge`: off when absent; `after` `'p90'` (default) or milliseconds, `budget` in (0, 1]. */
+function resolveHedge(value: unknown, fail: Fail): ResolvedHedge | undefined {
+  if (value === undefined) return undefined
+  const hedge = section(value as ObjectForm<'hedge'>, 'hedge', HEDGE_KEYS, fail, {
+    instead: 'leave it out to turn hedged reads off',
+  })
+  const after: unknown = hedge.after
+  if (typeof after === 'string' && after !== 'p90') {
+    fail(
+      `unknown \`hedge.after\` ${describeValue(after)}: use 'p90' or a number of milliseconds above 0`,
+    )
+  }
+  if (after !== undefined && typeof after !== 'string') durationMs(after, 'hedge.after', fail, true)
+  const budget: unknown = hedge.budget
+  if (
+    budget !== undefined &&
+    !(typeof budget === 'number' && Number.isFinite(budget) && budget > 0 && budget <= 1)
+  ) {
+    fail(
+      `\`hedge.budget\` must be a number above 0 and at most 1 (hedges per read), got ${describeValue(budget)}`,
+    )
+  }
+  return Object.freeze({
+    after: (after as 'p90' | number | undefined) ?? 'p90',
+    budget: (budget as number | undefined) ?? DEFAULT_HEDGE_BUDGET,
+  })
 }
 
 // ---- observability ----

@@ -21,6 +21,7 @@ import {
   ReadTimeoutError,
 } from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
+import { cancelStatement, type HedgePort, Hedging, runHedged } from './hedge.js'
 import type { NodeRegistry } from './node-registry.js'
 import { NodeRuntime } from './node-runtime.js'
 import type { ReadPlanner } from './read-planner.js'
@@ -58,6 +59,19 @@ interface Attempt {
   readonly timer: NodeJS.Timeout | undefined
 }
 
+/** One hedged read: what the {@link HedgePort} methods need of it. */
+interface HedgedRead {
+  readonly session: Session
+  readonly statement: Statement
+  readonly signal: AbortSignal | undefined
+}
+
+/** A connection reserved on the node of a hedge, not yet used. */
+interface HedgeReservation {
+  readonly node: NodeRuntime
+  readonly connection: PhysicalConnection
+}
+
 /** What the executor needs besides the router: the cluster's parts, by narrow reference. */
 export interface ExecutorOptions {
   readonly engine: Engine
@@ -86,9 +100,13 @@ export interface ExecutorOptions {
 export class Executor {
   readonly #o: ExecutorOptions
   readonly #selection: { nowMs: number; random: () => number } = { nowMs: 0, random: Math.random }
+  /** Hedged reads (`hedge` setting); `undefined` when off: then `execute` pays one branch. */
+  readonly #hedging: Hedging | undefined
 
   constructor(options: ExecutorOptions) {
     this.#o = options
+    this.#hedging =
+      options.config.hedge === undefined ? undefined : new Hedging(options.config.hedge)
   }
 
   /** Runs a statement (one result) along the session's route, retrying reads on other nodes by the policy. */
@@ -97,6 +115,9 @@ export class Executor {
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<NodeQueryOutcome<R>> {
+    if (this.#hedging !== undefined && session.route!.kind === 'replica') {
+      return this.#hedged<R>(this.#hedging, { session, statement, signal })
+    }
     return this.#run<R>(session, statement, signal, false) as Promise<NodeQueryOutcome<R>>
   }
 
@@ -106,6 +127,9 @@ export class Executor {
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
+    if (this.#hedging !== undefined && session.route!.kind === 'replica') {
+      return this.#hedged<R>(this.#hedging, { session, statement, signal }).then(resultOf)
+    }
     return this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
   }
 
@@ -238,6 +262,167 @@ export class Executor {
         session.running = undefined
       }
     }
+  }
+
+  // ---- hedged reads (core/hedge.ts orders the attempts; the rules stay here) ----------------
+
+  /** `execute` of a plain replica read with `hedge` on: see {@link runHedged}. */
+  async #hedged<R>(hedging: Hedging, read: HedgedRead): Promise<NodeQueryOutcome<R>> {
+    try {
+      return await runHedged(
+        hedging,
+        this.#hedgePort as HedgePort<HedgedRead, Attempt, NodeQueryOutcome<R>, HedgeReservation>,
+        read,
+      )
+    } finally {
+      read.session.running = undefined
+    }
+  }
+
+  /** The executor's side of hedged reads, built once. */
+  readonly #hedgePort: HedgePort<HedgedRead, Attempt, NodeQueryOutcome<unknown>, HedgeReservation> =
+    {
+      begin: (read) => this.#begin(read.session, read.statement, read.signal),
+      hedgeable: (read, attempt) => {
+        const route = read.session.route
+        return attempt.target.transient && route?.kind === 'replica' && route.candidates.length > 1
+          ? attempt.target.node
+          : undefined
+      },
+      run: (read, attempt) => this.#runAttempt(attempt, read.signal),
+      succeeded: (read, attempt) =>
+        this.#succeeded(attempt.target, attempt.started, read.statement),
+      failed: (read, attempt, error) =>
+        this.#failed(
+          read.session,
+          attempt.target,
+          error,
+          attempt.started,
+          false,
+          read.statement,
+          read.signal,
+        ),
+      reserve: (read, node, signal) => this.#reserveHedge(read, node, signal),
+      unreserve: (reserved) => reserved.connection.release(),
+      start: (read, { node, connection }) => {
+        const target = this.#report(read.statement, {
+          node,
+          connection,
+          transient: true,
+          reason: 'hedge',
+          waitedMs: undefined,
+          leaveFallback: undefined,
+        })
+        const sent = this.#decorate(read.statement.query, target)
+        const span = this.#span(target, sent)
+        const started = this.#o.monitor.started(node, connection)
+        const ms = read.statement.readTimeoutMs
+        const timer = ms === undefined ? undefined : this.#readTimeout(target, ms)
+        return { target, sent, span, started, timer }
+      },
+      p90: (read, node) => {
+        // The lowest of the candidates' p90s: what the read would take on a replica in its normal
+        // state. The chosen replica's own p90 is no guide once it slows down: it grows with it.
+        let p90 = node.load.latencyP90Ms()
+        const route = read.session.route
+        if (route?.kind !== 'replica') return p90
+        for (const candidate of route.candidates) {
+          const other = this.#o.registry.replicaByIndex(candidate.index)?.load.latencyP90Ms()
+          if (other !== undefined && (p90 === undefined || other < p90)) p90 = other
+        }
+        return p90
+      },
+      abandon: (read, attempt, running, graceMs) => {
+        const { target, started } = attempt
+        const { node, connection } = target
+        let ended = false
+        // One timer per lost race: the cancel is sent only if the statement outlives its grace.
+        const grace = setTimeout(() => {
+          if (!ended) cancelStatement(this.#o.engine, node, connection)
+        }, graceMs)
+        grace.unref()
+        void running.then((outcome) => {
+          ended = true
+          clearTimeout(grace)
+          if (outcome.ok) {
+            // It answered before any cancel landed: a success like any other.
+            this.#succeeded(target, started, read.statement)
+            return
+          }
+          this.#o.monitor.cancelled(node, connection, started)
+          releaseAfterCancel(
+            connection,
+            connection.killed ||
+              this.#o.engine.isConnectionError(outcome.error) ||
+              outcome.error instanceof ReadTimeoutError,
+          )
+        })
+      },
+      sent: () => this.#o.statistics.hedgeSent(),
+      won: () => this.#o.statistics.hedgeWon(),
+    }
+
+  /** Runs a started attempt; ends its span and clears its read timeout either way. */
+  async #runAttempt<R>(
+    attempt: Attempt,
+    signal: AbortSignal | undefined,
+  ): Promise<NodeQueryOutcome<R>> {
+    const { target, span } = attempt
+    try {
+      const outcome =
+        span === undefined
+          ? await target.connection.execute<R>(attempt.sent, signal)
+          : await span.run(() => target.connection.execute<R>(attempt.sent, signal))
+      span?.end()
+      return outcome
+    } catch (error) {
+      span?.end(error)
+      throw error
+    } finally {
+      if (attempt.timer !== undefined) clearTimeout(attempt.timer)
+    }
+  }
+
+  /**
+   * A connection for a hedge, on the replica the selector picks among the route's candidates
+   * other than `first`'s node (and those already failed). `undefined` when there is none or it
+   * cannot be reached (accounted, as any failed checkout), or `signal` gave it up.
+   */
+  async #reserveHedge(
+    read: HedgedRead,
+    first: NodeRuntime,
+    signal: AbortSignal,
+  ): Promise<HedgeReservation | undefined> {
+    const route = read.session.route
+    if (route?.kind !== 'replica') return undefined
+    const tried = read.session.tried
+    const others = route.candidates.filter(
+      (c) =>
+        c.index !== first.candidate.index && !tried?.some((t) => t.candidate.index === c.index),
+    )
+    const node = this.#select(others, this.#o.now())
+    if (node === undefined) return undefined
+    const signals = [signal, node.rescue.signal]
+    if (read.signal !== undefined) signals.push(read.signal)
+    let connection: PhysicalConnection
+    try {
+      connection = await node.pool.acquire(AbortSignal.any(signals))
+    } catch (error) {
+      if (!signal.aborted && read.signal?.aborted !== true) this.#o.monitor.unreachable(node, error)
+      return undefined
+    }
+    if (this.#o.onReserveConnection !== undefined) {
+      try {
+        await reserved(this.#o.onReserveConnection, node, connection)
+      } catch {
+        return undefined
+      }
+    }
+    if (signal.aborted) {
+      connection.release()
+      return undefined
+    }
+    return { node, connection }
   }
 
   /** Plans the statement again without `node`, which failed it (the retry policy said so). */
@@ -588,4 +773,8 @@ function replicaTarget(
   waitedMs?: number,
 ): Target {
   return { node, connection, transient: true, reason, waitedMs, leaveFallback: undefined }
+}
+
+function resultOf<R>(outcome: NodeQueryOutcome<R>): QueryResult<R> {
+  return outcome.result
 }

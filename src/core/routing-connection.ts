@@ -4,12 +4,11 @@ import type { Classification, ClassifyOptions } from '../routing/classification.
 import { READ } from '../routing/classification.js'
 import { classifyCached } from '../routing/classification-cache.js'
 import { changesData } from '../routing/statement-effect.js'
-import { CONTROL_TIMEOUT_MS, releaseAfterCancel, trackCancel } from './cancels.js'
+import { releaseAfterCancel, sendCancel } from './cancels.js'
 import type { ConsistencyMode } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
 import type { RouteExplanation } from './contracts/events.js'
-import { withDeadline } from './deadline.js'
 import type { Executor } from './executor.js'
 import type { NodeRegistry } from './node-registry.js'
 import type { ReadPlanner } from './read-planner.js'
@@ -193,32 +192,7 @@ export class RoutingConnection implements DatabaseConnection {
     if (running === undefined || sessionId === undefined) return
     const { node, connection } = running
     if (kind === 'session') connection.killed = true
-    const engine = this.#c.engine
-    const work = (async () => {
-      const pool = node.pool
-      let control: PhysicalConnection | undefined
-      if (pool.openControl !== undefined) {
-        try {
-          control = await pool.openControl(CONTROL_TIMEOUT_MS)
-        } catch (error) {
-          // A pool that cannot say how to reach its node (no config to copy): use one of its own.
-          if (engine.isConnectionError(error)) throw error
-        }
-      }
-      const outside = control !== undefined
-      control ??= await pool.acquire(AbortSignal.timeout(CONTROL_TIMEOUT_MS))
-      try {
-        await withDeadline(engine.cancel(control, sessionId, kind), CONTROL_TIMEOUT_MS, () => {
-          throw new Error(`the cancel on node "${node.name}" timed out`)
-        })
-        if (outside) control.destroy()
-        else control.release()
-      } catch (error) {
-        control.destroy()
-        throw error
-      }
-    })()
-    trackCancel(connection, work)
+    const work = sendCancel(this.#c.engine, node, connection, sessionId, kind)
     try {
       await work
     } catch (error) {

@@ -30,6 +30,8 @@ export class RoutingStatistics {
   readonly #byNode: Record<string, number> = Object.create(null)
   #causalWaits = 0
   #causalWaitMs = 0
+  #hedges = 0
+  #hedgesWon = 0
 
   constructor(listeners: {
     readonly onRoute?: ((event: RouteEvent) => void) | undefined
@@ -80,12 +82,25 @@ export class RoutingStatistics {
     this.metrics?.causalWait(ms)
   }
 
+  /** A hedged read sent its second statement (its route was reported with reason `'hedge'`). */
+  hedgeSent(): void {
+    this.#hedges++
+  }
+
+  /** A hedged read's second statement answered first. */
+  hedgeWon(): void {
+    this.#hedgesWon++
+    this.metrics?.hedgeWon()
+  }
+
   snapshot(): RoutingStats {
     return {
       byReason: { ...this.#byReason },
       byNode: { ...this.#byNode },
       causalWaits: this.#causalWaits,
       causalWaitMs: this.#causalWaitMs,
+      hedges: this.#hedges,
+      hedgesWon: this.#hedgesWon,
     }
   }
 }

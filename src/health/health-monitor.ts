@@ -156,6 +156,18 @@ export class HealthMonitor {
   }
 
   /**
+   * A statement that {@link started} on `connection` of `node` was cancelled by this library
+   * because another attempt of it answered first (a hedged read): like a session this library
+   * killed, it says nothing about the node's health, and it counts as neither a success nor an
+   * error.
+   */
+  cancelled(node: NodeRuntime, connection: PhysicalConnection, startedAtMs: number): void {
+    const now = this.#now()
+    node.running.delete(connection)
+    node.load.cancelled(now - startedAtMs, now)
+  }
+
+  /**
    * Reaching `node` failed before any statement ran (checkout, connect, causal wait). Refused
    * credentials, access or database count as connection failures here: the node cannot serve.
    * A replica found unreachable this way has its statements in flight rescued.

@@ -156,6 +156,29 @@ export class LatencyMedian {
     return elapsed > 0 ? median * Math.exp(-elapsed / this.#idleDecayMs) : median
   }
 
+  /**
+   * The 90th percentile of the slots (the value 90 % of them do not exceed, nearest rank), or
+   * `undefined` before the first sample. Not decayed: a node left alone keeps its last tail,
+   * the best guess of how long its next reply may take. Does not change any state. O(1): the
+   * slots are kept sorted for the median already, so it costs no work per sample. Read by
+   * hedged reads (`hedge: { after: 'p90' }`). A slot is the mean of the samples that ended in
+   * it: on a node that answers many queries per slot this is the tail of those means, lower than
+   * the tail of single replies.
+   *
+   * @example
+   * ```ts
+   * const median = new LatencyMedian({ slotMs: 0, slots: 10 })
+   * for (let i = 1; i <= 10; i++) median.observe(i, i)
+   * median.p90() // 9
+   * ```
+   */
+  p90(): number | undefined {
+    const n = this.#count
+    if (n === 0) return undefined
+    // Nearest rank: ceil(0.9 n), as an index.
+    return this.#sorted[Math.ceil(n * 0.9) - 1]!
+  }
+
   /** Adds `value` to the sorted values (there is room). */
   #insert(value: number): void {
     const sorted = this.#sorted

@@ -12,6 +12,8 @@ export interface LatencyEstimator {
   estimate(nowMs: number): number | undefined
   /** Forgets every sample. */
   reset(): void
+  /** The 90th percentile of recent samples, when the estimator keeps one (O(1), a pure read). */
+  p90?(): number | undefined
 }
 
 export interface NodeLoadOptions {
@@ -119,6 +121,15 @@ export class NodeLoad implements ReplicaLoadView {
     return this.#estimator.estimate(nowMs)
   }
 
+  /**
+   * The 90th percentile of recent latencies ({@link LatencyMedian.p90}), or `undefined` without
+   * samples or with an estimator that keeps none: how long a hedged read waits for this node
+   * before it asks another (`hedge: { after: 'p90' }`).
+   */
+  latencyP90Ms(): number | undefined {
+    return this.#estimator.p90?.()
+  }
+
   /** A query starts on the node at `nowMs`. Pair every call with one {@link finish}. */
   start(nowMs: number): void {
     this.#inFlight += 1
@@ -147,10 +158,7 @@ export class NodeLoad implements ReplicaLoadView {
    * fast "connection refused" must not make the node look fast).
    */
   finish(latencyMs: number, nowMs: number, ok: boolean, sample = true): void {
-    if (this.#inFlight > 0) {
-      this.#inFlight -= 1
-      this.#pendingStartSum = this.#inFlight === 0 ? 0 : this.#pendingStartSum - (nowMs - latencyMs)
-    }
+    this.#end(latencyMs, nowMs)
     if (ok) {
       this.#readsServed += 1
       this.#estimator.observe(latencyMs, nowMs)
@@ -159,6 +167,25 @@ export class NodeLoad implements ReplicaLoadView {
       // `sample` false: the wait measured an outage (an abandoned statement), not the node.
       if (sample && latencyMs > (this.#estimator.estimate(nowMs) ?? 0))
         this.#estimator.observe(latencyMs, nowMs)
+    }
+  }
+
+  /**
+   * A query started with {@link start} was cancelled after `latencyMs` by this library (a hedged
+   * read's other attempt answered first): neither a success nor an error. Its wait is a lower
+   * bound of the node's latency, fed only when slower than the estimate, as a failure's.
+   */
+  cancelled(latencyMs: number, nowMs: number): void {
+    this.#end(latencyMs, nowMs)
+    if (latencyMs > (this.#estimator.estimate(nowMs) ?? 0))
+      this.#estimator.observe(latencyMs, nowMs)
+  }
+
+  /** The in-flight bookkeeping of a query's end. */
+  #end(latencyMs: number, nowMs: number): void {
+    if (this.#inFlight > 0) {
+      this.#inFlight -= 1
+      this.#pendingStartSum = this.#inFlight === 0 ? 0 : this.#pendingStartSum - (nowMs - latencyMs)
     }
   }
 

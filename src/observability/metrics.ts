@@ -113,6 +113,7 @@ export class Metrics {
   readonly #meter: OtelMeter
   readonly #duration: OtelHistogram
   readonly #routes: OtelCounter
+  readonly #hedgesWon: OtelCounter
   readonly #causalWait: OtelHistogram
   readonly #connectionWait: OtelHistogram
   readonly #poolCallback: BatchCallback
@@ -143,6 +144,11 @@ export class Metrics {
     this.#routes = meter.createCounter('kysely_replicated.routes', {
       description: 'Routing decisions, by node, role and reason.',
       unit: '{route}',
+    })
+    this.#hedgesWon = meter.createCounter('kysely_replicated.hedges_won', {
+      description:
+        "Hedged reads whose second statement answered first (those sent: routes with reason 'hedge').",
+      unit: '{hedge}',
     })
     this.#causalWait = meter.createHistogram('kysely_replicated.causal_wait.duration', {
       description: 'Time reads waited for a replica to apply the writes they must see.',
@@ -254,6 +260,11 @@ export class Metrics {
       byReason.set(reason, attributes)
     }
     this.#routes.add(1, attributes)
+  }
+
+  /** A hedged read's second statement answered first: `kysely_replicated.hedges_won`. */
+  hedgeWon(): void {
+    this.#hedgesWon.add(1)
   }
 
   /** A causal wait ended (caught up or timed out): `kysely_replicated.causal_wait.duration`. */

@@ -101,6 +101,7 @@ describe('resolveConfig', () => {
       defaultRoute: 'replicas',
       topology: { mode: 'dynamic', writeWaitMs: 5000 },
       retryReads: true,
+      hedge: undefined,
       fallback: 'primary',
       maxPrimaryReads: undefined,
       queryComments: { enabled: false, route: true },
@@ -296,6 +297,63 @@ describe('resolveConfig', () => {
       expect(errorOf({ fallback: 'replica' }).message).to.contain(
         'unknown `fallback` "replica" (a string)',
       )
+    })
+  })
+
+  describe('hedge', () => {
+    it('is off when absent, and takes its defaults when given', () => {
+      expect(resolve().hedge).to.equal(undefined)
+      expect(resolve({ hedge: {} }).hedge).to.deep.equal({ after: 'p90', budget: 0.1 })
+      const hedge = resolve({ hedge: { after: 20, budget: 1 } }).hedge
+      expect(hedge).to.deep.equal({ after: 20, budget: 1 })
+      expect(Object.isFrozen(hedge)).to.equal(true)
+      expect(resolve({ hedge: { after: 'p90', budget: 0.05 } }).hedge).to.deep.equal({
+        after: 'p90',
+        budget: 0.05,
+      })
+    })
+
+    it('rejects unknown keys and other forms, naming the setting', () => {
+      expect(errorOf({ hedge: { after: 20, delay: 5 } }).message).to.match(
+        /unknown option "delay" in `hedge`/,
+      )
+      expect(errorOf({ hedge: true }).message).to.match(
+        /`hedge` must be an object \{ after, budget \}/,
+      )
+      expect(errorOf({ hedge: null }).message).to.match(/`hedge` must be an object/)
+    })
+
+    it('rejects an `after` that is not p90 or milliseconds above 0 and within a timer', () => {
+      for (const after of ['p99', 'P90', '', '20']) {
+        expect(errorOf({ hedge: { after } }).message, String(after)).to.match(
+          /unknown `hedge\.after` .*: use 'p90' or a number of milliseconds/,
+        )
+      }
+      for (const after of [
+        0,
+        -1,
+        Number.NaN,
+        Number.POSITIVE_INFINITY,
+        MAX_TIMER_MS + 1,
+        null,
+        true,
+      ]) {
+        expect(errorOf({ hedge: { after } }).message, String(after)).to.match(
+          /`hedge\.after` must be a number of milliseconds above 0 and at most 2147483647/,
+        )
+      }
+      expect(resolve({ hedge: { after: MAX_TIMER_MS } }).hedge?.after).to.equal(MAX_TIMER_MS)
+      expect(resolve({ hedge: { after: 0.5 } }).hedge?.after).to.equal(0.5)
+    })
+
+    it('rejects a budget outside (0, 1]', () => {
+      for (const budget of [0, -0.1, 1.01, 2, Number.NaN, Number.POSITIVE_INFINITY, '0.1', null]) {
+        expect(errorOf({ hedge: { budget } }).message, String(budget)).to.match(
+          /`hedge\.budget` must be a number above 0 and at most 1/,
+        )
+      }
+      expect(resolve({ hedge: { budget: 1 } }).hedge?.budget).to.equal(1)
+      expect(resolve({ hedge: { budget: 1e-6 } }).hedge?.budget).to.equal(1e-6)
     })
   })
 

@@ -125,6 +125,39 @@ describe('LatencyMedian', () => {
     )
   })
 
+  it('answers the 90th percentile of its slots (nearest rank) in O(1), without decay', () => {
+    const median = new LatencyMedian({ slotMs: 0, slots: 16 })
+    expect(median.p90()).to.equal(undefined)
+    median.observe(7, 0)
+    expect(median.p90()).to.equal(7)
+    for (let i = 1; i <= 20; i++) median.observe(i, i)
+    // The window holds 5..20: ceil(0.9 × 16) = 15th smallest.
+    expect(median.p90()).to.equal(19)
+    expect(median.estimate(20)).to.equal(12.5)
+    // Decay applies to the estimate only: the tail is the last one seen.
+    expect(median.p90()).to.equal(19)
+    median.reset()
+    expect(median.p90()).to.equal(undefined)
+  })
+
+  it('keeps its p90 equal to the reference percentile of the window', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 500, noNaN: true }), { minLength: 1, maxLength: 200 }),
+        fc.integer({ min: 1, max: 32 }),
+        (samples, slots) => {
+          const median = new LatencyMedian({ slotMs: 0, slots })
+          samples.forEach((sample, i) => {
+            median.observe(sample, i + 1)
+            const window = samples.slice(Math.max(0, i + 1 - slots), i + 1).sort((a, b) => a - b)
+            expect(median.p90()).to.equal(window[Math.ceil(window.length * 0.9) - 1])
+          })
+        },
+      ),
+      { seed: 11, numRuns: 200 },
+    )
+  })
+
   it('ignores a client stall that inflates every reply in flight on every node at once', () => {
     fc.assert(
       fc.property(

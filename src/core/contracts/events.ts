@@ -23,6 +23,7 @@ import type { ClassificationReason } from '../../routing/classification.js'
  * - `'causal-timeout'`: no replica applied them in time: the read ran on the primary.
  * - `'causal-behind'`: every replica was known to be too far behind to wait for: the read ran on the primary.
  * - `'primary-changed'`: the primary refused the statement before running it (read-only, or gone) and it ran on the node that took over.
+ * - `'hedge'`: a hedged read's second statement, sent to another replica because the first had not answered in time (`hedge` setting).
  */
 export type RouteReason =
   // The classifier's reasons (`'read'` ... `'unclassified'`), then the router's own.
@@ -40,6 +41,7 @@ export type RouteReason =
   | 'causal-timeout'
   | 'causal-behind'
   | 'primary-changed'
+  | 'hedge'
 
 /** One routing decision, reported through `onRoute`. */
 export interface RouteEvent {

@@ -29,6 +29,9 @@ export interface RoutingStats {
   /** Causal waits run, and the milliseconds spent in them. */
   readonly causalWaits: number
   readonly causalWaitMs: number
+  /** Hedged reads: second statements sent (`hedge` setting), and how many of them answered first. */
+  readonly hedges: number
+  readonly hedgesWon: number
 }
 
 /** Per node, as `getPoolStats()` reports it. */
