@@ -4,6 +4,7 @@ import { currentScope } from '../consistency/scope.js'
 import { HealthMonitor } from '../health/health-monitor.js'
 import { Metrics } from '../observability/metrics.js'
 import { Tracing } from '../observability/tracing.js'
+import { ClassificationCache } from '../routing/classification-cache.js'
 import { primaryFunctionSet } from '../routing/primary-functions.js'
 import type { ReplicaSelector } from '../selection/replica-selector.js'
 import type { ReplicaConfig, ResolvedConfig } from './config.js'
@@ -170,10 +171,12 @@ export class Cluster {
       consistency: config.consistency,
       readTimeoutMs: config.readTimeoutMs,
       onReserveConnection: options.onReserveConnection,
-      classifyOptions: Object.freeze({
-        flavor: engine.flavor,
-        primaryFunctions: primaryFunctionSet(engine.flavor, config.primaryFunctions),
-      }),
+      classifier: new ClassificationCache(
+        Object.freeze({
+          flavor: engine.flavor,
+          primaryFunctions: primaryFunctionSet(engine.flavor, config.primaryFunctions),
+        }),
+      ),
       registry: this.registry,
       router,
       executor,

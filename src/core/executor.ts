@@ -171,7 +171,13 @@ export class Executor {
           connection.checkedOutAtMs,
         )
       } else {
-        attempt = await this.#begin(session, statement, signal)
+        const reached = await this.#reach(session, statement, route, signal, session.tried)
+        if (reached === REPLANNED) continue
+        if (reached instanceof NodeRuntime) {
+          this.#retryWithout(session, reached, statement)
+          continue
+        }
+        attempt = this.#start(session, statement, reached)
       }
       const { target, span } = attempt
       try {

@@ -20,8 +20,11 @@ export class ReplicatedDriver implements Driver {
   readonly #cluster: Cluster
   readonly #free: RoutingConnection[] = []
 
+  readonly #eventual: boolean
+
   constructor(cluster: Cluster) {
     this.#cluster = cluster
+    this.#eventual = cluster.routing.consistency === 'eventual'
   }
 
   async init(options?: AbortOptions): Promise<void> {
@@ -32,7 +35,8 @@ export class ReplicatedDriver implements Driver {
     // Inside a consistencyScope the connection counts in it. Outside one, a connection (a single
     // query, a db.connection() scope, a transaction) gets its own scope, on first use.
     // Released connections are reused: one object per concurrent use, not one per query.
-    const explicit = explicitScope()
+    // Eventual mode never reads a scope: no lookup of the current one.
+    const explicit = this.#eventual ? undefined : explicitScope()
     const reused = this.#free.pop()
     if (reused !== undefined) {
       reused.reset(explicit)

@@ -1,8 +1,9 @@
 import type { CompiledQuery, DatabaseConnection, QueryResult, TransactionSettings } from 'kysely'
+import type { ReplicationPosition } from '../consistency/position.js'
 import type { ConsistencyScope } from '../consistency/scope.js'
-import type { Classification, ClassifyOptions } from '../routing/classification.js'
+import type { Classification } from '../routing/classification.js'
 import { READ } from '../routing/classification.js'
-import { classifyCached } from '../routing/classification-cache.js'
+import type { ClassificationCache } from '../routing/classification-cache.js'
 import { changesData } from '../routing/statement-effect.js'
 import { releaseAfterCancel, sendCancel } from './cancels.js'
 import type { ConsistencyMode } from './config.js'
@@ -28,7 +29,8 @@ export interface RoutingContext {
   /** The dialect's `readTimeoutMs`. */
   readonly readTimeoutMs: number | undefined
   readonly onReserveConnection: ReserveHook | undefined
-  readonly classifyOptions: ClassifyOptions
+  /** The cluster's classifications by SQL text (its engine's flavour and primary-only functions). */
+  readonly classifier: ClassificationCache
   readonly registry: NodeRegistry
   readonly router: Router
   readonly executor: Executor
@@ -119,7 +121,8 @@ export class RoutingConnection implements DatabaseConnection {
           throw error
         }
         if (statement.classification.pinsSession) session.pinned = true
-        await this.#afterPrimary(statement.classification, outcome)
+        const recording = this.#afterPrimary(statement.classification, outcome)
+        if (recording !== undefined) await recording
         return outcome.result
       }
     }
@@ -302,9 +305,7 @@ export class RoutingConnection implements DatabaseConnection {
 
   #statement(query: CompiledQuery): Statement {
     const classification =
-      this.#session.transaction?.readOnly === true
-        ? READ
-        : classifyCached(query, this.#c.classifyOptions)
+      this.#session.transaction?.readOnly === true ? READ : this.#c.classifier.classify(query)
     return {
       query,
       classification,
@@ -322,11 +323,14 @@ export class RoutingConnection implements DatabaseConnection {
       session.rawTransaction = { wrote: false }
   }
 
-  /** After a statement on the primary session: what it wrote, for read-your-writes. */
-  async #afterPrimary(
+  /**
+   * After a statement on the primary session: what it wrote, for read-your-writes. A promise only
+   * when a position must be read from the primary (PostgreSQL in causal mode).
+   */
+  #afterPrimary(
     classification: Classification,
     outcome: NodeQueryOutcome<unknown>,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     const session = this.#session
     const control = classification.transactionControl
     const raw = session.rawTransaction
@@ -334,14 +338,15 @@ export class RoutingConnection implements DatabaseConnection {
       if (changesData(classification, outcome.result)) raw.wrote = true
     } else if (control === 'end') {
       session.rawTransaction = undefined
-      if (raw !== undefined) await this.#recordWrite(session.primary!, outcome, raw.wrote)
+      if (raw !== undefined) return this.#recordWrite(session.primary!, outcome, raw.wrote)
     } else if (raw === undefined && (!classification.read || outcome.position !== undefined)) {
-      await this.#recordWrite(
+      return this.#recordWrite(
         session.primary!,
         outcome,
         changesData(classification, outcome.result),
       )
     }
+    return undefined
   }
 
   /**
@@ -377,14 +382,14 @@ export class RoutingConnection implements DatabaseConnection {
    * the primary (PostgreSQL). `wrote` says whether the statement changed anything when no
    * position came back; such a write makes the scope's reads sticky.
    */
-  async #recordWrite(
+  #recordWrite(
     connection: PhysicalConnection,
     outcome: NodeQueryOutcome<unknown>,
     wrote: boolean,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     const c = this.#c
-    if (c.consistency === 'eventual') return
-    let position = outcome.position
+    if (c.consistency === 'eventual') return undefined
+    const position = outcome.position
     // Only causal mode uses positions: sticky mode does not pay the extra round trip for them.
     if (
       position === undefined &&
@@ -393,8 +398,21 @@ export class RoutingConnection implements DatabaseConnection {
       !c.engine.positionsFromResults &&
       c.engine.primaryPosition
     ) {
-      position = await c.engine.primaryPosition(connection)
+      return c.engine
+        .primaryPosition(connection)
+        .then((read) => this.#record(connection, read, wrote))
     }
+    this.#record(connection, position, wrote)
+    return undefined
+  }
+
+  /** Records the write (at `position`, when known) in the connection's scope. */
+  #record(
+    connection: PhysicalConnection,
+    position: ReplicationPosition | undefined,
+    wrote: boolean,
+  ): void {
+    const c = this.#c
     const scope = this.#session.scope
     if (position !== undefined) {
       c.planner.recordWrite(scope, position, c.now())

@@ -222,52 +222,74 @@ export class MysqlNodePool implements LifecycleNodePool {
     }
     // One promise per checkout: set-up and the owner's accounting run in mysql2's callback.
     return new Promise<LifecycleConnection | PhysicalConnection>((resolve, reject) => {
-      const fail = (error: unknown) =>
-        reject(owner === undefined ? error : owner.checkoutFailed(error))
-      if (signal?.aborted) {
-        fail(signal.reason)
+      if (signal === undefined) {
+        pool.getConnection((error, raw) =>
+          this.#handOut(error, raw, resolve, reject, owner, sinceMs),
+        )
+        return
+      }
+      if (signal.aborted) {
+        reject(owner === undefined ? signal.reason : owner.checkoutFailed(signal.reason))
         return
       }
       let settled = false
       const onAbort = () => {
-        if (!settled) {
-          settled = true
-          fail(signal?.reason)
-        }
+        if (settled) return
+        settled = true
+        reject(owner === undefined ? signal.reason : owner.checkoutFailed(signal.reason))
       }
-      signal?.addEventListener('abort', onAbort, { once: true })
+      signal.addEventListener('abort', onAbort, { once: true })
       pool.getConnection((error, raw) => {
-        signal?.removeEventListener('abort', onAbort)
+        signal.removeEventListener('abort', onAbort)
         if (settled) {
           // Aborted while waiting: hand the connection straight back.
           if (!error) raw.release()
           return
         }
         settled = true
-        if (error) {
-          fail(error)
-          return
-        }
-        let prepared: LifecycleConnection | Promise<LifecycleConnection>
-        try {
-          prepared = this.#prepare(raw)
-        } catch (prepareError) {
-          fail(prepareError)
-          return
-        }
-        if (owner === undefined) resolve(prepared)
-        else if (prepared instanceof Promise) {
-          resolve(
-            prepared.then(
-              (c) => owner.checkedOut(c, sinceMs, signal),
-              (e) => {
-                throw owner.checkoutFailed(e)
-              },
-            ),
-          )
-        } else resolve(owner.checkedOut(prepared, sinceMs, signal))
+        this.#handOut(error, raw, resolve, reject, owner, sinceMs, signal)
       })
     })
+  }
+
+  /** Settles a checkout with what mysql2 handed out: the set-up connection, through `owner`. */
+  #handOut(
+    error: unknown,
+    raw: MysqlPoolConnection,
+    resolve: (
+      connection:
+        | LifecycleConnection
+        | PhysicalConnection
+        | Promise<PhysicalConnection>
+        | Promise<LifecycleConnection>,
+    ) => void,
+    reject: (error: unknown) => void,
+    owner: CheckoutOwner | undefined,
+    sinceMs: number,
+    signal?: AbortSignal,
+  ): void {
+    if (error) {
+      reject(owner === undefined ? error : owner.checkoutFailed(error))
+      return
+    }
+    let prepared: LifecycleConnection | Promise<LifecycleConnection>
+    try {
+      prepared = this.#prepare(raw)
+    } catch (prepareError) {
+      reject(owner === undefined ? prepareError : owner.checkoutFailed(prepareError))
+      return
+    }
+    if (owner === undefined) resolve(prepared)
+    else if (prepared instanceof Promise) {
+      resolve(
+        prepared.then(
+          (connection) => owner.checkedOut(connection, sinceMs, signal),
+          (setUpError: unknown) => {
+            throw owner.checkoutFailed(setUpError)
+          },
+        ),
+      )
+    } else resolve(owner.checkedOut(prepared, sinceMs, signal))
   }
 
   /**
