@@ -21,7 +21,8 @@ export class ConsistencyScope {
   readonly parent: ConsistencyScope | undefined
   readonly #clusters = new Map<object, ClusterWrites>()
   readonly #tokenPositions: readonly ReplicationPosition[]
-  readonly #warned = new WeakSet<object>()
+  /** Clusters warned about a foreign token (made on the first warning: scopes are made per request). */
+  #warned: WeakSet<object> | undefined
 
   constructor(
     parent: ConsistencyScope | undefined,
@@ -103,8 +104,8 @@ export class ConsistencyScope {
     for (let scope: ConsistencyScope | undefined = this; scope; scope = scope.parent) {
       if (scope.#tokenPositions.length === 0) continue
       if (scope.#tokenPositions.some((p) => p.kind === kind)) return undefined
-      if (scope.#warned.has(cluster)) return undefined
-      scope.#warned.add(cluster)
+      if (scope.#warned?.has(cluster) === true) return undefined
+      ;(scope.#warned ??= new WeakSet()).add(cluster)
       return scope.#tokenPositions[0]!.kind
     }
     return undefined

@@ -413,11 +413,13 @@ export class RoutingConnection implements DatabaseConnection {
     wrote: boolean,
   ): void {
     const c = this.#c
-    const scope = this.#session.scope
     if (position !== undefined) {
-      c.planner.recordWrite(scope, position, c.now())
+      // Recorded where this connection's reads look: a scope of its own would only repeat it.
+      c.planner.recordWrite(this.#session.readScope, position, c.now())
     } else if (wrote) {
-      c.planner.recordWrite(scope, undefined, c.now())
+      // A write of unknown position keeps this connection's reads sticky even after a later
+      // write elsewhere reports a position: it needs a scope of its own.
+      c.planner.recordWrite(this.#session.scope, undefined, c.now())
       // Only a write whose result should have carried a position says the server reports none
       // (binary log or GTIDs off). A position that could not be read (PostgreSQL's primary died
       // right after the write) says nothing of the kind: the engine reports real refusals itself.

@@ -26,9 +26,17 @@ export class P2cEwmaSelector implements ReplicaSelector {
   ): ReplicaCandidate | undefined {
     const n = candidates.length
     if (n <= 1) return candidates[0]
-    const i = randomIndex(n, context.random)
-    let j = randomIndex(n - 1, context.random)
-    if (j >= i) j += 1
+    let i: number
+    let j: number
+    if (n === 2) {
+      // The common pair: one draw orders it (the tie-break below draws again).
+      i = context.random() < 0.5 ? 0 : 1
+      j = 1 - i
+    } else {
+      i = randomIndex(n, context.random)
+      j = randomIndex(n - 1, context.random)
+      if (j >= i) j += 1
+    }
     const a = candidates[i]!
     const b = candidates[j]!
     const costA = peakEwmaLoad(a.stats, context.nowMs)
