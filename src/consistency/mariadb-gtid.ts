@@ -40,16 +40,9 @@ function fail(text: string, why: string): never {
  */
 export function parseMariadbGtidList(text: string): MariadbGtidList {
   if (typeof text !== 'string') throw new TypeError('A MariaDB GTID list must be a string')
-  // The common case, one GTID as session tracking reports it (`0-1-42`): no split, no sort.
-  const single = GTID_RE.exec(text)
-  if (single !== null) {
-    const domain = Number(single[1])
-    const server = Number(single[2])
-    const seq = BigInt(single[3]!)
-    if (domain <= MARIADB_MAX_ID && server <= MARIADB_MAX_ID && seq <= MARIADB_MAX_SEQ) {
-      return new Map([[domain, { server, seq }]])
-    }
-  }
+  // The common case, one GTID as session tracking reports it (`0-1-42`): no regex, no split.
+  const single = parseSingleGtid(text)
+  if (single !== undefined) return single
   const trimmed = text.replace(ASCII_SPACE_RE, '')
   if (trimmed === '') return new Map()
   const entries: [number, MariadbGtid][] = []
@@ -68,6 +61,30 @@ export function parseMariadbGtidList(text: string): MariadbGtidList {
     entries.push([domain, { server, seq }])
   }
   return sortedList(entries)
+}
+
+/**
+ * `domain-server-seq` (decimal digits only, as {@link GTID_RE} accepts them) as a one-entry list,
+ * or `undefined` for anything else (the general parser then decides, errors included).
+ */
+function parseSingleGtid(text: string): MariadbGtidList | undefined {
+  const first = text.indexOf('-')
+  const second = first < 0 ? -1 : text.indexOf('-', first + 1)
+  if (first < 1 || first > 20 || second < first + 2 || second - first > 21) return undefined
+  const length = text.length
+  if (length - second < 2 || length - second > 31) return undefined
+  for (let i = 0; i < length; i++) {
+    if (i === first || i === second) continue
+    const c = text.charCodeAt(i)
+    if (c < 48 || c > 57) return undefined
+  }
+  const domain = Number(text.slice(0, first))
+  const server = Number(text.slice(first + 1, second))
+  const seq = BigInt(text.slice(second + 1))
+  if (domain > MARIADB_MAX_ID || server > MARIADB_MAX_ID || seq > MARIADB_MAX_SEQ) return undefined
+  const list = new Map<number, MariadbGtid>()
+  list.set(domain, { server, seq })
+  return list
 }
 
 function sortedList(entries: [number, MariadbGtid][]): MariadbGtidList {
@@ -134,6 +151,9 @@ function dominates(a: MariadbGtidList, b: MariadbGtidList): boolean {
 }
 
 export function formatMariadbGtidList(list: MariadbGtidList): string {
+  if (list.size === 1) {
+    for (const [domain, g] of list) return `${domain}-${g.server}-${g.seq}`
+  }
   return [...list]
     .sort((a, b) => a[0] - b[0])
     .map(([domain, g]) => `${domain}-${g.server}-${g.seq}`)

@@ -73,18 +73,25 @@ export class ConsistencyScope {
    * What a read in this scope must observe: positions merged over the scope and its enclosing
    * scopes, the latest write time and the latest write of unknown position.
    */
-  requirement(cluster: object, kind: ReplicationPosition['kind'], nowMs: number): ClusterWrites {
+  requirement(
+    cluster: object,
+    kind: ReplicationPosition['kind'],
+    nowMs: number,
+  ): Readonly<ClusterWrites> {
     let position: ReplicationPosition | undefined
     let lastWriteAtMs: number | undefined
     let unknownWriteAtMs: number | undefined
-    let seen = false
+    /** The one scope's records when a single scope of the chain has any (the common case). */
+    let only: ClusterWrites | undefined
+    let seen = 0
     for (let scope: ConsistencyScope | undefined = this; scope; scope = scope.parent) {
       // Read without creating records: a read in a scope that wrote nothing allocates nothing.
       const writes =
         scope.#clusters.get(cluster) ??
         (scope.#tokenPositions.length > 0 ? scope.writesFor(cluster, kind, nowMs) : undefined)
       if (writes === undefined) continue
-      seen = true
+      seen += 1
+      only = writes
       if (writes.position !== undefined) {
         position =
           position === undefined ? writes.position : mergePositions(position, writes.position)
@@ -92,7 +99,8 @@ export class ConsistencyScope {
       lastWriteAtMs = maxDefined(lastWriteAtMs, writes.lastWriteAtMs)
       unknownWriteAtMs = maxDefined(unknownWriteAtMs, writes.unknownWriteAtMs)
     }
-    return seen ? { position, lastWriteAtMs, unknownWriteAtMs } : NOTHING_WRITTEN
+    if (seen === 0) return NOTHING_WRITTEN
+    return seen === 1 ? only! : { position, lastWriteAtMs, unknownWriteAtMs }
   }
 
   /**

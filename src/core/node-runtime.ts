@@ -22,6 +22,12 @@ export class NodeRuntime {
   readonly candidate: ReplicaCandidate
   /** Latest known applied replication position (replicas), from probes and successful waits. */
   position: ReplicationPosition | undefined
+  /**
+   * The last required position found covered by {@link position}, and the position that covered
+   * it (a read planned for the same position on the same applied one asks nothing again).
+   */
+  coveredRequired: ReplicationPosition | undefined = undefined
+  coveredBy: ReplicationPosition | undefined = undefined
   /** A causal wait for this position timed out: no more waits here until `position` covers it. */
   timedOutPosition: ReplicationPosition | undefined
   /** When that wait timed out (clock reading). */

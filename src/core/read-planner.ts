@@ -112,7 +112,7 @@ export class ReadPlanner {
     const lagLimit = this.#settings.causalWaitTimeoutMs + this.#lagResolutionMs
     for (const candidate of usable) {
       const node = this.#registry.replicaByIndex(candidate.index)
-      if (node.position !== undefined && positionCovers(node.position, position)) {
+      if (covers(node, position)) {
         ;(covering ??= []).push(candidate)
         continue
       }
@@ -238,3 +238,18 @@ export class ReadPlanner {
 }
 
 const NO_REPLICA: ReadPlan = Object.freeze({ kind: 'primary', reason: 'no-replica' })
+
+/**
+ * Whether the replica's known position covers `required`: remembered per node by identity (a
+ * causal scope's position object changes only with a write), so the reads between two writes
+ * compare no GTIDs.
+ */
+function covers(node: NodeRuntime, required: ReplicationPosition): boolean {
+  const applied = node.position
+  if (applied === undefined) return false
+  if (node.coveredRequired === required && node.coveredBy === applied) return true
+  if (!positionCovers(applied, required)) return false
+  node.coveredRequired = required
+  node.coveredBy = applied
+  return true
+}
