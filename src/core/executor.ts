@@ -597,12 +597,13 @@ export class Executor {
   }
 
   /**
-   * The signal of a checkout on `node`. Opening a connection can hang on a hung node: such an
-   * acquisition also ends when the node is found dead (no cost when an idle connection is at
-   * hand, the common case).
+   * The signal of a checkout on `node`. Opening a connection can hang on a hung node: a checkout
+   * that may get a new connection (the pool has no idle one: it opens one, or the checkout waits
+   * in the pool's queue and may be handed one opened later) also ends when the node is found
+   * dead. No cost when an idle connection is at hand, the common case.
    */
   #acquireSignal(node: NodeRuntime, signal: AbortSignal | undefined): AbortSignal | undefined {
-    const rescue = node.pool.willOpen() ? node.rescue.signal : undefined
+    const rescue = node.pool.idleNone() ? node.rescue.signal : undefined
     return rescue === undefined
       ? signal
       : signal === undefined

@@ -77,6 +77,11 @@ export class ManagedPool implements NodePool, LifecycleOwner, CheckoutOwner {
   }
 
   /** Whether an acquisition now would make the pool open a connection (best effort). */
+  /** Whether the pool has no idle connection now (best effort; see {@link LifecycleNodePool.idleNone}). */
+  idleNone(): boolean {
+    return this.#inner.idleNone?.() === true
+  }
+
   willOpen(): boolean {
     return this.#inner.willOpen?.() === true
   }

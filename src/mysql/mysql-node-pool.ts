@@ -204,6 +204,11 @@ export class MysqlNodePool implements LifecycleNodePool {
     return limit === undefined || all.length < limit
   }
 
+  idleNone(): boolean {
+    const free = (this.#pool as MysqlPoolInternals | undefined)?._freeConnections
+    return free !== undefined && free.length === 0
+  }
+
   acquire(signal?: AbortSignal): Promise<LifecycleConnection>
   acquire(
     signal: AbortSignal | undefined,

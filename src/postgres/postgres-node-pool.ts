@@ -187,6 +187,10 @@ export class PostgresNodePool implements LifecycleNodePool {
     return limit === undefined || total < limit
   }
 
+  idleNone(): boolean {
+    return (this.#pool as PgPoolInternals | undefined)?.idleCount === 0
+  }
+
   acquire(signal?: AbortSignal): Promise<LifecycleConnection>
   acquire(
     signal: AbortSignal | undefined,

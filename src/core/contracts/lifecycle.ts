@@ -50,4 +50,9 @@ export interface LifecycleNodePool extends NodePool {
   ): Promise<PhysicalConnection>
   /** Whether an acquisition now would make the pool open a connection (best effort, from its internals). */
   willOpen?(): boolean
+  /**
+   * Whether the pool has no idle connection now (best effort): a checkout then waits for one
+   * released or opened, and a waiter may be handed a connection opened for it later.
+   */
+  idleNone?(): boolean
 }
