@@ -127,10 +127,94 @@ export class Executor {
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
-    if (this.#hedging !== undefined && session.route!.kind === 'replica') {
-      return this.#hedged<R>(this.#hedging, { session, statement, signal }).then(resultOf)
+    const route = session.route!
+    if (route.kind === 'replica') {
+      if (this.#hedging !== undefined) {
+        return this.#hedged<R>(this.#hedging, { session, statement, signal }).then(resultOf)
+      }
+      if (this.#o.onReserveConnection === undefined && this.#o.tracing() === undefined) {
+        const node = this.#select(route.candidates, session.plannedAtMs)
+        if (node?.pool.checksOut === true) {
+          return new Promise<QueryResult<R>>((resolve, reject) => {
+            this.#readOn<R>(node, route.reason, session, statement, signal, resolve, reject)
+          })
+        }
+        // No replica (the primary then) or a pool without callbacks: the general path, on the
+        // replica chosen (a second pick would skip a round-robin turn).
+        return this.#run<R>(session, statement, signal, true, node ?? null) as Promise<
+          QueryResult<R>
+        >
+      }
     }
     return this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
+  }
+
+  /**
+   * A plain read on `node` (no hook, no tracing: nothing to await between its steps) carried out
+   * with callbacks inside the caller's one promise: the checkout, the statement and the
+   * accounting as in {@link #run}, without an async frame or a promise of their own. A checkout
+   * or a statement that fails goes to {@link #run}'s retry policy from there.
+   */
+  #readOn<R>(
+    node: NodeRuntime,
+    reason: RouteReason,
+    session: Session,
+    statement: Statement,
+    signal: AbortSignal | undefined,
+    resolve: (result: QueryResult<R> | Promise<QueryResult<R>>) => void,
+    reject: (error: unknown) => void,
+  ): void {
+    const retry = () => this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
+    node.pool.checkout(
+      this.#acquireSignal(node, signal),
+      session.plannedAtMs,
+      (error, connection) => {
+        try {
+          if (connection === undefined) {
+            if (!this.#unreachable(node, error, statement, signal)) {
+              reject(annotateNodeError(error, node.name))
+              return
+            }
+            this.#retryWithout(session, node, statement)
+            resolve(retry())
+            return
+          }
+          const target = this.#report(statement, replicaTarget(node, connection, reason))
+          const attempt = this.#start(session, statement, target, connection.checkedOutAtMs)
+          const finish = (failure: unknown, outcome?: NodeQueryOutcome<R>) => {
+            session.running = undefined
+            if (attempt.timer !== undefined) clearTimeout(attempt.timer)
+            try {
+              if (outcome !== undefined) {
+                this.#succeeded(target, attempt.started, statement)
+                resolve(outcome.result)
+                return
+              }
+              this.#failed(
+                session,
+                target,
+                failure,
+                attempt.started,
+                false,
+                statement,
+                signal,
+              ).then(() => resolve(retry()), reject)
+            } catch (unexpected) {
+              reject(unexpected)
+            }
+          }
+          if (connection.send !== undefined) connection.send<R>(attempt.sent, finish)
+          else {
+            connection.execute<R>(attempt.sent, signal).then(
+              (outcome) => finish(undefined, outcome),
+              (failure: unknown) => finish(failure),
+            )
+          }
+        } catch (unexpected) {
+          reject(unexpected)
+        }
+      },
+    )
   }
 
   /**
@@ -142,14 +226,20 @@ export class Executor {
     statement: Statement,
     signal: AbortSignal | undefined,
     resultOnly: boolean,
+    chosen?: NodeRuntime | null,
   ): Promise<NodeQueryOutcome<R> | QueryResult<R>> {
+    // `chosen`: the replica the caller already picked for the first attempt (`null`: none).
+    let picked = chosen
     for (;;) {
       let attempt: Attempt
       const route = session.route!
       const node =
-        route.kind === 'replica' && this.#o.onReserveConnection === undefined
-          ? this.#select(route.candidates, session.plannedAtMs)
-          : undefined
+        picked !== undefined
+          ? (picked ?? undefined)
+          : route.kind === 'replica' && this.#o.onReserveConnection === undefined
+            ? this.#select(route.candidates, session.plannedAtMs)
+            : undefined
+      picked = undefined
       if (node !== undefined) {
         let connection: PhysicalConnection
         try {

@@ -112,6 +112,26 @@ export class ManagedPool implements NodePool, LifecycleOwner, CheckoutOwner {
     return this.#inner.acquire(signal, this, sinceMs ?? performance.now())
   }
 
+  /** {@link acquire} with a callback, called once (when {@link checksOut}). */
+  checkout(
+    signal: AbortSignal | undefined,
+    sinceMs: number,
+    callback: (error: unknown, connection?: PhysicalConnection) => void,
+  ): void {
+    if (!this.checksOut)
+      throw new Error(`node "${this.#node.name}": checkout() on a pool without it`)
+    this.#waiting++
+    this.#inner.checkout!(signal, this, sinceMs, callback)
+  }
+
+  /**
+   * Whether {@link checkout} can be used: the engine pool has callbacks and no `beforeConnect`
+   * hook must run first.
+   */
+  get checksOut(): boolean {
+    return this.#inner.checkout !== undefined && this.#hooks?.beforeConnect === undefined
+  }
+
   async #acquireAfter(
     before: (node: NodeInfo) => void | Promise<void>,
     signal: AbortSignal | undefined,

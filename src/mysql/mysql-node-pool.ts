@@ -220,40 +220,61 @@ export class MysqlNodePool implements LifecycleNodePool {
     owner?: CheckoutOwner,
     sinceMs = 0,
   ): Promise<LifecycleConnection | PhysicalConnection> {
+    // One promise per checkout: set-up and the owner's accounting run in mysql2's callback.
+    return new Promise<LifecycleConnection | PhysicalConnection>((resolve, reject) => {
+      this.#checkOut(signal, owner, sinceMs, (error, connection) => {
+        if (connection === undefined) reject(error)
+        else resolve(connection)
+      })
+    })
+  }
+
+  checkout(
+    signal: AbortSignal | undefined,
+    owner: CheckoutOwner,
+    sinceMs: number,
+    callback: (error: unknown, connection?: PhysicalConnection) => void,
+  ): void {
+    this.#checkOut(signal, owner, sinceMs, callback)
+  }
+
+  /** A checkout, told to `done` once: the connection (set up, through `owner`), or the error. */
+  #checkOut(
+    signal: AbortSignal | undefined,
+    owner: CheckoutOwner | undefined,
+    sinceMs: number,
+    done: (error: unknown, connection?: LifecycleConnection | PhysicalConnection) => void,
+  ): void {
     const pool = this.#pool
     if (pool === undefined) {
       const error = new Error(`node "${this.#setup.node.name}": pool used before init`)
-      return Promise.reject(owner === undefined ? error : owner.checkoutFailed(error))
+      done(owner === undefined ? error : owner.checkoutFailed(error))
+      return
     }
-    // One promise per checkout: set-up and the owner's accounting run in mysql2's callback.
-    return new Promise<LifecycleConnection | PhysicalConnection>((resolve, reject) => {
-      if (signal === undefined) {
-        pool.getConnection((error, raw) =>
-          this.#handOut(error, raw, resolve, reject, owner, sinceMs),
-        )
+    if (signal === undefined) {
+      pool.getConnection((error, raw) => this.#handOut(error, raw, done, owner, sinceMs))
+      return
+    }
+    if (signal.aborted) {
+      done(owner === undefined ? signal.reason : owner.checkoutFailed(signal.reason))
+      return
+    }
+    let settled = false
+    const onAbort = () => {
+      if (settled) return
+      settled = true
+      done(owner === undefined ? signal.reason : owner.checkoutFailed(signal.reason))
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    pool.getConnection((error, raw) => {
+      signal.removeEventListener('abort', onAbort)
+      if (settled) {
+        // Aborted while waiting: hand the connection straight back.
+        if (!error) raw.release()
         return
       }
-      if (signal.aborted) {
-        reject(owner === undefined ? signal.reason : owner.checkoutFailed(signal.reason))
-        return
-      }
-      let settled = false
-      const onAbort = () => {
-        if (settled) return
-        settled = true
-        reject(owner === undefined ? signal.reason : owner.checkoutFailed(signal.reason))
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-      pool.getConnection((error, raw) => {
-        signal.removeEventListener('abort', onAbort)
-        if (settled) {
-          // Aborted while waiting: hand the connection straight back.
-          if (!error) raw.release()
-          return
-        }
-        settled = true
-        this.#handOut(error, raw, resolve, reject, owner, sinceMs, signal)
-      })
+      settled = true
+      this.#handOut(error, raw, done, owner, sinceMs, signal)
     })
   }
 
@@ -261,40 +282,35 @@ export class MysqlNodePool implements LifecycleNodePool {
   #handOut(
     error: unknown,
     raw: MysqlPoolConnection,
-    resolve: (
-      connection:
-        | LifecycleConnection
-        | PhysicalConnection
-        | Promise<PhysicalConnection>
-        | Promise<LifecycleConnection>,
-    ) => void,
-    reject: (error: unknown) => void,
+    done: (error: unknown, connection?: LifecycleConnection | PhysicalConnection) => void,
     owner: CheckoutOwner | undefined,
     sinceMs: number,
     signal?: AbortSignal,
   ): void {
     if (error) {
-      reject(owner === undefined ? error : owner.checkoutFailed(error))
+      done(owner === undefined ? error : owner.checkoutFailed(error))
       return
     }
     let prepared: LifecycleConnection | Promise<LifecycleConnection>
     try {
       prepared = this.#prepare(raw)
     } catch (prepareError) {
-      reject(owner === undefined ? prepareError : owner.checkoutFailed(prepareError))
+      done(owner === undefined ? prepareError : owner.checkoutFailed(prepareError))
       return
     }
-    if (owner === undefined) resolve(prepared)
-    else if (prepared instanceof Promise) {
-      resolve(
-        prepared.then(
-          (connection) => owner.checkedOut(connection, sinceMs, signal),
-          (setUpError: unknown) => {
-            throw owner.checkoutFailed(setUpError)
-          },
-        ),
-      )
-    } else resolve(owner.checkedOut(prepared, sinceMs, signal))
+    if (!(prepared instanceof Promise)) {
+      if (owner === undefined) done(undefined, prepared)
+      else settleWith(owner.checkedOut(prepared, sinceMs, signal), done)
+      return
+    }
+    prepared.then(
+      (connection) => {
+        if (owner === undefined) done(undefined, connection)
+        else settleWith(owner.checkedOut(connection, sinceMs, signal), done)
+      },
+      (setUpError: unknown) =>
+        done(owner === undefined ? setUpError : owner.checkoutFailed(setUpError)),
+    )
   }
 
   /**
@@ -515,16 +531,42 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
 
   execute<R>(query: CompiledQuery): Promise<NodeQueryOutcome<R>> {
     return new Promise((resolve, reject) => {
-      const inFlight = this.#inFlight
-      if (!inFlight.start(reject)) return
-      this.#raw.query(query.sql, query.parameters, (error, result) => {
-        inFlight.settled(reject)
-        if (error) {
-          reject(error)
-          return
-        }
-        resolve(mapResult<R>(result, this.#trackPositions))
+      this.send<R>(query, (error, outcome) => {
+        if (outcome === undefined) reject(error)
+        else resolve(outcome)
       })
+    })
+  }
+
+  send<R>(
+    query: CompiledQuery,
+    callback: (error: unknown, outcome?: NodeQueryOutcome<R>) => void,
+  ): void {
+    const inFlight = this.#inFlight
+    let done = false
+    // `abandon` fails the statement at once; mysql2's late callback then finds it done.
+    const fail = (reason: Error) => {
+      if (done) return
+      done = true
+      callback(reason)
+    }
+    if (!inFlight.start(fail)) return
+    this.#raw.query(query.sql, query.parameters, (error, result) => {
+      inFlight.settled(fail)
+      if (done) return
+      done = true
+      if (error) {
+        callback(error)
+        return
+      }
+      let outcome: NodeQueryOutcome<R>
+      try {
+        outcome = mapResult<R>(result, this.#trackPositions)
+      } catch (mapError) {
+        callback(mapError)
+        return
+      }
+      callback(undefined, outcome)
     })
   }
 
@@ -635,4 +677,19 @@ function mapResult<R>(result: unknown, trackPositions: boolean): NodeQueryOutcom
     },
     position,
   }
+}
+
+/** Tells `done` the owner's answer: a connection now, or one (or an error) later. */
+function settleWith(
+  answer: PhysicalConnection | Promise<PhysicalConnection>,
+  done: (error: unknown, connection?: PhysicalConnection) => void,
+): void {
+  if (!(answer instanceof Promise)) {
+    done(undefined, answer)
+    return
+  }
+  answer.then(
+    (connection) => done(undefined, connection),
+    (error: unknown) => done(error),
+  )
 }

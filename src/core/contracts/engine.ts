@@ -40,6 +40,14 @@ export interface PhysicalConnection {
    */
   cancelling?: Promise<void> | undefined
   execute<R>(query: CompiledQuery, signal?: AbortSignal): Promise<NodeQueryOutcome<R>>
+  /**
+   * {@link execute} with a callback instead of a promise, called exactly once (`abandon` included):
+   * the executor's plain reads then make one promise per read. Optional.
+   */
+  send?<R>(
+    query: CompiledQuery,
+    callback: (error: unknown, outcome?: NodeQueryOutcome<R>) => void,
+  ): void
   stream<R>(
     query: CompiledQuery,
     chunkSize: number,

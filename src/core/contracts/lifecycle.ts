@@ -51,6 +51,16 @@ export interface LifecycleNodePool extends NodePool {
   /** Whether an acquisition now would make the pool open a connection (best effort, from its internals). */
   willOpen?(): boolean
   /**
+   * {@link acquire} with `owner`, calling `callback` (exactly once) instead of settling a promise:
+   * the executor's plain reads then make one promise per read. Optional.
+   */
+  checkout?(
+    signal: AbortSignal | undefined,
+    owner: CheckoutOwner,
+    sinceMs: number,
+    callback: (error: unknown, connection?: PhysicalConnection) => void,
+  ): void
+  /**
    * Whether the pool has no idle connection now (best effort): a checkout then waits for one
    * released or opened, and a waiter may be handed a connection opened for it later.
    */
