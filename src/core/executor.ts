@@ -135,9 +135,7 @@ export class Executor {
       if (this.#o.onReserveConnection === undefined && this.#o.tracing() === undefined) {
         const node = this.#select(route.candidates, session.plannedAtMs)
         if (node?.pool.checksOut === true) {
-          return new Promise<QueryResult<R>>((resolve, reject) => {
-            this.#readOn<R>(node, route.reason, session, statement, signal, resolve, reject)
-          })
+          return this.#readInline<R>(node, route.reason, session, statement, signal)
         }
         // No replica (the primary then) or a pool without callbacks: the general path, on the
         // replica chosen (a second pick would skip a round-robin turn).
@@ -150,68 +148,80 @@ export class Executor {
   }
 
   /**
-   * A plain read on `node` (no hook, no tracing: nothing to await between its steps) carried out
-   * with callbacks inside the caller's one promise: the checkout, the statement and the
-   * accounting as in {@link #run}, without an async frame or a promise of their own. A checkout
-   * or a statement that fails goes to {@link #run}'s retry policy from there.
+   * A plain read on `node` (no hook, no tracing: nothing to await between its steps): the
+   * checkout and the statement run with callbacks ({@link #readOn}) inside one promise, the one
+   * await of this frame. A checkout or a statement that failed is handled here, in the caller's
+   * async stack (which the error then shows), and goes on along {@link #run}'s retry policy.
    */
+  async #readInline<R>(
+    node: NodeRuntime,
+    reason: RouteReason,
+    session: Session,
+    statement: Statement,
+    signal: AbortSignal | undefined,
+  ): Promise<QueryResult<R>> {
+    const settled = await new Promise<QueryResult<R> | ReadFailure>((resolve) => {
+      this.#readOn<R>(node, reason, session, statement, signal, resolve)
+    })
+    if (!(settled instanceof ReadFailure)) return settled
+    const { error, target, started } = settled
+    if (target === undefined) {
+      if (!this.#unreachable(node, error, statement, signal)) {
+        throw annotateNodeError(error, node.name)
+      }
+      this.#retryWithout(session, node, statement)
+    } else {
+      await this.#failed(session, target, error, started, false, statement, signal)
+    }
+    return this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
+  }
+
+  /** {@link #readInline}'s callbacks: tells `settle` the result, or what failed where. */
   #readOn<R>(
     node: NodeRuntime,
     reason: RouteReason,
     session: Session,
     statement: Statement,
     signal: AbortSignal | undefined,
-    resolve: (result: QueryResult<R> | Promise<QueryResult<R>>) => void,
-    reject: (error: unknown) => void,
+    settle: (settled: QueryResult<R> | ReadFailure) => void,
   ): void {
-    const retry = () => this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
     node.pool.checkout(
       this.#acquireSignal(node, signal),
       session.plannedAtMs,
       (error, connection) => {
+        if (connection === undefined) {
+          settle(new ReadFailure(error, undefined, 0))
+          return
+        }
+        let target: Target
+        let attempt: Attempt
         try {
-          if (connection === undefined) {
-            if (!this.#unreachable(node, error, statement, signal)) {
-              reject(annotateNodeError(error, node.name))
-              return
-            }
-            this.#retryWithout(session, node, statement)
-            resolve(retry())
+          target = this.#report(statement, replicaTarget(node, connection, reason))
+          attempt = this.#start(session, statement, target, connection.checkedOutAtMs)
+        } catch (unexpected) {
+          connection.release()
+          settle(new ReadFailure(unexpected, undefined, 0))
+          return
+        }
+        const finish = (failure: unknown, outcome?: NodeQueryOutcome<R>) => {
+          session.running = undefined
+          if (attempt.timer !== undefined) clearTimeout(attempt.timer)
+          if (outcome === undefined) {
+            settle(new ReadFailure(failure, target, attempt.started))
             return
           }
-          const target = this.#report(statement, replicaTarget(node, connection, reason))
-          const attempt = this.#start(session, statement, target, connection.checkedOutAtMs)
-          const finish = (failure: unknown, outcome?: NodeQueryOutcome<R>) => {
-            session.running = undefined
-            if (attempt.timer !== undefined) clearTimeout(attempt.timer)
-            try {
-              if (outcome !== undefined) {
-                this.#succeeded(target, attempt.started, statement)
-                resolve(outcome.result)
-                return
-              }
-              this.#failed(
-                session,
-                target,
-                failure,
-                attempt.started,
-                false,
-                statement,
-                signal,
-              ).then(() => resolve(retry()), reject)
-            } catch (unexpected) {
-              reject(unexpected)
-            }
+          try {
+            this.#succeeded(target, attempt.started, statement)
+          } finally {
+            settle(outcome.result)
           }
-          if (connection.send !== undefined) connection.send<R>(attempt.sent, finish)
-          else {
-            connection.execute<R>(attempt.sent, signal).then(
-              (outcome) => finish(undefined, outcome),
-              (failure: unknown) => finish(failure),
-            )
-          }
-        } catch (unexpected) {
-          reject(unexpected)
+        }
+        if (connection.send !== undefined) connection.send<R>(attempt.sent, finish)
+        else {
+          connection.execute<R>(attempt.sent, signal).then(
+            (outcome) => finish(undefined, outcome),
+            (failure: unknown) => finish(failure),
+          )
         }
       },
     )
@@ -874,4 +884,13 @@ function replicaTarget(
 
 function resultOf<R>(outcome: NodeQueryOutcome<R>): QueryResult<R> {
   return outcome.result
+}
+
+/** How a read carried out with callbacks failed: at the checkout (no target) or on its target. */
+class ReadFailure {
+  constructor(
+    readonly error: unknown,
+    readonly target: Target | undefined,
+    readonly started: number,
+  ) {}
 }

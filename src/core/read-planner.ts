@@ -48,6 +48,19 @@ export class ReadPlanner {
   readonly #lagResolutionMs: number
   #fallbackReads = 0
   #readPlan: Extract<ReadPlan, { kind: 'replica' }> | undefined
+  /**
+   * The last causal plan that found replicas caught up, with what it was made from: the required
+   * position, the usable set and each usable replica's known position (objects compared by
+   * identity; each changes only by being replaced).
+   */
+  #caughtUp:
+    | {
+        readonly required: ReplicationPosition
+        readonly usable: readonly ReplicaCandidate[]
+        readonly applied: readonly (ReplicationPosition | undefined)[]
+        readonly plan: ReadPlan
+      }
+    | undefined
   #causalSupported = true
   #causalUnsupportedReported = false
   #unknownWriteReported = false
@@ -105,6 +118,17 @@ export class ReadPlanner {
     const position = required.position
     if (position === undefined) return this.#anyReplica(usable)
     if (usable.length === 0) return this.#noReplica()
+    // Between two writes every read asks the same: the plan made for the last one still holds
+    // while the replicas' known positions are the ones it was made with.
+    const caughtUp = this.#caughtUp
+    if (
+      caughtUp !== undefined &&
+      caughtUp.required === position &&
+      caughtUp.usable === usable &&
+      this.#sameApplied(caughtUp.applied, usable)
+    ) {
+      return caughtUp.plan
+    }
     let covering: ReplicaCandidate[] | undefined
     let waitable: ReplicaCandidate[] | undefined
     // A lag reading within its granularity (MariaDB reports whole seconds) does not rule a replica
@@ -124,11 +148,18 @@ export class ReadPlanner {
       if (!knownBehind) (waitable ??= []).push(candidate)
     }
     if (covering !== undefined) {
-      return {
+      const plan: ReadPlan = Object.freeze({
         kind: 'replica',
         candidates: covering.length === usable.length ? usable : covering,
         reason: 'causal-caught-up',
+      })
+      this.#caughtUp = {
+        required: position,
+        usable,
+        applied: usable.map((c) => this.#registry.replicaByIndex(c.index).position),
+        plan,
       }
+      return plan
     }
     if (waitable === undefined) return { kind: 'primary', reason: 'causal-behind' }
     return {
@@ -136,6 +167,17 @@ export class ReadPlanner {
       candidates: waitable.length === usable.length ? usable : waitable,
       position,
     }
+  }
+
+  /** Whether the replicas of `usable` know the positions `applied` lists (same objects). */
+  #sameApplied(
+    applied: readonly (ReplicationPosition | undefined)[],
+    usable: readonly ReplicaCandidate[],
+  ): boolean {
+    for (let i = 0; i < usable.length; i++) {
+      if (this.#registry.replicaByIndex(usable[i]!.index).position !== applied[i]) return false
+    }
+    return true
   }
 
   #anyReplica(usable: readonly ReplicaCandidate[]): ReadPlan {
