@@ -15,6 +15,7 @@ export {
   KyselyReplicatedError,
   NodeUnreachableError,
   NoReplicaAvailableError,
+  PoolWaitTimeoutError,
   PrimaryChangedError,
   PrimaryUnavailableError,
   ReadOnlyViolationError,

@@ -17,6 +17,7 @@ import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/e
 import {
   annotateNodeError,
   NodeUnreachableError,
+  PoolWaitTimeoutError,
   PrimaryChangedError,
   ReadTimeoutError,
 } from './contracts/errors.js'
@@ -820,7 +821,11 @@ export class Executor {
     return true
   }
 
-  /** Reaching a replica failed (checkout, causal wait): accounted; `true` when to re-plan. */
+  /**
+   * Reaching a replica failed (checkout, causal wait): accounted; `true` when to re-plan. A pool
+   * wait timeout (every connection busy) is not held against the node, but the read never ran, so
+   * the retry policy may still run it elsewhere.
+   */
   #unreachable(
     node: NodeRuntime,
     error: unknown,
@@ -830,7 +835,12 @@ export class Executor {
     const o = this.#o
     const connectionLevel = o.monitor.unreachable(node, error)
     return canRetry(
-      { connectionLevel, replicaRead: true, rowsDelivered: false },
+      {
+        connectionLevel,
+        poolExhausted: error instanceof PoolWaitTimeoutError,
+        replicaRead: true,
+        rowsDelivered: false,
+      },
       { retryReads: o.config.retryReads, hint: statement.hint, signal },
     )
   }

@@ -170,7 +170,8 @@ export class HealthMonitor {
   /**
    * Reaching `node` failed before any statement ran (checkout, connect, causal wait). Refused
    * credentials, access or database count as connection failures here: the node cannot serve.
-   * A replica found unreachable this way has its statements in flight rescued.
+   * A replica found unreachable this way has its statements in flight rescued. A checkout that
+   * waited for a busy pool (`PoolWaitTimeoutError`) is no failure of the node.
    * Returns whether the failure counts against the node.
    */
   unreachable(node: NodeRuntime, error: unknown): boolean {

@@ -8,7 +8,7 @@ import type {
   PhysicalConnection,
   ProbeResult,
 } from '../core/contracts/engine.js'
-import { ConnectionSetupError } from '../core/contracts/errors.js'
+import { ConnectionSetupError, PoolWaitTimeoutError } from '../core/contracts/errors.js'
 import type { NodePoolSetup } from '../core/contracts/node-setup.js'
 import type { PostgresPhysicalConnection } from './postgres-node-pool.js'
 
@@ -38,6 +38,9 @@ const CONNECTION_SQLSTATES: ReadonlySet<string> = new Set(['57P01', '57P02', '57
 const CONNECTION_MESSAGES: readonly RegExp[] = [
   // 'Connection terminated', '... unexpectedly', '... due to connection timeout'
   /^Connection terminated/,
+  // pg-pool's timeout of a checkout that waited in its queue: a connection error only when a
+  // connection was being opened for it (a hung node); the node pool turns the wait for a busy
+  // pool into `PoolWaitTimeoutError` (see `PostgresNodePool.acquire`).
   /^timeout exceeded when trying to connect$/,
   /^Client has encountered a connection error and is not queryable$/,
   /^Client was closed and is not queryable$/,
@@ -424,6 +427,9 @@ export class PostgresEngine implements Engine {
   }
 
   isConnectionError(error: unknown): boolean {
+    // A checkout that waited for a busy pool: the node answers (its cause, pg-pool's queue
+    // timeout, has the message of a connect timeout).
+    if (error instanceof PoolWaitTimeoutError) return false
     if (error instanceof ConnectionSetupError) {
       return this.isConnectionError(error.cause)
     }

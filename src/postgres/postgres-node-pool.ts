@@ -9,6 +9,7 @@ import type {
   PhysicalConnection,
   PoolCounts,
 } from '../core/contracts/engine.js'
+import { PoolWaitTimeoutError } from '../core/contracts/errors.js'
 import type {
   CheckoutOwner,
   LifecycleConnection,
@@ -52,8 +53,10 @@ interface PgPoolInternals {
   ) => PostgresStandaloneClient
   /** Every client of the pool, those still connecting included. */
   readonly _clients?: readonly PostgresPoolClient[]
-  /** Callers waiting for a client of a full pool. */
+  /** Callers waiting for a client of a full pool (or for an idle one, until the next tick). */
   readonly _pendingQueue?: Array<{ callback?: (error: Error) => void }>
+  /** Opens a client for a queue item (at once, or when a slot frees up for a queued one). */
+  newClient?: (item: object) => unknown
 }
 
 /** A `pg` `Client` made outside the pool: the library's control connections. */
@@ -69,6 +72,32 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 3000
 
 /** How long a politely closed connection (`Terminate`) may take to close before its socket is destroyed. */
 const TERMINATE_GRACE_MS = 1000
+
+/** pg-pool's error for a checkout that waited `connectionTimeoutMillis` in its queue. */
+const QUEUE_TIMEOUT_MESSAGE = 'timeout exceeded when trying to connect'
+
+/** Per `pg` pool: the queue items it began opening a client for (see {@link watchOpening}). */
+const OPENING = new WeakMap<object, WeakSet<object>>()
+
+/**
+ * The queue items `pool` begins opening a client for, from now on. pg-pool times out a queued
+ * checkout after `connectionTimeoutMillis` with one message whether it waited for a busy pool or
+ * for a connection opened for it when a slot freed up (a hung node). Its `newClient` is wrapped,
+ * once per pool, to tell them apart. `undefined` when the pool is not pg-pool's.
+ */
+function watchOpening(pool: PgPoolInternals): WeakSet<object> | undefined {
+  const known = OPENING.get(pool)
+  if (known !== undefined) return known
+  const newClient = pool.newClient
+  if (typeof newClient !== 'function' || !Array.isArray(pool._pendingQueue)) return undefined
+  const opening = new WeakSet<object>()
+  pool.newClient = function (this: unknown, item: object) {
+    if (typeof item === 'object' && item !== null) opening.add(item)
+    return newClient.call(this, item)
+  }
+  OPENING.set(pool, opening)
+  return opening
+}
 
 /**
  * Creates a `pg` pool from `{ connection, poolSize, idleTimeoutMs }` (`pg` is loaded only then):
@@ -115,6 +144,8 @@ export class PostgresNodePool implements LifecycleNodePool {
   /** When each physical client was first handed out (set up once per client). */
   readonly #connections: ConnectionSetup
   #pool: PostgresPool | undefined
+  /** The queue items the pool began opening a client for (`undefined`: cannot tell). */
+  #opening: WeakSet<object> | undefined
 
   constructor(options: {
     /** The configured pool, or a factory of one. */
@@ -148,6 +179,7 @@ export class PostgresNodePool implements LifecycleNodePool {
       on?: (event: 'error', listener: () => void) => unknown
     }
     if (emitter.listenerCount?.('error') === 0) emitter.on?.('error', () => {})
+    this.#opening = watchOpening(source as PgPoolInternals)
     this.#pool = source
   }
 
@@ -210,7 +242,12 @@ export class PostgresNodePool implements LifecycleNodePool {
       )
     }
     if (signal?.aborted) return Promise.reject(failed(signal.reason))
+    const queue = (pool as PgPoolInternals)._pendingQueue
+    const queued = queue?.length ?? 0
     const connecting = signal === undefined ? pool.connect() : connectUnlessAborted(pool, signal)
+    // pg-pool queues a checkout (synchronously) unless it opens a client for it at once.
+    const waiter =
+      queue !== undefined && queue.length > queued ? queue[queue.length - 1] : undefined
     // Set-up and the owner's accounting run in one continuation of pg's promise.
     return connecting.then(
       (client) => {
@@ -225,8 +262,34 @@ export class PostgresNodePool implements LifecycleNodePool {
         )
       },
       (error: unknown) => {
-        throw failed(error)
+        throw failed(this.#waitTimeout(pool, error, waiter) ?? error)
       },
+    )
+  }
+
+  /**
+   * pg-pool's queue timeout of a checkout (`waiter`: its queue item) for which no client was being
+   * opened: every connection of the pool was busy the whole time, the node is not at fault.
+   * `undefined` for any other error, and when the pool's internals cannot tell.
+   */
+  #waitTimeout(
+    pool: PostgresPool,
+    error: unknown,
+    waiter: object | undefined,
+  ): PoolWaitTimeoutError | undefined {
+    if (waiter === undefined || this.#opening === undefined || this.#opening.has(waiter)) {
+      return undefined
+    }
+    if ((error as { message?: unknown } | null)?.message !== QUEUE_TIMEOUT_MESSAGE) return undefined
+    const name = this.#setup.node.name
+    const options = (pool as PgPoolInternals).options
+    const max = options?.max === undefined ? '' : ` ${options.max}`
+    const ms = options?.connectionTimeoutMillis
+    const within = ms === undefined ? "the pool's wait limit" : `${ms} ms (connectionTimeoutMillis)`
+    return new PoolWaitTimeoutError(
+      `node "${name}": no connection of its pool was free within ${within}: all${max} were busy with other statements. The node answers and is not counted as failed; raise the pool's max (poolSize) or run fewer statements on it at once`,
+      name,
+      { cause: error },
     )
   }
 

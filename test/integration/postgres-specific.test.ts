@@ -17,7 +17,14 @@ import {
 import { type Migration, Migrator } from 'kysely/migration'
 import pg from 'pg'
 import Cursor from 'pg-cursor'
-import { consistencyScope, ReplicatedPostgresDialect, type RouteEvent } from '../../src/index.js'
+import {
+  consistencyScope,
+  onReplica,
+  PoolWaitTimeoutError,
+  ReplicatedPostgresDialect,
+  type ReplicationEvent,
+  type RouteEvent,
+} from '../../src/index.js'
 import {
   postgresFixture as fx,
   type TestCluster,
@@ -467,6 +474,71 @@ describe('[postgres] PostgreSQL-specific behaviour on a real cluster', function 
       const primary = stats.find((p) => p.node === 'primary')!
       expect(primary).to.include({ limit: 3, total: 1, idle: 1, inUse: 0 })
       expect(stats.filter((p) => p.role === 'replica').map((p) => p.limit)).to.deep.equal([2, 2])
+    })
+  })
+
+  describe('a replica pool with every client busy', () => {
+    /**
+     * replica-1's pool has one client and waits 300 ms for a free one; a 1.5 s read holds that
+     * client. The next read on replica-1 times out in pg-pool's queue with `timeout exceeded when
+     * trying to connect`, the message of a connect timeout. Before PoolWaitTimeoutError that
+     * counted as a connection failure of a node that answers: replica-1 went to cooling-down with
+     * a node-down event, and under load its reads moved to the other replica, which then
+     * saturated too.
+     */
+    const busyReplica = () => {
+      const events: ReplicationEvent[] = []
+      const d = create({
+        replicaNames: ['replica-1'],
+        poolOptions: { max: 1, connectionTimeoutMillis: 300 },
+        onEvent: (e) => events.push(e),
+      })
+      const holding = onReplica(d.db, 'replica-1')
+        .selectNoFrom([...here, sql`pg_sleep(1.5)`.as('s')])
+        .executeTakeFirstOrThrow()
+      return { d, events, holding }
+    }
+    /** Until the long read holds replica-1's only client. */
+    const untilBusy = async (d: TestDialect) => {
+      const deadline = performance.now() + 5_000
+      while (d.dialect.getPoolStats().find((p) => p.node === 'replica-1')?.inUse !== 1) {
+        if (performance.now() > deadline) throw new Error('the long read never started')
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+    }
+    const expectHealthy = (d: TestDialect, events: readonly ReplicationEvent[]) => {
+      expect(d.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')).to.include({
+        state: 'healthy',
+      })
+      expect(events.filter((e) => e.type === 'node-down')).to.deep.equal([])
+    }
+
+    it('fails a read forced to that replica with PoolWaitTimeoutError and keeps the replica healthy', async () => {
+      const { d, events, holding } = busyReplica()
+      await untilBusy(d)
+      const error = await onReplica(d.db, 'replica-1')
+        .selectNoFrom(here)
+        .executeTakeFirstOrThrow()
+        .catch((e: unknown) => e)
+      expect(error).to.be.instanceOf(PoolWaitTimeoutError)
+      expect(error).to.include({ node: 'replica-1', code: 'KR_POOL_WAIT_TIMEOUT' })
+      expectHealthy(d, events)
+      // The long read finishes on replica-1, as the server says, and the replica serves again.
+      expect(ranOn(await holding)).to.equal('replica-1')
+      const after = await onReplica(d.db, 'replica-1').selectNoFrom(here).executeTakeFirstOrThrow()
+      expect(ranOn(after)).to.equal('replica-1')
+      expectHealthy(d, events)
+    })
+
+    it('runs a plain read that waited for that replica on the primary instead, the replica still healthy', async () => {
+      const { d, events, holding } = busyReplica()
+      await untilBusy(d)
+      const read = await d.db.selectNoFrom(here).executeTakeFirstOrThrow()
+      expect(ranOn(read)).to.equal('primary')
+      expect(read.standby).to.equal(false)
+      expect(d.routes.at(-1)).to.include({ node: 'primary', reason: 'retry' })
+      expectHealthy(d, events)
+      expect(ranOn(await holding)).to.equal('replica-1')
     })
   })
 

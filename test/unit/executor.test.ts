@@ -101,6 +101,15 @@ describe('executor: one set of rules on every path', () => {
       expect(canRetry(lost, { ...defaults, hint: { target: 'replica' } })).to.equal(true)
       expect(canRetry(lost, { ...defaults, signal: AbortSignal.abort() })).to.equal(false)
     })
+    it('re-runs a read whose replica pool had no free connection (it never ran), under the same conditions', () => {
+      const busy = { ...lost, connectionLevel: false, poolExhausted: true }
+      expect(canRetry(busy, defaults)).to.equal(true)
+      expect(canRetry({ ...busy, replicaRead: false }, defaults)).to.equal(false)
+      expect(canRetry(busy, { ...defaults, retryReads: false })).to.equal(false)
+      const named = { target: 'replica', name: 'replica-1' } as const
+      expect(canRetry(busy, { ...defaults, hint: named })).to.equal(false)
+      expect(canRetry(busy, { ...defaults, signal: AbortSignal.abort() })).to.equal(false)
+    })
   })
 
   describe('tracing', () => {

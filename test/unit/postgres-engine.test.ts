@@ -1,7 +1,9 @@
+import { EventEmitter } from 'node:events'
 import { expect } from 'chai'
 import { CompiledQuery } from 'kysely'
+import pg from 'pg'
 import sinon from 'sinon'
-import { ConnectionSetupError } from '../../src/core/contracts/errors.js'
+import { ConnectionSetupError, PoolWaitTimeoutError } from '../../src/core/contracts/errors.js'
 import type { NodePoolSetup } from '../../src/core/contracts/node-setup.js'
 import { PostgresEngine } from '../../src/postgres/postgres-engine.js'
 import { PostgresNodePool } from '../../src/postgres/postgres-node-pool.js'
@@ -222,5 +224,95 @@ describe('PostgresNodePool against a hung server (fake pg pool)', () => {
     expect(pool.connectTimeoutMs()).to.equal(3000)
     ;(fake.pool as any).options = { connectionTimeoutMillis: 0 }
     expect(pool.connectTimeoutMs()).to.equal(undefined)
+  })
+})
+
+/**
+ * A `pg` `Client` without a server, for a real pg-pool: connects at once, or never while
+ * `hang` is set (a hung node: the attempt ends only when the client is ended); answers every
+ * query with an empty result.
+ */
+class ServerlessClient extends EventEmitter {
+  static hang = false
+  static nextPid = 1
+  readonly processID = ServerlessClient.nextPid++
+  _queryable = true
+  _ending = false
+  #connected: ((error?: Error) => void) | undefined
+
+  connect(callback: (error?: Error) => void): void {
+    if (ServerlessClient.hang) this.#connected = callback
+    else setImmediate(callback)
+  }
+
+  isConnected(): boolean {
+    return this.#connected === undefined
+  }
+
+  query(): Promise<{ command: string; rowCount: null; rows: unknown[] }> {
+    return Promise.resolve({ command: 'SET', rowCount: null, rows: [] })
+  }
+
+  end(callback?: () => void): Promise<void> {
+    this._ending = true
+    const connected = this.#connected
+    this.#connected = undefined
+    connected?.(new Error('Connection terminated'))
+    callback?.()
+    return Promise.resolve()
+  }
+}
+
+describe('PostgresNodePool: a checkout that times out in the queue of a real pg-pool', () => {
+  const engine = new PostgresEngine({ causalUnsupported: () => {} })
+  let pool: PostgresNodePool | undefined
+  afterEach(async () => {
+    ServerlessClient.hang = false
+    await pool?.end(50)
+    pool = undefined
+  })
+
+  const pgPool = () =>
+    new pg.Pool({
+      Client: ServerlessClient,
+      max: 1,
+      connectionTimeoutMillis: 50,
+      password: 'secret-password',
+    } as unknown as pg.PoolConfig)
+
+  it('fails with PoolWaitTimeoutError, not a connection error, when every client stayed busy', async () => {
+    pool = nodePool({ pool: pgPool() } as unknown as FakePgNode)
+    await pool.init()
+    const busy = await pool.acquire()
+    const error = await errorOf(pool.acquire())
+    expect(error).to.be.instanceOf(PoolWaitTimeoutError)
+    expect(error).to.include({ node: 'replica-1', code: 'KR_POOL_WAIT_TIMEOUT' })
+    expect(error.message).to.match(
+      /^node "replica-1": no connection of its pool was free within 50 ms/,
+    )
+    expect(error.message).to.match(/all 1 were busy/)
+    expect(error.message).to.match(/raise the pool's max \(poolSize\) or run fewer statements/)
+    expect(error.message).not.to.include('secret-password')
+    expect(error.cause.message).to.equal('timeout exceeded when trying to connect')
+    // The failure this prevents: pg-pool's own error counts against the node.
+    expect(engine.isConnectionError(error.cause)).to.equal(true)
+    expect(engine.isConnectionError(error)).to.equal(false)
+    expect(engine.isConnectError(error)).to.equal(false)
+    busy.release()
+    ;(await pool.acquire()).release()
+  })
+
+  it('keeps it a connection error when a connection was being opened for the waiting checkout (a hung node)', async () => {
+    pool = nodePool({ pool: pgPool() } as unknown as FakePgNode)
+    await pool.init()
+    const busy = await pool.acquire()
+    const waiting = errorOf(pool.acquire())
+    // A slot frees up: pg-pool opens a client for the waiting checkout, and the node never answers.
+    ServerlessClient.hang = true
+    busy.destroy()
+    const error = await waiting
+    expect(error).not.to.be.instanceOf(PoolWaitTimeoutError)
+    expect(error.message).to.equal('timeout exceeded when trying to connect')
+    expect(engine.isConnectionError(error)).to.equal(true)
   })
 })

@@ -7,6 +7,8 @@ import type { PhysicalConnection } from '../../src/core/contracts/engine.js'
 import {
   ConnectionSetupError,
   consistencyScope,
+  onReplica,
+  PoolWaitTimeoutError,
   ReplicatedConfigError,
   ReplicatedPostgresDialect,
   type ReplicatedPostgresDialectConfig,
@@ -497,6 +499,70 @@ describe('ReplicatedPostgresDialect routing (fake pg pools)', () => {
       })
       expect(info.lagMs).to.equal(undefined)
       expect(h.events.map((e) => e.type)).to.include('not-read-only')
+    })
+  })
+
+  describe('a replica pool with no free connection (PoolWaitTimeoutError)', () => {
+    /** replica-1's pool answers every checkout as a pool whose clients all stayed busy. */
+    const exhaust = (node: FakePgNode) => {
+      node.pool.connect = sinon.spy(() =>
+        Promise.reject(
+          new PoolWaitTimeoutError(
+            `node "${node.name}": no connection of its pool was free`,
+            node.name,
+            {
+              cause: new Error('timeout exceeded when trying to connect'),
+            },
+          ),
+        ),
+      )
+    }
+
+    it('runs the read on another replica and keeps the busy replica healthy', async () => {
+      h = harness()
+      exhaust(h.replicas[0]!)
+      const rows = await h.db.selectFrom('person').selectAll().execute()
+      expect(rows).to.deep.equal([{ node: 'replica-2' }])
+      expect(lastRoute(h)).to.include({ node: 'replica-2', reason: 'retry' })
+      // What this prevents: a connection error here took replica-1 to cooling-down (node-down).
+      expect(h.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')!.state).to.equal(
+        'healthy',
+      )
+      expect(h.events.filter((e) => e.type === 'node-down')).to.deep.equal([])
+      // Still a candidate: round-robin offers it the next reads again.
+      await h.db.selectFrom('person').selectAll().execute()
+      await h.db.selectFrom('person').selectAll().execute()
+      expect(h.checkout(h.replicas[0]!).callCount).to.be.greaterThan(1)
+    })
+
+    it('fails a read sent to that named replica with PoolWaitTimeoutError, the replica still healthy', async () => {
+      h = harness()
+      exhaust(h.replicas[0]!)
+      const error = await onReplica(h.db, 'replica-1')
+        .selectFrom('person')
+        .selectAll()
+        .execute()
+        .catch((e) => e)
+      expect(error).to.be.instanceOf(PoolWaitTimeoutError)
+      expect(error).to.include({ node: 'replica-1', code: 'KR_POOL_WAIT_TIMEOUT' })
+      expect(h.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')!.state).to.equal(
+        'healthy',
+      )
+      expect(h.userStatements(h.replicas[1]!)).to.deep.equal([])
+    })
+
+    it('is not retried with retry: { reads: false }', async () => {
+      h = harness({ retry: { reads: false } })
+      exhaust(h.replicas[0]!)
+      const error = await h.db
+        .selectFrom('person')
+        .selectAll()
+        .execute()
+        .catch((e) => e)
+      expect(error).to.be.instanceOf(PoolWaitTimeoutError)
+      expect(h.dialect.getReplicaInfo().find((n) => n.name === 'replica-1')!.state).to.equal(
+        'healthy',
+      )
     })
   })
 

@@ -48,6 +48,28 @@ export class ReadTimeoutError extends KyselyReplicatedNodeError {
 }
 
 /**
+ * A checkout waited the pool's whole wait limit (`pg`'s `connectionTimeoutMillis`) in the queue of
+ * a node's pool while every connection was busy, and no connection was being opened for it: the
+ * node answers, its pool is too small for the load. Not held against the node's health; a read is
+ * re-run on another replica (or the primary) by the retry policy, unless it was sent to a named
+ * replica. The driver's error is the `cause`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await onReplica(db, 'replica-1').selectFrom('person').selectAll().execute()
+ * } catch (error) {
+ *   if (error instanceof PoolWaitTimeoutError) {
+ *     // raise the replica pool's `max` (`poolSize`), or run fewer reads on it at once
+ *   }
+ * }
+ * ```
+ */
+export class PoolWaitTimeoutError extends KyselyReplicatedNodeError {
+  readonly code = 'KR_POOL_WAIT_TIMEOUT'
+}
+
+/**
  * The primary changed under an open transaction or a session pinned to it: its statements cannot
  * continue on another node. Retry the whole transaction (or unit of work): it will run on the new
  * primary.
