@@ -3,8 +3,9 @@ import type { ReplicationPosition } from '../consistency/position.js'
 import { type HealthSettings, NodeHealth } from '../health/node-health.js'
 import { NodeLoad } from '../health/node-load.js'
 import type { ReplicaCandidate } from '../selection/replica-selector.js'
-import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
+import type { NodeInfo } from './contracts/engine.js'
 import type { ManagedPool } from './managed-pool.js'
+import { RunningConnections } from './running-connections.js'
 
 /** A node's name and role, as the library keeps it: the role changes with the topology. */
 export interface MutableNodeInfo extends NodeInfo {
@@ -39,7 +40,7 @@ export class NodeRuntime {
   /** The message of the failure that last took the node down. */
   lastError: string | undefined
   /** Connections running a statement now (to rescue them when the node is found dead). */
-  readonly running = new Set<PhysicalConnection>()
+  readonly running = new RunningConnections()
   /**
    * Aborted when the node is found dead or hung: connections being opened to it for a statement
    * give up at once instead of waiting for their connect timeout. Replaced after each rescue.

@@ -107,14 +107,14 @@ export class ReadPlanner {
       return this.#anyReplica(usable)
     }
     const window = this.#settings.stickyWindowMs
-    const withinWindow = (at: number | undefined) =>
-      at !== undefined && (window === undefined || nowMs - at < window)
     if (mode === 'sticky' || !this.#causalSupported) {
-      if (withinWindow(required.lastWriteAtMs)) return { kind: 'primary', reason: 'sticky' }
+      if (within(required.lastWriteAtMs, window, nowMs))
+        return { kind: 'primary', reason: 'sticky' }
       return this.#anyReplica(usable)
     }
     // causal
-    if (withinWindow(required.unknownWriteAtMs)) return { kind: 'primary', reason: 'sticky' }
+    if (within(required.unknownWriteAtMs, window, nowMs))
+      return { kind: 'primary', reason: 'sticky' }
     const position = required.position
     if (position === undefined) return this.#anyReplica(usable)
     if (usable.length === 0) return this.#noReplica()
@@ -294,4 +294,9 @@ function covers(node: NodeRuntime, required: ReplicationPosition): boolean {
   node.coveredRequired = required
   node.coveredBy = applied
   return true
+}
+
+/** Whether a write at `atMs` is within the sticky window (`undefined`: no window) at `nowMs`. */
+function within(atMs: number | undefined, window: number | undefined, nowMs: number): boolean {
+  return atMs !== undefined && (window === undefined || nowMs - atMs < window)
 }

@@ -486,6 +486,8 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
   isNew = true
   owner: LifecycleOwner | undefined
   killed = false
+  runningSlot: number | undefined = undefined
+  checkedOutAtMs: number | undefined = undefined
   cancelling: Promise<void> | undefined = undefined
   /**
    * The pool reset the session on release (`resetOnRelease`) and its set-up is not applied again

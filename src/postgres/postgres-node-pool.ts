@@ -428,6 +428,8 @@ export class PostgresPhysicalConnection implements LifecycleConnection {
   readonly isNew: boolean
   owner: LifecycleOwner | undefined
   killed = false
+  runningSlot: number | undefined = undefined
+  checkedOutAtMs: number | undefined = undefined
   cancelling: Promise<void> | undefined = undefined
   readonly #onError: (error: Error) => void
   /** Outside any pool: `release()` closes it too. */

@@ -34,6 +34,8 @@ export interface PhysicalConnection {
    * the start of a statement run right after the checkout, without reading the clock again.
    */
   checkedOutAtMs?: number
+  /** @internal Its place in its node's running list while a statement runs on it (`RunningConnections`). */
+  runningSlot?: number | undefined
   /**
    * A cancel aimed at this connection's statement, while one is in flight (see `core/cancels`):
    * the connection goes back to its pool only after it.
