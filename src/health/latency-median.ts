@@ -73,6 +73,8 @@ export class LatencyMedian {
   #slotSum = 0
   #slotSamples = 0
   #lastMs = 0
+  /** Index in `#sorted` of the open slot's value (it alone moves until the next slot opens). */
+  #openAt = 0
 
   constructor(options: LatencyMedianOptions = {}) {
     const slotMs = options.slotMs ?? DEFAULT_MEDIAN_SLOT_MS
@@ -113,16 +115,15 @@ export class LatencyMedian {
       this.#slotSum += sample
       this.#slotSamples += 1
       const value = this.#slotSum / this.#slotSamples
-      this.#move(ring[this.#newest]!, value)
+      this.#openAt = this.#moveAt(this.#openAt, value)
       ring[this.#newest] = value
     } else {
       // A new slot: it evicts the oldest one once the ring is full.
       const next = this.#newest + 1 === ring.length ? 0 : this.#newest + 1
-      if (this.#count === ring.length) {
-        this.#move(ring[next]!, sample)
-      } else {
-        this.#insert(sample)
-      }
+      this.#openAt =
+        this.#count === ring.length
+          ? this.#moveAt(this.#indexOf(ring[next]!), sample)
+          : this.#insert(sample)
       ring[next] = sample
       this.#newest = next
       this.#slotStartMs = nowMs
@@ -182,8 +183,8 @@ export class LatencyMedian {
     return this.#sorted[Math.ceil(n * 0.9) - 1]!
   }
 
-  /** Adds `value` to the sorted values (there is room). */
-  #insert(value: number): void {
+  /** Adds `value` to the sorted values (there is room); returns where it went. */
+  #insert(value: number): number {
     const sorted = this.#sorted
     let i = this.#count
     while (i > 0 && sorted[i - 1]! > value) {
@@ -192,12 +193,17 @@ export class LatencyMedian {
     }
     sorted[i] = value
     this.#count += 1
+    return i
   }
 
-  /** Replaces one occurrence of `from` by `to` in the sorted values, keeping them sorted. */
-  #move(from: number, to: number): void {
+  /**
+   * Replaces the sorted value at index `at` by `to`, keeping them sorted; returns where `to`
+   * went.
+   */
+  #moveAt(at: number, to: number): number {
     const sorted = this.#sorted
-    let i = this.#indexOf(from)
+    const from = sorted[at]!
+    let i = at
     if (to > from) {
       while (i + 1 < this.#count && sorted[i + 1]! < to) {
         sorted[i] = sorted[i + 1]!
@@ -210,6 +216,7 @@ export class LatencyMedian {
       }
     }
     sorted[i] = to
+    return i
   }
 
   /** The index of `value` in the sorted values (it is there: the ring holds the same numbers). */
