@@ -136,7 +136,7 @@ export class Executor {
       if (this.#o.onReserveConnection === undefined && this.#o.tracing() === undefined) {
         const node = this.#select(route.candidates, session.plannedAtMs)
         if (node?.pool.checksOut === true) {
-          return this.#readInline<R>(node, route.reason, session, statement, signal)
+          return this.#readInline<R>(node, route, session, statement, signal)
         }
         // No replica (the primary then) or a pool without callbacks: the general path, on the
         // replica chosen (a second pick would skip a round-robin turn).
@@ -144,8 +144,27 @@ export class Executor {
           QueryResult<R>
         >
       }
+    } else if (route.kind === 'wait' && this.#inlineWaits(route)) {
+      const node = this.#select(route.candidates, session.plannedAtMs)
+      if (node !== undefined) return this.#readInline<R>(node, route, session, statement, signal)
     }
     return this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
+  }
+
+  /**
+   * Whether a causal read can wait and run with callbacks: no hook, no tracing, an engine whose
+   * wait is one statement, and replica pools with callbacks (the replicas share engine and hooks).
+   */
+  #inlineWaits(route: WaitRoute): boolean {
+    const o = this.#o
+    const first = route.candidates[0]
+    return (
+      first !== undefined &&
+      o.onReserveConnection === undefined &&
+      o.tracing() === undefined &&
+      o.engine.waitStatement !== undefined &&
+      o.registry.replicaByIndex(first.index).pool.checksOut
+    )
   }
 
   /**
@@ -156,17 +175,20 @@ export class Executor {
    */
   async #readInline<R>(
     node: NodeRuntime,
-    reason: RouteReason,
+    route: ReplicaRoute | WaitRoute,
     session: Session,
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
     const settled = await new Promise<QueryResult<R> | ReadFailure>((resolve) => {
-      this.#readOn<R>(node, reason, session, statement, signal, resolve)
+      this.#readOn<R>(node, route, session, statement, signal, resolve)
     })
     if (!(settled instanceof ReadFailure)) return settled
-    const { error, target, started } = settled
-    if (target === undefined) {
+    const { error, target, started, waitedMs } = settled
+    if (waitedMs !== undefined) {
+      // The replica did not catch up in time: the read runs on the primary.
+      session.route = { kind: 'primary', reason: 'causal-timeout', fallback: false, waitedMs }
+    } else if (target === undefined) {
       if (!this.#unreachable(node, error, statement, signal)) {
         throw annotateNodeError(error, node.name)
       }
@@ -180,7 +202,7 @@ export class Executor {
   /** {@link #readInline}'s callbacks: tells `settle` the result, or what failed where. */
   #readOn<R>(
     node: NodeRuntime,
-    reason: RouteReason,
+    route: ReplicaRoute | WaitRoute,
     session: Session,
     statement: Statement,
     signal: AbortSignal | undefined,
@@ -191,41 +213,116 @@ export class Executor {
       session.plannedAtMs,
       (error, connection) => {
         if (connection === undefined) {
-          settle(new ReadFailure(error, undefined, 0))
+          settle(new ReadFailure(error))
           return
         }
-        let target: Target
-        let attempt: Attempt
-        try {
-          target = this.#report(statement, replicaTarget(node, connection, reason))
-          attempt = this.#start(session, statement, target, connection.checkedOutAtMs)
-        } catch (unexpected) {
-          connection.release()
-          settle(new ReadFailure(unexpected, undefined, 0))
-          return
-        }
-        const finish = (failure: unknown, outcome?: NodeQueryOutcome<R>) => {
-          session.running = undefined
-          if (attempt.timer !== undefined) clearTimeout(attempt.timer)
-          if (outcome === undefined) {
-            settle(new ReadFailure(failure, target, attempt.started))
-            return
-          }
-          try {
-            this.#succeeded(target, attempt.started, statement)
-          } finally {
-            settle(outcome.result)
-          }
-        }
-        if (connection.send !== undefined) connection.send<R>(attempt.sent, finish)
-        else {
-          connection.execute<R>(attempt.sent, signal).then(
-            (outcome) => finish(undefined, outcome),
-            (failure: unknown) => finish(failure),
-          )
+        if (route.kind === 'replica') {
+          this.#sendRead(node, connection, route.reason, undefined, session, statement, settle)
+        } else {
+          this.#waitThenRead(node, connection, route, session, statement, settle)
         }
       },
     )
+  }
+
+  /**
+   * A causal read's wait, sent on its replica connection like a statement (registered as running,
+   * so a rescue abandons it), then the read; as `#reach` does for the async path.
+   */
+  #waitThenRead<R>(
+    node: NodeRuntime,
+    connection: PhysicalConnection,
+    route: WaitRoute,
+    session: Session,
+    statement: Statement,
+    settle: (settled: QueryResult<R> | ReadFailure) => void,
+  ): void {
+    const o = this.#o
+    const engine = o.engine
+    const wait = engine.waitStatement!(route.position, o.config.causalWaitTimeoutMs)
+    const started = o.now()
+    if (wait === undefined || connection.send === undefined) {
+      // Nothing to wait with (a position of another engine): the primary answers instead.
+      connection.release()
+      settle(new ReadFailure(undefined, undefined, 0, 0))
+      return
+    }
+    node.running.add(connection)
+    connection.send(wait, (error, outcome) => {
+      node.running.delete(connection)
+      let waitedMs: number
+      try {
+        if (outcome === undefined) {
+          if (engine.isConnectionError(error)) connection.destroy()
+          else connection.release()
+          settle(new ReadFailure(error))
+          return
+        }
+        const now = o.now()
+        waitedMs = now - started
+        o.statistics.recordCausalWait(waitedMs)
+        if (!engine.waitReached!(outcome.result)) {
+          o.planner.waitTimedOut(node, route.position, now)
+          connection.release()
+          settle(new ReadFailure(undefined, undefined, 0, waitedMs))
+          return
+        }
+        o.planner.learnPosition(node, route.position)
+      } catch (unexpected) {
+        connection.release()
+        settle(new ReadFailure(unexpected))
+        return
+      }
+      this.#sendRead(node, connection, 'causal-waited', waitedMs, session, statement, settle)
+    })
+  }
+
+  /** The read itself on its checked-out replica connection, accounted as in `#run`. */
+  #sendRead<R>(
+    node: NodeRuntime,
+    connection: PhysicalConnection,
+    reason: RouteReason,
+    waitedMs: number | undefined,
+    session: Session,
+    statement: Statement,
+    settle: (settled: QueryResult<R> | ReadFailure) => void,
+  ): void {
+    let target: Target
+    let attempt: Attempt
+    try {
+      target = this.#report(statement, replicaTarget(node, connection, reason, waitedMs))
+      // Right after the checkout, its clock reading is the statement's start; after a wait, not.
+      attempt = this.#start(
+        session,
+        statement,
+        target,
+        waitedMs === undefined ? connection.checkedOutAtMs : undefined,
+      )
+    } catch (unexpected) {
+      connection.release()
+      settle(new ReadFailure(unexpected))
+      return
+    }
+    const finish = (failure: unknown, outcome?: NodeQueryOutcome<R>) => {
+      session.running = undefined
+      if (attempt.timer !== undefined) clearTimeout(attempt.timer)
+      if (outcome === undefined) {
+        settle(new ReadFailure(failure, target, attempt.started))
+        return
+      }
+      try {
+        this.#succeeded(target, attempt.started, statement)
+      } finally {
+        settle(outcome.result)
+      }
+    }
+    if (connection.send !== undefined) connection.send<R>(attempt.sent, finish)
+    else {
+      connection.execute<R>(attempt.sent, undefined).then(
+        (outcome) => finish(undefined, outcome),
+        (failure: unknown) => finish(failure),
+      )
+    }
   }
 
   /**
@@ -611,7 +708,7 @@ export class Executor {
       const former = o.registry.primary
       let target: Target
       try {
-        target = await this.#primary(session, route.reason, route.fallback, signal)
+        target = await this.#primary(session, route.reason, route.fallback, signal, route.waitedMs)
       } catch (error) {
         if (await this.#redirect(session, statement, former, error, true)) return REPLANNED
         throw error
@@ -881,6 +978,7 @@ export class Executor {
 }
 
 type ReplicaRoute = Extract<Route, { readonly kind: 'replica' }>
+type WaitRoute = Extract<Route, { readonly kind: 'wait' }>
 
 /** A replica connection checked out for one statement. */
 function replicaTarget(
@@ -900,7 +998,9 @@ function resultOf<R>(outcome: NodeQueryOutcome<R>): QueryResult<R> {
 class ReadFailure {
   constructor(
     readonly error: unknown,
-    readonly target: Target | undefined,
-    readonly started: number,
+    readonly target: Target | undefined = undefined,
+    readonly started = 0,
+    /** Set when a causal wait timed out (after this long): the primary answers instead. */
+    readonly waitedMs: number | undefined = undefined,
   ) {}
 }

@@ -47,6 +47,8 @@ export type Route =
       readonly reason: RouteReason
       readonly detail?: string | undefined
       readonly fallback: boolean
+      /** A causal read whose wait timed out after this long (reason `'causal-timeout'`). */
+      readonly waitedMs?: number | undefined
     }
   | Exclude<ReadPlan, { readonly kind: 'primary' }>
 

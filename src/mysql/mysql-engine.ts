@@ -1,4 +1,4 @@
-import type { TransactionSettings } from 'kysely'
+import type { QueryResult, TransactionSettings } from 'kysely'
 import { CompiledQuery } from 'kysely'
 import { formatPosition, parsePosition, type ReplicationPosition } from '../consistency/position.js'
 import type {
@@ -11,6 +11,13 @@ import { ConnectionSetupError } from '../core/contracts/errors.js'
 import type { NodePoolSetup } from '../core/contracts/node-setup.js'
 import type { MysqlPhysicalConnection } from './mysql-node-pool.js'
 import type { MysqlPoolConnection, MysqlStandaloneConnection } from './mysql-pool-types.js'
+
+/**
+ * The causal waits, compiled once (one per write a read waits for): each run copies one with its
+ * parameters instead of building a Kysely raw query.
+ */
+const MARIADB_WAIT = CompiledQuery.raw('select master_gtid_wait(?, ?) as r')
+const MYSQL_WAIT = CompiledQuery.raw('select wait_for_executed_gtid_set(?, ?) as r')
 
 /**
  * mysql2 error codes that mean the connection or the server is gone or refuses new sessions —
@@ -157,28 +164,30 @@ export class MysqlEngine implements Engine {
     position: ReplicationPosition,
     timeoutMs: number,
   ): Promise<boolean> {
+    const statement = this.waitStatement(position, timeoutMs)
+    if (statement === undefined) return false
+    const { result } = await connection.execute(statement)
+    return this.waitReached(result)
+  }
+
+  /**
+   * `MASTER_GTID_WAIT` (MariaDB: 0 when reached, -1 on timeout; never run on the primary, it
+   * would wait the whole timeout) or `WAIT_FOR_EXECUTED_GTID_SET` (MySQL: 0 when reached, 1 on
+   * timeout; a timeout of 0 would wait forever, hence the 1 ms floor).
+   */
+  waitStatement(position: ReplicationPosition, timeoutMs: number): CompiledQuery | undefined {
     const seconds = Math.max(timeoutMs, 1) / 1000
     if (position.kind === 'mariadb') {
-      // 0 when reached, -1 on timeout. Never run on the primary: it would wait the whole timeout.
-      const { result } = await connection.execute<{ r: number | null }>(
-        CompiledQuery.raw('select master_gtid_wait(?, ?) as r', [
-          formatPosition(position),
-          seconds,
-        ]),
-      )
-      return Number(result.rows[0]?.r) === 0
+      return { ...MARIADB_WAIT, parameters: [formatPosition(position), seconds] }
     }
     if (position.kind === 'mysql') {
-      // 0 when reached, 1 on timeout; a timeout of 0 would wait forever, hence the 1 ms floor.
-      const { result } = await connection.execute<{ r: number | null }>(
-        CompiledQuery.raw('select wait_for_executed_gtid_set(?, ?) as r', [
-          formatPosition(position),
-          seconds,
-        ]),
-      )
-      return Number(result.rows[0]?.r) === 0
+      return { ...MYSQL_WAIT, parameters: [formatPosition(position), seconds] }
     }
-    return false
+    return undefined
+  }
+
+  waitReached(result: QueryResult<unknown>): boolean {
+    return Number((result.rows[0] as { r?: unknown } | undefined)?.r) === 0
   }
 
   async observedPosition(connection: PhysicalConnection): Promise<ReplicationPosition | undefined> {

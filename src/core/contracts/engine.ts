@@ -158,6 +158,13 @@ export interface Engine {
     timeoutMs: number,
     signal?: AbortSignal,
   ): Promise<boolean>
+  /**
+   * The one statement {@link waitForPosition} runs, when it is one (MySQL, MariaDB): the executor
+   * can then send it with the read's callbacks. {@link waitReached} reads its result.
+   */
+  waitStatement?(position: ReplicationPosition, timeoutMs: number): CompiledQuery | undefined
+  /** Whether the result of {@link waitStatement} says the position was reached in time. */
+  waitReached?(result: QueryResult<unknown>): boolean
   /** Reads the current write position on the primary (engines that cannot learn it from results). */
   primaryPosition?(connection: PhysicalConnection): Promise<ReplicationPosition | undefined>
   /**
