@@ -13,20 +13,24 @@ export interface ClusterWrites {
   unknownWriteAtMs: number | undefined
 }
 
+/** The token positions of a scope opened without a causal token: none, shared. */
+const NO_TOKENS: readonly ReplicationPosition[] = Object.freeze([])
+
 /**
  * A read-your-writes scope. Writes recorded in a scope count for it and for every enclosing scope;
  * reads in a scope must observe the writes of the scope and of its enclosing scopes.
  */
 export class ConsistencyScope {
   readonly parent: ConsistencyScope | undefined
-  readonly #clusters = new Map<object, ClusterWrites>()
+  /** Writes per cluster, made on the first one (a scope is opened per request, most never write). */
+  #clusters: Map<object, ClusterWrites> | undefined
   readonly #tokenPositions: readonly ReplicationPosition[]
   /** Clusters warned about a foreign token (made on the first warning: scopes are made per request). */
   #warned: WeakSet<object> | undefined
 
   constructor(
     parent: ConsistencyScope | undefined,
-    tokenPositions: readonly ReplicationPosition[] = [],
+    tokenPositions: readonly ReplicationPosition[] = NO_TOKENS,
   ) {
     this.parent = parent
     this.#tokenPositions = tokenPositions
@@ -34,7 +38,7 @@ export class ConsistencyScope {
 
   /** The scope's own record for a cluster (created on first use). */
   writesFor(cluster: object, kind: ReplicationPosition['kind'], nowMs: number): ClusterWrites {
-    let writes = this.#clusters.get(cluster)
+    let writes = this.#clusters?.get(cluster)
     if (writes === undefined) {
       writes = { position: undefined, lastWriteAtMs: undefined, unknownWriteAtMs: undefined }
       for (const position of this.#tokenPositions) {
@@ -43,7 +47,7 @@ export class ConsistencyScope {
           writes.lastWriteAtMs = nowMs
         }
       }
-      this.#clusters.set(cluster, writes)
+      ;(this.#clusters ??= new Map()).set(cluster, writes)
     }
     return writes
   }
@@ -87,7 +91,7 @@ export class ConsistencyScope {
     for (let scope: ConsistencyScope | undefined = this; scope; scope = scope.parent) {
       // Read without creating records: a read in a scope that wrote nothing allocates nothing.
       const writes =
-        scope.#clusters.get(cluster) ??
+        scope.#clusters?.get(cluster) ??
         (scope.#tokenPositions.length > 0 ? scope.writesFor(cluster, kind, nowMs) : undefined)
       if (writes === undefined) continue
       seen += 1
@@ -123,7 +127,7 @@ export class ConsistencyScope {
   requiredPositions(): Map<object, ReplicationPosition> {
     const out = new Map<object, ReplicationPosition>()
     for (let scope: ConsistencyScope | undefined = this; scope; scope = scope.parent) {
-      for (const [cluster, writes] of scope.#clusters) {
+      for (const [cluster, writes] of scope.#clusters ?? []) {
         if (writes.position !== undefined) {
           const seen = out.get(cluster)
           out.set(
@@ -205,11 +209,9 @@ export interface ConsistencyScopeOptions {
  * )
  * ```
  */
-export function consistencyScope<T>(fn: () => T, options: ConsistencyScopeOptions = {}): T {
-  const tokenPositions: ReplicationPosition[] = []
-  if (options.causalToken !== undefined) {
-    tokenPositions.push(decodeCausalToken(options.causalToken))
-  }
+export function consistencyScope<T>(fn: () => T, options?: ConsistencyScopeOptions): T {
+  const token = options?.causalToken
+  const tokenPositions = token === undefined ? undefined : [decodeCausalToken(token)]
   return storage.run(new ConsistencyScope(storage.getStore(), tokenPositions), fn)
 }
 
