@@ -23,6 +23,8 @@ export class NodeRuntime {
   readonly candidate: ReplicaCandidate
   /** Latest known applied replication position (replicas), from probes and successful waits. */
   position: ReplicationPosition | undefined
+  /** Statements routed to this node (`getRoutingStats().byNode`, kept here: no lookup per statement). */
+  routed = 0
   /**
    * The last required position found covered by {@link position}, and the position that covered
    * it (a read planned for the same position on the same applied one asks nothing again).

@@ -27,7 +27,8 @@ export class RoutingStatistics {
   readonly #onRoute: ((event: RouteEvent) => void) | undefined
   readonly #onEvent: ((event: ReplicationEvent) => void) | undefined
   readonly #byReason: Record<string, number> = Object.create(null)
-  readonly #byNode: Record<string, number> = Object.create(null)
+  /** Every node a statement was routed to, removed ones included (each counts its own). */
+  readonly #routedNodes: NodeRuntime[] = []
   #causalWaits = 0
   #causalWaitMs = 0
   #hedges = 0
@@ -45,7 +46,7 @@ export class RoutingStatistics {
   route(decision: RouteDecision, sql: string, detail?: string): void {
     const { node, reason, waitedMs } = decision
     this.#byReason[reason] = (this.#byReason[reason] ?? 0) + 1
-    this.#byNode[node.name] = (this.#byNode[node.name] ?? 0) + 1
+    if (node.routed++ === 0) this.#routedNodes.push(node)
     this.metrics?.route(node.name, node.info.role, reason)
     if (this.#onRoute === undefined && !debugEnabled) return
     const event: RouteEvent = {
@@ -93,10 +94,17 @@ export class RoutingStatistics {
     this.metrics?.hedgeWon()
   }
 
+  /** Statements per node name (a name reused by a node added again sums both). */
+  #byNode(): Record<string, number> {
+    const byNode: Record<string, number> = Object.create(null)
+    for (const node of this.#routedNodes) byNode[node.name] = (byNode[node.name] ?? 0) + node.routed
+    return { ...byNode }
+  }
+
   snapshot(): RoutingStats {
     return {
       byReason: { ...this.#byReason },
-      byNode: { ...this.#byNode },
+      byNode: this.#byNode(),
       causalWaits: this.#causalWaits,
       causalWaitMs: this.#causalWaitMs,
       hedges: this.#hedges,
