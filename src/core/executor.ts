@@ -379,10 +379,7 @@ export class Executor {
       }
       const { target, span } = attempt
       try {
-        const outcome =
-          span === undefined
-            ? await target.connection.execute<R>(attempt.sent, signal)
-            : await span.run(() => target.connection.execute<R>(attempt.sent, signal))
+        const outcome = await send<R>(attempt, signal)
         span?.end()
         this.#succeeded(target, attempt.started, statement)
         return resultOnly ? outcome.result : outcome
@@ -571,12 +568,9 @@ export class Executor {
     attempt: Attempt,
     signal: AbortSignal | undefined,
   ): Promise<NodeQueryOutcome<R>> {
-    const { target, span } = attempt
+    const { span } = attempt
     try {
-      const outcome =
-        span === undefined
-          ? await target.connection.execute<R>(attempt.sent, signal)
-          : await span.run(() => target.connection.execute<R>(attempt.sent, signal))
+      const outcome = await send<R>(attempt, signal)
       span?.end()
       return outcome
     } catch (error) {
@@ -1003,4 +997,12 @@ class ReadFailure {
     /** Set when a causal wait timed out (after this long): the primary answers instead. */
     readonly waitedMs: number | undefined = undefined,
   ) {}
+}
+
+/** Sends a started attempt's statement: in its span (active while the driver runs), when traced. */
+function send<R>(attempt: Attempt, signal: AbortSignal | undefined): Promise<NodeQueryOutcome<R>> {
+  const { target, span, sent } = attempt
+  return span === undefined
+    ? target.connection.execute<R>(sent, signal)
+    : span.run(() => target.connection.execute<R>(sent, signal))
 }
