@@ -182,6 +182,8 @@ describe('routing (stubbed mysql2 pools)', () => {
       await h.db.insertInto('person').values({ id: 1, name: 'a' }).execute()
       await h.db.selectFrom('person').selectAll().execute()
       expect(lastRoute(h)).to.include({ node: 'primary', reason: 'causal-timeout' })
+      // The time spent waiting on the replica before giving up is reported with the fallback.
+      expect(lastRoute(h).waitedMs).to.be.a('number')
       await h.db.selectFrom('person').selectAll().execute()
       expect(lastRoute(h)).to.include({ node: 'primary', reason: 'causal-behind' })
       expect(
