@@ -169,9 +169,10 @@ export class Executor {
 
   /**
    * A plain read on `node` (no hook, no tracing: nothing to await between its steps): the
-   * checkout and the statement run with callbacks ({@link #readOn}) inside one promise, the one
-   * await of this frame. A checkout or a statement that failed is handled here, in the caller's
-   * async stack (which the error then shows), and goes on along {@link #run}'s retry policy.
+   * checkout, the causal wait and the statement run with the callbacks of a {@link ReadJob}
+   * inside one promise, the one await of this frame. A checkout or a statement that failed is
+   * handled here, in the caller's async stack (which the error then shows), and goes on along
+   * {@link #run}'s retry policy.
    */
   async #readInline<R>(
     node: NodeRuntime,
@@ -180,88 +181,125 @@ export class Executor {
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
-    const settled = await new Promise<QueryResult<R> | ReadFailure>((resolve) => {
-      this.#readOn<R>(node, route, session, statement, signal, resolve)
-    })
-    if (!(settled instanceof ReadFailure)) return settled
+    const job = this.#jobFor(session)
+    job.node = node
+    job.route = route
+    job.statement = statement
+    job.signal = signal
+    const settled = await new Promise<unknown>(job.begin)
+    if (!(settled instanceof ReadFailure)) {
+      releaseJob(job)
+      return settled as QueryResult<R>
+    }
     const { error, target, started, waitedMs } = settled
-    if (waitedMs !== undefined) {
-      // The replica did not catch up in time: the read runs on the primary.
-      session.route = { kind: 'primary', reason: 'causal-timeout', fallback: false, waitedMs }
-    } else if (target === undefined) {
-      if (!this.#unreachable(node, error, statement, signal)) {
-        throw annotateNodeError(error, node.name)
+    try {
+      if (waitedMs !== undefined) {
+        // The replica did not catch up in time: the read runs on the primary.
+        session.route = { kind: 'primary', reason: 'causal-timeout', fallback: false, waitedMs }
+      } else if (target === undefined) {
+        if (!this.#unreachable(node, error, statement, signal)) {
+          throw annotateNodeError(error, node.name)
+        }
+        this.#retryWithout(session, node, statement)
+      } else {
+        await this.#failed(session, target, error, started, false, statement, signal)
       }
-      this.#retryWithout(session, node, statement)
-    } else {
-      await this.#failed(session, target, error, started, false, statement, signal)
+    } finally {
+      releaseJob(job)
     }
     return this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
   }
 
-  /** {@link #readInline}'s callbacks: tells `settle` the result, or what failed where. */
-  #readOn<R>(
-    node: NodeRuntime,
-    route: ReplicaRoute | WaitRoute,
-    session: Session,
-    statement: Statement,
-    signal: AbortSignal | undefined,
-    settle: (settled: QueryResult<R> | ReadFailure) => void,
-  ): void {
-    node.pool.checkout(
-      this.#acquireSignal(node, signal),
-      session.plannedAtMs,
-      (error, connection) => {
-        if (connection === undefined) {
-          settle(new ReadFailure(error))
-          return
-        }
-        if (route.kind === 'replica') {
-          this.#sendRead(node, connection, route.reason, undefined, session, statement, settle)
-        } else {
-          this.#waitThenRead(node, connection, route, session, statement, settle)
-        }
-      },
-    )
+  /**
+   * The session's read job when it is idle (a Kysely connection runs one statement at a time,
+   * nearly always), else a new one for this read alone.
+   */
+  #jobFor(session: Session): ReadJob {
+    const kept = session.readJob as ReadJob | undefined
+    if (kept !== undefined && !kept.busy) {
+      kept.busy = true
+      return kept
+    }
+    const job = this.#newJob(session)
+    job.busy = true
+    if (kept === undefined) session.readJob = job
+    return job
   }
 
-  /**
-   * A causal read's wait, sent on its replica connection like a statement (registered as running,
-   * so a rescue abandons it), then the read; as `#reach` does for the async path.
-   */
-  #waitThenRead<R>(
-    node: NodeRuntime,
-    connection: PhysicalConnection,
-    route: WaitRoute,
-    session: Session,
-    statement: Statement,
-    settle: (settled: QueryResult<R> | ReadFailure) => void,
-  ): void {
+  /** A read job: its callbacks are made once, here, and serve every read it carries out. */
+  #newJob(session: Session): ReadJob {
     const o = this.#o
-    const engine = o.engine
-    const wait = engine.waitStatement!(route.position, o.config.causalWaitTimeoutMs)
-    const started = o.now()
-    if (wait === undefined || connection.send === undefined) {
-      // Nothing to wait with (a position of another engine): the primary answers instead.
-      connection.release()
-      settle(new ReadFailure(undefined, undefined, 0, 0))
-      return
+    const job = {
+      busy: false,
+      session,
+      node: undefined,
+      route: undefined,
+      statement: undefined,
+      signal: undefined,
+      connection: undefined,
+      transient: true,
+      reason: 'read',
+      waitedMs: undefined,
+      leaveFallback: undefined,
+      sent: undefined,
+      span: undefined,
+      started: 0,
+      timer: undefined,
+      waitStartedAt: 0,
+      resolve: undefined,
+    } as unknown as ReadJob
+    job.target = job
+    const settle = (settled: unknown) => {
+      const resolve = job.resolve!
+      job.resolve = undefined
+      resolve(settled)
     }
-    node.running.add(connection)
-    connection.send(wait, (error, outcome) => {
+    job.begin = (resolve) => {
+      job.resolve = resolve
+      const node = job.node
+      node.pool.checkout(this.#acquireSignal(node, job.signal), session.plannedAtMs, job.onCheckout)
+    }
+    job.onCheckout = (error, connection) => {
+      if (connection === undefined) {
+        settle(new ReadFailure(error))
+        return
+      }
+      job.connection = connection
+      const route = job.route!
+      if (route.kind === 'replica') {
+        this.#sendRead(job, route.reason, undefined, settle)
+        return
+      }
+      // A causal read: the wait, sent like a statement (registered as running, so a rescue
+      // abandons it), then the read; as `#reach` does on the async path.
+      const wait = o.engine.waitStatement!(route.position, o.config.causalWaitTimeoutMs)
+      job.waitStartedAt = o.now()
+      if (wait === undefined || connection.send === undefined) {
+        // Nothing to wait with (a position of another engine): the primary answers instead.
+        connection.release()
+        settle(new ReadFailure(undefined, undefined, 0, 0))
+        return
+      }
+      job.node.running.add(connection)
+      connection.send(wait, job.onWaited)
+    }
+    job.onWaited = (error, outcome) => {
+      const node = job.node
+      const connection = job.connection
+      const route = job.route as WaitRoute
       node.running.delete(connection)
       let waitedMs: number
       try {
         if (outcome === undefined) {
-          if (engine.isConnectionError(error)) connection.destroy()
+          if (o.engine.isConnectionError(error)) connection.destroy()
           else connection.release()
           settle(new ReadFailure(error))
           return
         }
         const now = o.now()
-        waitedMs = now - started
+        waitedMs = now - job.waitStartedAt
         o.statistics.recordCausalWait(waitedMs)
-        if (!engine.waitReached!(outcome.result)) {
+        if (!o.engine.waitReached!(outcome.result)) {
           o.planner.waitTimedOut(node, route.position, now)
           connection.release()
           settle(new ReadFailure(undefined, undefined, 0, waitedMs))
@@ -273,54 +311,55 @@ export class Executor {
         settle(new ReadFailure(unexpected))
         return
       }
-      this.#sendRead(node, connection, 'causal-waited', waitedMs, session, statement, settle)
-    })
+      this.#sendRead(job, 'causal-waited', waitedMs, settle)
+    }
+    job.onResult = (failure, outcome) => {
+      job.session.running = undefined
+      if (job.timer !== undefined) clearTimeout(job.timer)
+      if (outcome === undefined) {
+        settle(new ReadFailure(failure, job, job.started))
+        return
+      }
+      try {
+        this.#succeeded(job, job.started, job.statement!)
+      } finally {
+        settle(outcome.result)
+      }
+    }
+    return job
   }
 
-  /** The read itself on its checked-out replica connection, accounted as in `#run`. */
-  #sendRead<R>(
-    node: NodeRuntime,
-    connection: PhysicalConnection,
+  /** The read itself on the job's checked-out replica connection, accounted as in `#run`. */
+  #sendRead(
+    job: ReadJob,
     reason: RouteReason,
     waitedMs: number | undefined,
-    session: Session,
-    statement: Statement,
-    settle: (settled: QueryResult<R> | ReadFailure) => void,
+    settle: (settled: unknown) => void,
   ): void {
-    let target: Target
-    let attempt: Attempt
+    const connection = job.connection
+    const statement = job.statement!
     try {
-      target = this.#report(statement, replicaTarget(node, connection, reason, waitedMs))
+      job.reason = reason
+      job.waitedMs = waitedMs
+      this.#report(statement, job)
       // Right after the checkout, its clock reading is the statement's start; after a wait, not.
-      attempt = this.#start(
-        session,
+      this.#start(
+        job.session,
         statement,
-        target,
+        job,
         waitedMs === undefined ? connection.checkedOutAtMs : undefined,
+        job,
       )
     } catch (unexpected) {
       connection.release()
       settle(new ReadFailure(unexpected))
       return
     }
-    const finish = (failure: unknown, outcome?: NodeQueryOutcome<R>) => {
-      session.running = undefined
-      if (attempt.timer !== undefined) clearTimeout(attempt.timer)
-      if (outcome === undefined) {
-        settle(new ReadFailure(failure, target, attempt.started))
-        return
-      }
-      try {
-        this.#succeeded(target, attempt.started, statement)
-      } finally {
-        settle(outcome.result)
-      }
-    }
-    if (connection.send !== undefined) connection.send<R>(attempt.sent, finish)
+    if (connection.send !== undefined) connection.send(job.sent, job.onResult)
     else {
-      connection.execute<R>(attempt.sent, undefined).then(
-        (outcome) => finish(undefined, outcome),
-        (failure: unknown) => finish(failure),
+      connection.execute(job.sent, undefined).then(
+        (outcome) => job.onResult(undefined, outcome),
+        (failure: unknown) => job.onResult(failure),
       )
     }
   }
@@ -651,14 +690,26 @@ export class Executor {
   }
 
   /** Starts the statement on `target`: comment, span, accounting, read timeout. */
-  #start(session: Session, statement: Statement, target: Target, nowMs?: number): Attempt {
+  #start(
+    session: Session,
+    statement: Statement,
+    target: Target,
+    nowMs?: number,
+    into?: Mutable<Attempt>,
+  ): Attempt {
     const sent = this.#decorate(statement.query, target)
     const span = this.#span(target, sent)
     session.running = target
     const started = this.#o.monitor.started(target.node, target.connection, nowMs)
     const ms = statement.readTimeoutMs
     const timer = ms === undefined || !target.transient ? undefined : this.#readTimeout(target, ms)
-    return { target, sent, span, started, timer }
+    if (into === undefined) return { target, sent, span, started, timer }
+    // A read job is its own attempt: nothing made per statement.
+    into.sent = sent
+    into.span = span
+    into.started = started
+    into.timer = timer
+    return into
   }
 
   /** Abandons the read on `target` after `ms`: a hard bound the caller asked for. */
@@ -1005,4 +1056,43 @@ function send<R>(attempt: Attempt, signal: AbortSignal | undefined): Promise<Nod
   return span === undefined
     ? target.connection.execute<R>(sent, signal)
     : span.run(() => target.connection.execute<R>(sent, signal))
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+/**
+ * One plain read carried out with callbacks (`#readInline`): its target, its attempt and the
+ * state between its callbacks, which are made once per job. A session keeps one and reuses it
+ * for each read while it is idle, so such a read makes no object or closure of its own.
+ */
+interface ReadJob extends Mutable<Target>, Mutable<Omit<Attempt, 'target'>> {
+  busy: boolean
+  readonly session: Session
+  route: ReplicaRoute | WaitRoute | undefined
+  statement: Statement | undefined
+  signal: AbortSignal | undefined
+  target: ReadJob
+  /** Clock reading when the causal wait was sent. */
+  waitStartedAt: number
+  resolve: ((settled: unknown) => void) | undefined
+  /** The executor of the read's promise: starts the checkout. */
+  begin: (resolve: (settled: unknown) => void) => void
+  onCheckout: (error: unknown, connection?: PhysicalConnection) => void
+  onWaited: (error: unknown, outcome?: NodeQueryOutcome<unknown>) => void
+  onResult: (error: unknown, outcome?: NodeQueryOutcome<unknown>) => void
+}
+
+/** The read is over: the job forgets it (nothing of it stays reachable) and is idle again. */
+function releaseJob(job: ReadJob): void {
+  const idle = job as unknown as { node: undefined; connection: undefined }
+  idle.node = undefined
+  idle.connection = undefined
+  job.route = undefined
+  job.statement = undefined
+  job.signal = undefined
+  ;(job as unknown as { sent: undefined }).sent = undefined
+  job.span = undefined
+  job.timer = undefined
+  job.waitedMs = undefined
+  job.busy = false
 }

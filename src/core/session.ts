@@ -74,6 +74,8 @@ export class Session implements SessionView {
   running: RunningStatement | undefined
   /** The current statement's route, re-planned by the executor on a retry. */
   route: Route | undefined
+  /** The executor's state for this session's plain reads, kept between them (see `Executor`). */
+  readJob: unknown = undefined
   /** The clock reading the route was planned at (selection and the checkout's wait count from it). */
   plannedAtMs = 0
   /** Replicas the current statement failed on (allocated only when one did). */

@@ -233,6 +233,10 @@ forEachDialect((fx) => {
         const writer = create('causal')
         const reader = create('causal')
         const id = (idBase += 1000)
+        // Both started (pools open, first probe done) before the write: the read without the
+        // token must come well within the replicas' 1 s delay, even on a loaded machine.
+        await writer.db.selectFrom('ryw').select('v').where('id', '=', -1).execute()
+        await reader.db.selectFrom('ryw').select('v').where('id', '=', -1).execute()
         const token = await consistencyScope(async () => {
           await writer.db.insertInto('ryw').values({ id, v: 'from-writer' }).execute()
           return writer.dialect.getCausalToken()
