@@ -252,7 +252,12 @@ export class MysqlNodePool implements LifecycleNodePool {
       return
     }
     if (signal === undefined) {
-      pool.getConnection((error, raw) => this.#handOut(error, raw, done, owner, sinceMs))
+      // A request object from the free list carries the checkout: no closure per checkout.
+      const request = this.#requests.pop() ?? this.#newRequest()
+      request.done = done
+      request.owner = owner
+      request.sinceMs = sinceMs
+      pool.getConnection(request.handOut)
       return
     }
     if (signal.aborted) {
@@ -276,6 +281,25 @@ export class MysqlNodePool implements LifecycleNodePool {
       settled = true
       this.#handOut(error, raw, done, owner, sinceMs, signal)
     })
+  }
+
+  /** Checkout requests not in use (see {@link #checkOut}). */
+  readonly #requests: CheckoutRequest[] = []
+
+  #newRequest(): CheckoutRequest {
+    const request: CheckoutRequest = {
+      done: undefined,
+      owner: undefined,
+      sinceMs: 0,
+      handOut: (error, raw) => {
+        const { done, owner, sinceMs } = request
+        request.done = undefined
+        request.owner = undefined
+        if (this.#requests.length < MAX_IDLE_REQUESTS) this.#requests.push(request)
+        this.#handOut(error, raw, done!, owner, sinceMs)
+      },
+    }
+    return request
   }
 
   /** Settles a checkout with what mysql2 handed out: the set-up connection, through `owner`. */
@@ -544,9 +568,53 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
     query: CompiledQuery,
     callback: (error: unknown, outcome?: NodeQueryOutcome<R>) => void,
   ): void {
+    if (this.#sending !== undefined) {
+      // Another statement of this connection is in flight (mysql2 queues it): callbacks of its own.
+      this.#sendAlongside(query, callback)
+      return
+    }
+    this.#sending = callback as (error: unknown, outcome?: NodeQueryOutcome<unknown>) => void
+    if (!this.#inFlight.start(this.#onFail)) return
+    this.#raw.query(query.sql, query.parameters, this.#onQuery)
+  }
+
+  /** The statement in flight through {@link send}'s own callbacks, told once. */
+  #sending: ((error: unknown, outcome?: NodeQueryOutcome<unknown>) => void) | undefined
+
+  /** `abandon` fails the statement at once; mysql2's late callback then finds nothing to tell. */
+  readonly #onFail = (reason: Error): void => {
+    const callback = this.#sending
+    this.#sending = undefined
+    callback?.(reason)
+  }
+
+  /** mysql2's answer to the statement sent with {@link send}: made once per connection. */
+  readonly #onQuery = (error: unknown, result: unknown): void => {
+    this.#inFlight.settled(this.#onFail)
+    const callback = this.#sending
+    if (callback === undefined) return
+    this.#sending = undefined
+    if (error) {
+      callback(error)
+      return
+    }
+    let outcome: NodeQueryOutcome<unknown>
+    try {
+      outcome = mapResult(result, this.#trackPositions)
+    } catch (mapError) {
+      callback(mapError)
+      return
+    }
+    callback(undefined, outcome)
+  }
+
+  /** {@link send} beside a statement already in flight on this connection. */
+  #sendAlongside<R>(
+    query: CompiledQuery,
+    callback: (error: unknown, outcome?: NodeQueryOutcome<R>) => void,
+  ): void {
     const inFlight = this.#inFlight
     let done = false
-    // `abandon` fails the statement at once; mysql2's late callback then finds it done.
     const fail = (reason: Error) => {
       if (done) return
       done = true
@@ -694,4 +762,17 @@ function settleWith(
     (connection) => done(undefined, connection),
     (error: unknown) => done(error),
   )
+}
+
+/** Checkout requests kept for reuse per pool (as many as checkouts ever waited at once, up to this). */
+const MAX_IDLE_REQUESTS = 64
+
+/** One checkout waiting for mysql2's callback: its callback is made once per request object. */
+interface CheckoutRequest {
+  done:
+    | ((error: unknown, connection?: LifecycleConnection | PhysicalConnection) => void)
+    | undefined
+  owner: CheckoutOwner | undefined
+  sinceMs: number
+  readonly handOut: (error: unknown, raw: MysqlPoolConnection) => void
 }
