@@ -133,7 +133,7 @@ export class Executor {
       if (this.#hedging !== undefined) {
         return this.#hedged<R>(this.#hedging, { session, statement, signal }).then(resultOf)
       }
-      if (this.#o.onReserveConnection === undefined && this.#o.tracing() === undefined) {
+      if (this.#plainReads()) {
         const node = this.#select(route.candidates, session.plannedAtMs)
         if (node?.pool.checksOut === true) {
           return this.#readInline<R>(node, route, session, statement, signal)
@@ -151,17 +151,21 @@ export class Executor {
     return this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
   }
 
+  /** Whether reads have nothing to await between their steps: no reserve hook, no tracing. */
+  #plainReads(): boolean {
+    return this.#o.onReserveConnection === undefined && this.#o.tracing() === undefined
+  }
+
   /**
-   * Whether a causal read can wait and run with callbacks: no hook, no tracing, an engine whose
-   * wait is one statement, and replica pools with callbacks (the replicas share engine and hooks).
+   * Whether a causal read can wait and run with callbacks: plain reads, an engine whose wait is
+   * one statement, and replica pools with callbacks (the replicas share engine and hooks).
    */
   #inlineWaits(route: WaitRoute): boolean {
     const o = this.#o
     const first = route.candidates[0]
     return (
       first !== undefined &&
-      o.onReserveConnection === undefined &&
-      o.tracing() === undefined &&
+      this.#plainReads() &&
       o.engine.waitStatement !== undefined &&
       o.registry.replicaByIndex(first.index).pool.checksOut
     )
@@ -409,12 +413,9 @@ export class Executor {
         )
       } else {
         const reached = await this.#reach(session, statement, route, signal, session.tried)
-        if (reached === REPLANNED) continue
-        if (reached instanceof NodeRuntime) {
-          this.#retryWithout(session, reached, statement)
-          continue
-        }
-        attempt = this.#start(session, statement, reached)
+        const started = this.#started(session, statement, reached)
+        if (started === undefined) continue
+        attempt = started
       }
       const { target, span } = attempt
       try {
@@ -544,22 +545,13 @@ export class Executor {
         ),
       reserve: (read, node, signal) => this.#reserveHedge(read, node, signal),
       unreserve: (reserved) => reserved.connection.release(),
-      start: (read, { node, connection }) => {
-        const target = this.#report(read.statement, {
-          node,
-          connection,
-          transient: true,
-          reason: 'hedge',
-          waitedMs: undefined,
-          leaveFallback: undefined,
-        })
-        const sent = this.#decorate(read.statement.query, target)
-        const span = this.#span(target, sent)
-        const started = this.#o.monitor.started(node, connection)
-        const ms = read.statement.readTimeoutMs
-        const timer = ms === undefined ? undefined : this.#readTimeout(target, ms)
-        return { target, sent, span, started, timer }
-      },
+      // Not the session's running statement: `cancelQuery` reaches the first attempt.
+      start: (read, { node, connection }) =>
+        this.#start(
+          undefined,
+          read.statement,
+          this.#report(read.statement, replicaTarget(node, connection, 'hedge')),
+        ),
       p90: (read, node) => {
         // The lowest of the candidates' p90s: what the read would take on a replica in its normal
         // state. The chosen replica's own p90 is no guide once it slows down: it grows with it.
@@ -681,17 +673,37 @@ export class Executor {
     statement: Statement,
     signal: AbortSignal | undefined,
   ): Promise<Attempt> {
-    let reached = await this.#reach(session, statement, session.route!, signal, session.tried)
-    while (reached === REPLANNED || reached instanceof NodeRuntime) {
-      if (reached !== REPLANNED) this.#retryWithout(session, reached, statement)
-      reached = await this.#reach(session, statement, session.route!, signal, session.tried)
+    for (;;) {
+      const reached = await this.#reach(session, statement, session.route!, signal, session.tried)
+      const attempt = this.#started(session, statement, reached)
+      if (attempt !== undefined) return attempt
+    }
+  }
+
+  /**
+   * What `#reach` returned: a target, where the statement starts; or `undefined` when the
+   * statement was re-planned (for a new primary, or without the replica that could not be
+   * reached), to be reached again.
+   */
+  #started(
+    session: Session,
+    statement: Statement,
+    reached: Target | NodeRuntime | typeof REPLANNED,
+  ): Attempt | undefined {
+    if (reached === REPLANNED) return undefined
+    if (reached instanceof NodeRuntime) {
+      this.#retryWithout(session, reached, statement)
+      return undefined
     }
     return this.#start(session, statement, reached)
   }
 
-  /** Starts the statement on `target`: comment, span, accounting, read timeout. */
+  /**
+   * Starts the statement on `target`: comment, span, accounting, read timeout; it becomes the
+   * session's running statement (what a cancel reaches) unless `session` is `undefined`.
+   */
   #start(
-    session: Session,
+    session: Session | undefined,
     statement: Statement,
     target: Target,
     nowMs?: number,
@@ -699,7 +711,7 @@ export class Executor {
   ): Attempt {
     const sent = this.#decorate(statement.query, target)
     const span = this.#span(target, sent)
-    session.running = target
+    if (session !== undefined) session.running = target
     const started = this.#o.monitor.started(target.node, target.connection, nowMs)
     const ms = statement.readTimeoutMs
     const timer = ms === undefined || !target.transient ? undefined : this.#readTimeout(target, ms)

@@ -76,12 +76,12 @@ export class ManagedPool implements NodePool, LifecycleOwner, CheckoutOwner {
       : (connectTimeoutMs) => inner.openControl!(connectTimeoutMs)
   }
 
-  /** Whether an acquisition now would make the pool open a connection (best effort). */
   /** Whether the pool has no idle connection now (best effort; see {@link LifecycleNodePool.idleNone}). */
   idleNone(): boolean {
     return this.#inner.idleNone?.() === true
   }
 
+  /** Whether an acquisition now would make the pool open a connection (best effort). */
   willOpen(): boolean {
     return this.#inner.willOpen?.() === true
   }

@@ -25,12 +25,6 @@ export class NodeRuntime {
   position: ReplicationPosition | undefined
   /** Statements routed to this node (`getRoutingStats().byNode`, kept here: no lookup per statement). */
   routed = 0
-  /**
-   * The last required position found covered by {@link position}, and the position that covered
-   * it (a read planned for the same position on the same applied one asks nothing again).
-   */
-  coveredRequired: ReplicationPosition | undefined = undefined
-  coveredBy: ReplicationPosition | undefined = undefined
   /** A causal wait for this position timed out: no more waits here until `position` covers it. */
   timedOutPosition: ReplicationPosition | undefined
   /** When that wait timed out (clock reading). */

@@ -136,7 +136,7 @@ export class ReadPlanner {
     const lagLimit = this.#settings.causalWaitTimeoutMs + this.#lagResolutionMs
     for (const candidate of usable) {
       const node = this.#registry.replicaByIndex(candidate.index)
-      if (covers(node, position)) {
+      if (node.position !== undefined && positionCovers(node.position, position)) {
         ;(covering ??= []).push(candidate)
         continue
       }
@@ -280,21 +280,6 @@ export class ReadPlanner {
 }
 
 const NO_REPLICA: ReadPlan = Object.freeze({ kind: 'primary', reason: 'no-replica' })
-
-/**
- * Whether the replica's known position covers `required`: remembered per node by identity (a
- * causal scope's position object changes only with a write), so the reads between two writes
- * compare no GTIDs.
- */
-function covers(node: NodeRuntime, required: ReplicationPosition): boolean {
-  const applied = node.position
-  if (applied === undefined) return false
-  if (node.coveredRequired === required && node.coveredBy === applied) return true
-  if (!positionCovers(applied, required)) return false
-  node.coveredRequired = required
-  node.coveredBy = applied
-  return true
-}
 
 /** Whether a write at `atMs` is within the sticky window (`undefined`: no window) at `nowMs`. */
 function within(atMs: number | undefined, window: number | undefined, nowMs: number): boolean {

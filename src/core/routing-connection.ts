@@ -84,8 +84,7 @@ export class RoutingConnection implements DatabaseConnection {
     let statement: Statement
     try {
       statement = this.#statement(query)
-      const now = c.now()
-      route = session.plan(c.router.plan(statement, session, now), now)
+      route = this.#plan(statement)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -96,17 +95,15 @@ export class RoutingConnection implements DatabaseConnection {
     return this.#execute<R>(statement, route, signal)
   }
 
+  /** A statement on the open transaction or on the primary session (reads go to the executor). */
   async #execute<R>(
     statement: Statement,
-    route: Route,
+    route: Extract<Route, { readonly kind: 'transaction' | 'primary' }>,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
     const c = this.#c
     const session = this.#session
     switch (route.kind) {
-      case 'replica':
-      case 'wait':
-        return c.executor.read<R>(session, statement, signal)
       case 'transaction':
         return this.#inTransaction<R>(statement, signal)
       case 'primary': {
@@ -136,8 +133,7 @@ export class RoutingConnection implements DatabaseConnection {
     const c = this.#c
     const session = this.#session
     const statement = this.#statement(query)
-    const now = c.now()
-    const route = session.plan(c.router.plan(statement, session, now), now)
+    const route = this.#plan(statement)
     if (route.kind === 'primary') this.#beforePrimary(statement.classification, true)
     yield* c.executor.stream<R>(session, statement, chunkSize, options?.signal)
   }
@@ -232,8 +228,7 @@ export class RoutingConnection implements DatabaseConnection {
     const session = this.#session
     if (settings.accessMode === 'read only' && !session.pinned) {
       const statement: Statement = { ...READ_ONLY_BEGIN, query }
-      const now = c.now()
-      session.plan(c.router.plan(statement, session, now), now)
+      this.#plan(statement)
       let result: QueryResult<R> | undefined
       const target = await c.executor.hold(
         session,
@@ -302,6 +297,13 @@ export class RoutingConnection implements DatabaseConnection {
   }
 
   // ---- session bookkeeping ------------------------------------------------------------------
+
+  /** Plans `statement` on this session now (the session keeps the route and its clock reading). */
+  #plan(statement: Statement): Route {
+    const c = this.#c
+    const now = c.now()
+    return this.#session.plan(c.router.plan(statement, this.#session, now), now)
+  }
 
   #statement(query: CompiledQuery): Statement {
     const classification =

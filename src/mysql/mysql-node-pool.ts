@@ -594,18 +594,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
     const callback = this.#sending
     if (callback === undefined) return
     this.#sending = undefined
-    if (error) {
-      callback(error)
-      return
-    }
-    let outcome: NodeQueryOutcome<unknown>
-    try {
-      outcome = mapResult(result, this.#trackPositions)
-    } catch (mapError) {
-      callback(mapError)
-      return
-    }
-    callback(undefined, outcome)
+    answer(callback, error, result, this.#trackPositions)
   }
 
   /** {@link send} beside a statement already in flight on this connection. */
@@ -625,18 +614,7 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
       inFlight.settled(fail)
       if (done) return
       done = true
-      if (error) {
-        callback(error)
-        return
-      }
-      let outcome: NodeQueryOutcome<R>
-      try {
-        outcome = mapResult<R>(result, this.#trackPositions)
-      } catch (mapError) {
-        callback(mapError)
-        return
-      }
-      callback(undefined, outcome)
+      answer(callback, error, result, this.#trackPositions)
     })
   }
 
@@ -722,6 +700,27 @@ export class MysqlPhysicalConnection implements LifecycleConnection {
     }
     destroySocketAfter(raw.stream, QUIT_GRACE_MS)
   }
+}
+
+/** Tells `callback` mysql2's answer to a statement: its error, or its result as Kysely maps it. */
+function answer<R>(
+  callback: (error: unknown, outcome?: NodeQueryOutcome<R>) => void,
+  error: unknown,
+  result: unknown,
+  trackPositions: boolean,
+): void {
+  if (error) {
+    callback(error)
+    return
+  }
+  let outcome: NodeQueryOutcome<R>
+  try {
+    outcome = mapResult<R>(result, trackPositions)
+  } catch (mapError) {
+    callback(mapError)
+    return
+  }
+  callback(undefined, outcome)
 }
 
 function mapResult<R>(result: unknown, trackPositions: boolean): NodeQueryOutcome<R> {
