@@ -11,7 +11,7 @@ import {
 /** How long a read sleeps on the slow replica (its server really runs it that long). */
 // Long enough that a slow statement left running would still be seen well after the reads end,
 // while the cancels (a control connection each, slow to open on a loaded machine) land.
-const SLOW_S = 3
+const SLOW_S = 5
 const SLOW_MS = SLOW_S * 1000
 
 /**
