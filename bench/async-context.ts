@@ -6,7 +6,9 @@
  * storage that ran is `disable()`d: from then on every promise anywhere costs more, inside a
  * context or not. The overhead benchmark alternates dialects that run inside a per-request
  * context with dialects that run outside any, in one process; without this, the first context
- * would make every later "outside" measurement pay for the hooks too. The library's own storage
+ * would make every later "outside" measurement pay for the hooks too, and a context variant
+ * would pay for the storage of the one before it as well (each promise propagates every storage
+ * turned on). The library's own storage
  * (behind `consistencyScope`) is private, so {@link trackStorages} wraps the storage prototype's
  * `_enable` (the Node.js method every `run()` and `enterWith()` goes through) to remember each
  * storage that turned itself on. Where that method does not exist (a Node.js whose storages need

@@ -172,8 +172,8 @@ export interface MicroResults {
     readonly workload: string
     readonly baseline: string
     /**
-     * Whether every AsyncLocalStorage was turned off before each variant outside a context (see
-     * `async-context.ts`); false where storages need no promise hooks.
+     * Whether every AsyncLocalStorage was turned off before each variant (see `async-context.ts`),
+     * so each ran with its own context's storage alone; false where storages need no promise hooks.
      */
     readonly storagesTurnedOff?: boolean
     readonly variants: OverheadVariant[]
@@ -511,7 +511,7 @@ type Db = Kysely<BenchDatabase>
  * `AsyncLocalStorage.run()` as a web framework or tracer would open (`request`), or the library's
  * per-request `consistencyScope()` (`scope`), which is how web apps use causal mode.
  */
-export type QueryContext = 'none' | 'request' | 'scope'
+export type QueryContext = 'none' | 'request' | 'scope' | 'request+scope'
 
 interface Variant {
   readonly name: string
@@ -536,6 +536,9 @@ const ENTER: Record<QueryContext, <T>(query: () => Promise<T>) => Promise<T>> = 
   none: (query) => query(),
   request: (query) => requestContext.run({ requestId: ++requestId }, query),
   scope: (query) => consistencyScope(query),
+  // The app's own request context with a consistencyScope inside: two storages turned on.
+  'request+scope': (query) =>
+    requestContext.run({ requestId: ++requestId }, () => consistencyScope(query)),
 }
 
 function makeVariants(): Variant[] {
@@ -581,8 +584,18 @@ function makeVariants(): Variant[] {
   replicated('none', 'causal', 'ReplicatedMysqlDialect (causal)')
   replication('none', 'kysely-replication (round-robin)')
   plain('request', REQUEST_BASELINE)
+  replicated(
+    'request',
+    'eventual',
+    'ReplicatedMysqlDialect (eventual), per-request AsyncLocalStorage',
+  )
   replicated('scope', 'eventual', 'ReplicatedMysqlDialect (eventual), per-request consistencyScope')
   replicated('scope', 'causal', 'ReplicatedMysqlDialect (causal), per-request consistencyScope')
+  replicated(
+    'request+scope',
+    'causal',
+    "ReplicatedMysqlDialect (causal), per-request consistencyScope inside the app's AsyncLocalStorage",
+  )
   replication('request', 'kysely-replication (round-robin), per-request AsyncLocalStorage')
   return variants
 }
@@ -637,16 +650,17 @@ function compare(us: number[], base: number[]): { medianRatio: number; medianAdd
 
 async function benchOverhead(rounds: number, queries: number): Promise<MicroResults['overhead']> {
   const variants = selectVariants(makeVariants(), args.variants)
-  const run = async (v: Variant, offset: number) => {
-    // Outside any context, promise hooks must be off as in a process that never opened one.
-    if (v.context === 'none') storages.disableAll()
-    await workload(v, queries, offset)
+  const run = async (v: Variant, offset: number, count = queries) => {
+    // Every dialect runs with its own storage alone turned on: outside any context, promise hooks
+    // off as in a process that never opened one; inside one, only that context's storage. A
+    // storage left on by the variant before would make every promise propagate into it as well
+    // (Node.js 20/22 propagate each enabled storage on every promise), charging whichever variant
+    // followed it for the other's context.
+    storages.disableAll()
+    await workload(v, count, offset)
   }
   // Warm-up: JIT, connection setup (session tracking, read-only sessions) and pools.
-  for (const v of variants) {
-    if (v.context === 'none') storages.disableAll()
-    await workload(v, Math.max(queries, 2000), 0)
-  }
+  for (const v of variants) await run(v, 0, Math.max(queries, 2000))
   const perRound = new Map<string, number[]>(variants.map((v) => [v.name, []]))
   for (let round = 0; round < rounds; round++) {
     // Rotate the order so no dialect always runs first (or right after a GC-heavy one).
@@ -704,7 +718,9 @@ async function benchOverhead(rounds: number, queries: number): Promise<MicroResu
 function shortName(v: Variant): string {
   const first = v.name.split(' ')[0]!.replace('ReplicatedMysqlDialect', 'Replicated')
   const mode = /\((eventual|causal)\)/.exec(v.name)?.[1]
-  const context = v.context === 'none' ? '' : v.context === 'scope' ? '+scope' : '+ALS'
+  const context = { none: '', request: '+ALS', scope: '+scope', 'request+scope': '+ALS+scope' }[
+    v.context
+  ]
   return `${first}${mode === undefined ? '' : `(${mode})`}${context}`
 }
 

@@ -475,7 +475,7 @@ function targets(micro: MicroResults | undefined, clusters: ClusterRun[]): Targe
     const rival = variants.find(
       (x) =>
         x.name.startsWith('kysely-replication') &&
-        (x.context ?? 'none') === (context === 'scope' ? 'request' : context),
+        (x.context ?? 'none') === (context === 'none' ? 'none' : 'request'),
     )
     out.push({
       target: `whole-query overhead over MysqlDialect ≤ ×${limit.toFixed(2)}${rival === undefined ? '' : ' and below kysely-replication'}: ${v.name}`,
@@ -630,6 +630,7 @@ function microSection(micro: MicroResults | undefined): string {
       none: 'none',
       request: 'AsyncLocalStorage.run',
       scope: 'consistencyScope',
+      'request+scope': 'consistencyScope in AsyncLocalStorage.run',
     }
     const rows = o.variants.map((v) => [
       v.name,
@@ -647,7 +648,7 @@ function microSection(micro: MicroResults | undefined): string {
       `${Math.min(...v.usPerQuery).toFixed(2)} – ${Math.max(...v.usPerQuery).toFixed(2)}`,
     ])
     const contextText = inContexts
-      ? ` Each query also runs as a request of its own would: outside any context, inside a plain per-request \`AsyncLocalStorage.run()\` (what a web framework or tracer opens; Kysely's dialect and \`kysely-replication\` there), or inside a per-request \`consistencyScope()\` (how web apps use the replicated dialects). Variants in a context are compared with Kysely's dialect in a plain per-request context, measured in the same rounds; the last comparison column is with Kysely's dialect outside any context. On Node.js ${micro.meta.node}, the first \`run()\` of any \`AsyncLocalStorage\` turns promise hooks on for the whole process${o.storagesTurnedOff ? ', so every storage is turned off again before each variant outside a context (`bench/async-context.ts`): those run as in a process that never opened one' : ''}.`
+      ? ` Each query also runs as a request of its own would: outside any context, inside a plain per-request \`AsyncLocalStorage.run()\` (what a web framework or tracer opens; Kysely's dialect, \`kysely-replication\` and the replicated dialect in eventual mode there), or inside a per-request \`consistencyScope()\` (how web apps use the replicated dialects). Variants in a context are compared with Kysely's dialect in a plain per-request context, measured in the same rounds; the last comparison column is with Kysely's dialect outside any context. On Node.js ${micro.meta.node}, the first \`run()\` of any \`AsyncLocalStorage\` turns promise hooks on for the whole process${o.storagesTurnedOff ? ", and where storages rely on them (Node.js 20 and 22) every promise then propagates the context of each storage turned on. So every storage is turned off again before each variant runs (`bench/async-context.ts`): a variant outside a context runs as in a process that never opened one, and one inside a context with that context's storage alone" : ''}.`
       : ''
     parts.push(
       '',

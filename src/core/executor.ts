@@ -27,7 +27,15 @@ import type { NodeRegistry } from './node-registry.js'
 import { NodeRuntime } from './node-runtime.js'
 import type { ReadPlanner } from './read-planner.js'
 import { canRetry } from './retry-policy.js'
-import type { Route, Router, Statement } from './router.js'
+import {
+  copyStatementInto,
+  keepStatement,
+  newStatementRecord,
+  type Route,
+  type Router,
+  type Statement,
+  type StatementDraft,
+} from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
 import { type ReserveHook, reserved, type Session } from './session.js'
 import type { Topology } from './topology.js'
@@ -122,33 +130,38 @@ export class Executor {
     return this.#run<R>(session, statement, signal, false) as Promise<NodeQueryOutcome<R>>
   }
 
-  /** {@link execute} for a statement whose result alone matters (a read): no frame to unwrap it. */
+  /**
+   * {@link execute} for a statement whose result alone matters (a read): no frame to unwrap it.
+   * `draft` holds only until this returns (the session's {@link StatementDraft}): a plain read
+   * copies it into its read job, every other path keeps a copy of its own.
+   */
   read<R>(
     session: Session,
-    statement: Statement,
+    draft: Statement,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
     const route = session.route!
     if (route.kind === 'replica') {
       if (this.#hedging !== undefined) {
-        return this.#hedged<R>(this.#hedging, { session, statement, signal }).then(resultOf)
+        const read = { session, statement: keepStatement(draft), signal }
+        return this.#hedged<R>(this.#hedging, read).then(resultOf)
       }
       if (this.#plainReads()) {
         const node = this.#select(route.candidates, session.plannedAtMs)
         if (node?.pool.checksOut === true) {
-          return this.#readInline<R>(node, route, session, statement, signal)
+          return this.#readInline<R>(node, route, session, draft, signal)
         }
         // No replica (the primary then) or a pool without callbacks: the general path, on the
         // replica chosen (a second pick would skip a round-robin turn).
-        return this.#run<R>(session, statement, signal, true, node ?? null) as Promise<
+        return this.#run<R>(session, keepStatement(draft), signal, true, node ?? null) as Promise<
           QueryResult<R>
         >
       }
     } else if (route.kind === 'wait' && this.#inlineWaits(route)) {
       const node = this.#select(route.candidates, session.plannedAtMs)
-      if (node !== undefined) return this.#readInline<R>(node, route, session, statement, signal)
+      if (node !== undefined) return this.#readInline<R>(node, route, session, draft, signal)
     }
-    return this.#run<R>(session, statement, signal, true) as Promise<QueryResult<R>>
+    return this.#run<R>(session, keepStatement(draft), signal, true) as Promise<QueryResult<R>>
   }
 
   /** Whether reads have nothing to await between their steps: no reserve hook, no tracing. */
@@ -182,13 +195,13 @@ export class Executor {
     node: NodeRuntime,
     route: ReplicaRoute | WaitRoute,
     session: Session,
-    statement: Statement,
+    draft: Statement,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
     const job = this.#jobFor(session)
     job.node = node
     job.route = route
-    job.statement = statement
+    copyStatementInto(job.statement, draft)
     job.signal = signal
     const settled = await new Promise<unknown>(job.begin)
     if (!(settled instanceof ReadFailure)) {
@@ -196,6 +209,8 @@ export class Executor {
       return settled as QueryResult<R>
     }
     const { error, target, started, waitedMs } = settled
+    // The retry outlives the job: it keeps the statement of its own.
+    const statement = keepStatement(job.statement)
     try {
       if (waitedMs !== undefined) {
         // The replica did not catch up in time: the read runs on the primary.
@@ -238,7 +253,7 @@ export class Executor {
       session,
       node: undefined,
       route: undefined,
-      statement: undefined,
+      statement: newStatementRecord(),
       signal: undefined,
       connection: undefined,
       transient: true,
@@ -325,7 +340,7 @@ export class Executor {
         return
       }
       try {
-        this.#succeeded(job, job.started, job.statement!)
+        this.#succeeded(job, job.started, job.statement)
       } finally {
         settle(outcome.result)
       }
@@ -341,7 +356,7 @@ export class Executor {
     settle: (settled: unknown) => void,
   ): void {
     const connection = job.connection
-    const statement = job.statement!
+    const statement = job.statement
     try {
       job.reason = reason
       job.waitedMs = waitedMs
@@ -1081,7 +1096,8 @@ interface ReadJob extends Mutable<Target>, Mutable<Omit<Attempt, 'target'>> {
   busy: boolean
   readonly session: Session
   route: ReplicaRoute | WaitRoute | undefined
-  statement: Statement | undefined
+  /** The read's statement, copied into this record of the job's own. */
+  readonly statement: StatementDraft
   signal: AbortSignal | undefined
   target: ReadJob
   /** Clock reading when the causal wait was sent. */
@@ -1100,7 +1116,8 @@ function releaseJob(job: ReadJob): void {
   idle.node = undefined
   idle.connection = undefined
   job.route = undefined
-  job.statement = undefined
+  job.statement.query = undefined as never
+  job.statement.hint = undefined
   job.signal = undefined
   ;(job as unknown as { sent: undefined }).sent = undefined
   job.span = undefined

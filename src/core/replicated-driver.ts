@@ -4,6 +4,9 @@ import { explicitScope } from '../consistency/scope.js'
 import type { Cluster } from './cluster.js'
 import { RoutingConnection } from './routing-connection.js'
 
+/** What `releaseConnection` returns: its work is synchronous, one settled promise serves all. */
+const RELEASED: Promise<void> = Promise.resolve()
+
 /** Released routing connections kept for reuse (they hold nothing but their settings). */
 const MAX_IDLE_ROUTING_CONNECTIONS = 64
 
@@ -31,7 +34,11 @@ export class ReplicatedDriver implements Driver {
     await this.#cluster.init(options?.signal)
   }
 
-  async acquireConnection(_options?: AbortOptions): Promise<DatabaseConnection> {
+  /**
+   * Synchronous work in a promise made once per routing connection (and, for release, once for
+   * all): Kysely awaits both around every query, so neither makes a promise of its own.
+   */
+  acquireConnection(_options?: AbortOptions): Promise<DatabaseConnection> {
     // Inside a consistencyScope the connection counts in it. Outside one, a connection (a single
     // query, a db.connection() scope, a transaction) gets its own scope, on first use.
     // Released connections are reused: one object per concurrent use, not one per query.
@@ -40,9 +47,9 @@ export class ReplicatedDriver implements Driver {
     const reused = this.#free.pop()
     if (reused !== undefined) {
       reused.reset(explicit)
-      return reused
+      return reused.acquired
     }
-    return new RoutingConnection(this.#cluster.routing, explicit)
+    return new RoutingConnection(this.#cluster.routing, explicit).acquired
   }
 
   /** As Kysely's own drivers: the engine's statements, through the connection Kysely sees. */
@@ -95,10 +102,15 @@ export class ReplicatedDriver implements Driver {
     await runSavepointCommand(connection, 'release savepoint', savepointName, compileQuery)
   }
 
-  async releaseConnection(connection: DatabaseConnection, _options?: AbortOptions): Promise<void> {
-    const routingConnection = routing(connection)
-    routingConnection.release()
-    if (this.#free.length < MAX_IDLE_ROUTING_CONNECTIONS) this.#free.push(routingConnection)
+  releaseConnection(connection: DatabaseConnection, _options?: AbortOptions): Promise<void> {
+    try {
+      const routingConnection = routing(connection)
+      routingConnection.release()
+      if (this.#free.length < MAX_IDLE_ROUTING_CONNECTIONS) this.#free.push(routingConnection)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return RELEASED
   }
 
   async destroy(_options?: AbortOptions): Promise<void> {

@@ -20,6 +20,46 @@ export interface Statement {
   readonly readReason?: RouteReason
 }
 
+/**
+ * A statement being planned, in a record its session reuses for every statement (the read path
+ * then allocates none): it holds only until `executeQuery` returns, so whatever keeps a statement
+ * past that keeps a copy ({@link keepStatement}) or, for a plain read, fills its read job's own
+ * record ({@link copyStatementInto}).
+ */
+export interface StatementDraft extends Statement {
+  query: CompiledQuery
+  classification: Classification
+  hint: RouteHint | undefined
+  readTimeoutMs: number | undefined
+  readReason: RouteReason | undefined
+}
+
+/** A statement record to fill, in the one shape every record has. */
+export function newStatementRecord(query?: CompiledQuery): StatementDraft {
+  return {
+    query: query as CompiledQuery,
+    classification: undefined as unknown as Classification,
+    hint: undefined,
+    readTimeoutMs: undefined,
+    readReason: undefined,
+  }
+}
+
+/** Copies `from` into the reused record `into` (which it then describes). */
+export function copyStatementInto(into: StatementDraft, from: Statement): StatementDraft {
+  into.query = from.query
+  into.classification = from.classification
+  into.hint = from.hint
+  into.readTimeoutMs = from.readTimeoutMs
+  into.readReason = from.readReason
+  return into
+}
+
+/** A statement of its own, for what holds it past `executeQuery` (retries, hedges, writes). */
+export function keepStatement(statement: Statement): Statement {
+  return copyStatementInto(newStatementRecord(statement.query), statement)
+}
+
 /** The state of the routing connection (the Kysely connection) a statement arrives on. */
 export interface SessionView {
   /** The read-your-writes scope its reads look up (lazily: eventual mode never asks). */

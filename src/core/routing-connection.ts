@@ -14,7 +14,15 @@ import type { Executor } from './executor.js'
 import type { NodeRegistry } from './node-registry.js'
 import type { ReadPlanner } from './read-planner.js'
 import { readTimeoutOf, routeHintOf } from './route-hints.js'
-import type { Route, Router, Statement } from './router.js'
+import {
+  copyStatementInto,
+  keepStatement,
+  newStatementRecord,
+  type Route,
+  type Router,
+  type Statement,
+  type StatementDraft,
+} from './router.js'
 import type { RoutingStatistics } from './routing-statistics.js'
 import { type OpenTransaction, type ReserveHook, Session } from './session.js'
 
@@ -40,9 +48,11 @@ export interface RoutingContext {
 }
 
 /** The `begin` of a read-only transaction, as the router sees it: a read. */
-const READ_ONLY_BEGIN: Omit<Statement, 'query'> = Object.freeze({
+const READ_ONLY_BEGIN: Statement = Object.freeze({
+  query: undefined as never,
   classification: READ,
   hint: undefined,
+  readTimeoutMs: undefined,
   readReason: 'read-only-transaction',
 })
 
@@ -63,9 +73,13 @@ export class RoutingConnection implements DatabaseConnection {
   readonly #c: RoutingContext
   readonly #session: Session
 
+  /** This connection, as `acquireConnection` hands it out (one settled promise, made once). */
+  readonly acquired: Promise<this>
+
   constructor(context: RoutingContext, explicit: ConsistencyScope | undefined) {
     this.#c = context
     this.#session = new Session(context.registry, explicit, context.onReserveConnection)
+    this.acquired = Promise.resolve(this)
   }
 
   /** Makes a released connection ready for its next acquisition (the driver reuses them). */
@@ -83,16 +97,17 @@ export class RoutingConnection implements DatabaseConnection {
     let route: Route
     let statement: Statement
     try {
-      statement = this.#statement(query)
+      statement = this.#statement(query, session.draft)
       route = this.#plan(statement)
     } catch (error) {
       return Promise.reject(error)
     }
-    // A read returns the executor's own promise: no frame of this connection's around it.
+    // A read returns the executor's own promise: no frame of this connection's around it (the
+    // executor keeps what it needs of the draft).
     if (route.kind === 'replica' || route.kind === 'wait') {
       return c.executor.read<R>(session, statement, signal)
     }
-    return this.#execute<R>(statement, route, signal)
+    return this.#execute<R>(keepStatement(statement), route, signal)
   }
 
   /** A statement on the open transaction or on the primary session (reads go to the executor). */
@@ -227,7 +242,8 @@ export class RoutingConnection implements DatabaseConnection {
     const c = this.#c
     const session = this.#session
     if (settings.accessMode === 'read only' && !session.pinned) {
-      const statement: Statement = { ...READ_ONLY_BEGIN, query }
+      const statement = copyStatementInto(newStatementRecord(), READ_ONLY_BEGIN)
+      statement.query = query
       this.#plan(statement)
       let result: QueryResult<R> | undefined
       const target = await c.executor.hold(
@@ -305,15 +321,15 @@ export class RoutingConnection implements DatabaseConnection {
     return this.#session.plan(c.router.plan(statement, this.#session, now), now)
   }
 
-  #statement(query: CompiledQuery): Statement {
-    const classification =
+  /** `query` as the router sees it, in `into` (the session's draft) or a record of its own. */
+  #statement(query: CompiledQuery, into: StatementDraft = newStatementRecord()): Statement {
+    into.query = query
+    into.classification =
       this.#session.transaction?.readOnly === true ? READ : this.#c.classifier.classify(query)
-    return {
-      query,
-      classification,
-      hint: routeHintOf(query.queryId),
-      readTimeoutMs: readTimeoutOf(query.queryId) ?? this.#c.readTimeoutMs,
-    }
+    into.hint = routeHintOf(query.queryId)
+    into.readTimeoutMs = readTimeoutOf(query.queryId) ?? this.#c.readTimeoutMs
+    into.readReason = undefined
+    return into
   }
 
   /** Before a statement on the primary session: pinning and the start of a raw transaction. */

@@ -5,7 +5,7 @@ import { asDatabaseConnection } from './connection-setup.js'
 import type { NodeInfo, PhysicalConnection } from './contracts/engine.js'
 import { annotateNodeError } from './contracts/errors.js'
 import type { NodeRuntime } from './node-runtime.js'
-import type { Route, SessionView } from './router.js'
+import { newStatementRecord, type Route, type SessionView, type StatementDraft } from './router.js'
 
 /** `onReserveConnection`. */
 export type ReserveHook = (connection: DatabaseConnection, node: NodeInfo) => Promise<void>
@@ -74,6 +74,8 @@ export class Session implements SessionView {
   running: RunningStatement | undefined
   /** The current statement's route, re-planned by the executor on a retry. */
   route: Route | undefined
+  /** The record each statement is planned in (valid until `executeQuery` returns). */
+  readonly draft: StatementDraft = newStatementRecord()
   /** The executor's state for this session's plain reads, kept between them (see `Executor`). */
   readJob: unknown = undefined
   /** The clock reading the route was planned at (selection and the checkout's wait count from it). */
@@ -183,6 +185,9 @@ export class Session implements SessionView {
     this.rawTransaction = undefined
     this.opening = undefined
     this.closing = undefined
+    // An idle connection keeps no statement of its user's reachable.
+    this.draft.query = undefined as never
+    this.draft.hint = undefined
     if (primary !== undefined) {
       releaseAfterCancel(primary, transaction !== undefined || primary.killed)
     }

@@ -32,6 +32,34 @@ forEachDialect((fx) => {
       expect(value).to.equal('master')
     })
 
+    // A session plans each statement in one reused record. Kysely's own `db.connection()` runs
+    // one statement at a time, but a connection from the executor (plugins, custom executors)
+    // may be sent statements while others are in flight: each must still run its own query.
+    for (const consistency of ['eventual', 'causal'] as const) {
+      it(`statements in flight together on one connection each run their own query (${consistency})`, async () => {
+        t = fx.create(cluster(), { consistency, health: { probeIntervalMs: 0 } })
+        const select = (i: number) =>
+          fx.name === 'mysql' ? `select ${i} as v` : `select ${i}::int as v`
+        const values = await t.db.getExecutor().provideConnection(async (conn) => {
+          const read = (i: number) =>
+            conn.executeQuery<{ v: number }>(CompiledQuery.raw(select(i))).then((r) => r.rows[0]?.v)
+          const first = await Promise.all([0, 1, 2, 3].map(read))
+          // A statement that fails among them (its error comes back through the failure path).
+          const [failed, ...rest] = await Promise.all([
+            conn
+              .executeQuery(CompiledQuery.raw('select 1 from kr_concurrent_missing_table'))
+              .catch((e: unknown) => e),
+            ...[4, 5, 6, 7].map(read),
+          ])
+          expect(failed).to.be.instanceOf(Error)
+          expect((failed as Error).message).to.include('kr_concurrent_missing_table')
+          return [...first, ...rest]
+        })
+        expect(values.map(Number)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7])
+        expect(t.routes.filter((r) => r.role === 'replica')).to.not.have.length(0)
+      })
+    }
+
     it('without a connection scope the same two statements lose the value (the pitfall the scope prevents)', async () => {
       t = fx.create(cluster(), { consistency: 'eventual', health: { probeIntervalMs: 0 } })
       await setVar.execute(t.db)
