@@ -503,7 +503,9 @@ function clusterTargets(cluster: ClusterResults, prefix: string): Target[] {
     if (s === undefined || p2c === undefined || rr === undefined) continue
     out.push({
       target: `${prefix}${s.title}: p2c-ewma p99 ≤ 0.3 × round-robin's`,
-      measured: `${ms(p99(p2c))} ms vs ${ms(p99(rr))} ms (×${(p99(p2c) / p99(rr)).toFixed(2)})`,
+      // The oracle's own ratio says what this machine allows: on a saturated box, queueing for
+      // the CPU dominates every latency and no selector reaches 0.3 of round-robin's p99.
+      measured: `${ms(p99(p2c))} ms vs ${ms(p99(rr))} ms (×${(p99(p2c) / p99(rr)).toFixed(2)})${oracle === undefined ? '' : `; the oracle itself ×${(p99(oracle) / p99(rr)).toFixed(2)}`}`,
       ok: p99(p2c) <= 0.3 * p99(rr),
     })
     out.push({

@@ -427,7 +427,9 @@ export class Executor {
           connection.checkedOutAtMs,
         )
       } else {
-        const reached = await this.#reach(session, statement, route, signal, session.tried)
+        const reached = await (route.kind === 'primary'
+          ? this.#primary(session, statement, route, signal, true)
+          : this.#reach(session, statement, route, signal, session.tried))
         const started = this.#started(session, statement, reached)
         if (started === undefined) continue
         attempt = started
@@ -776,21 +778,17 @@ export class Executor {
         leaveFallback: undefined,
       })
     }
-    if (route.kind === 'primary') {
-      const former = o.registry.primary
-      let target: Target
-      try {
-        target = await this.#primary(session, route.reason, route.fallback, signal, route.waitedMs)
-      } catch (error) {
-        if (await this.#redirect(session, statement, former, error, true)) return REPLANNED
-        throw error
-      }
-      return this.#report(statement, target, route.detail)
-    }
+    if (route.kind === 'primary') return this.#primary(session, statement, route, signal, true)
     const node = this.#select(route.candidates, o.now())
     if (node === undefined) {
       const reason = tried === undefined ? 'no-replica' : 'retry'
-      return this.#report(statement, await this.#primary(session, reason, true, signal))
+      return this.#primary(
+        session,
+        statement,
+        { kind: 'primary', reason, fallback: true },
+        signal,
+        false,
+      )
     }
     let connection: PhysicalConnection
     try {
@@ -829,41 +827,55 @@ export class Executor {
       if (!caughtUp) {
         o.planner.waitTimedOut(node, route.position, o.now())
         connection.release()
-        const fallback = await this.#primary(session, 'causal-timeout', false, signal, waitedMs)
-        return this.#report(statement, fallback)
+        const timedOut: PrimaryRoute = {
+          kind: 'primary',
+          reason: 'causal-timeout',
+          fallback: false,
+          waitedMs,
+        }
+        return this.#primary(session, statement, timedOut, signal, false)
       }
       o.planner.learnPosition(node, route.position)
     }
     return this.#report(statement, replicaTarget(node, connection, reason, waitedMs))
   }
 
-  /** The held primary session as a target; `fallback` takes a slot of `maxPrimaryReads`. */
+  /**
+   * The session's primary connection as the statement's target, checked out here on first use
+   * (`#run` calls this directly for a primary route: no frame between). A `fallback` route takes
+   * a slot of `maxPrimaryReads`. With `redirect`, a statement the primary refused follows a role
+   * change (`REPLANNED`: `#redirect`) instead of failing.
+   */
   async #primary(
     session: Session,
-    reason: RouteReason,
-    fallback: boolean,
+    statement: Statement,
+    route: PrimaryRoute,
     signal: AbortSignal | undefined,
-    waitedMs?: number,
-  ): Promise<Target> {
+    redirect: boolean,
+  ): Promise<Target | typeof REPLANNED> {
     const o = this.#o
     const node = o.registry.primary
     const leaveFallback =
-      fallback && o.registry.replicas.length > 0 ? o.planner.enterFallbackRead() : undefined
-    try {
-      const connection = await session.primaryConnection(signal)
-      return {
-        node,
-        connection,
-        transient: false,
-        reason,
-        waitedMs,
-        leaveFallback,
+      route.fallback && o.registry.replicas.length > 0 ? o.planner.enterFallbackRead() : undefined
+    let connection = session.heldPrimary()
+    if (connection === undefined) {
+      try {
+        connection = await node.pool.acquire(signal)
+        const holding = session.holdPrimary(node, connection)
+        if (holding !== undefined) await holding
+      } catch (error) {
+        leaveFallback?.()
+        const annotated = annotateNodeError(error, node.name)
+        o.monitor.unreachable(node, annotated)
+        if (redirect && (await this.#redirect(session, statement, node, annotated, true))) {
+          return REPLANNED
+        }
+        throw annotated
       }
-    } catch (error) {
-      leaveFallback?.()
-      o.monitor.unreachable(node, error)
-      throw error
     }
+    const { reason, waitedMs, detail } = route
+    const target = { node, connection, transient: false, reason, waitedMs, leaveFallback }
+    return this.#report(statement, target, detail)
   }
 
   /**
@@ -1051,6 +1063,7 @@ export class Executor {
 
 type ReplicaRoute = Extract<Route, { readonly kind: 'replica' }>
 type WaitRoute = Extract<Route, { readonly kind: 'wait' }>
+type PrimaryRoute = Extract<Route, { readonly kind: 'primary' }>
 
 /** A replica connection checked out for one statement. */
 function replicaTarget(

@@ -107,37 +107,31 @@ export class RoutingConnection implements DatabaseConnection {
     if (route.kind === 'replica' || route.kind === 'wait') {
       return c.executor.read<R>(session, statement, signal)
     }
-    return this.#execute<R>(keepStatement(statement), route, signal)
+    return route.kind === 'transaction'
+      ? this.#inTransaction<R>(keepStatement(statement), signal)
+      : this.#onPrimary<R>(keepStatement(statement), signal)
   }
 
-  /** A statement on the open transaction or on the primary session (reads go to the executor). */
-  async #execute<R>(
+  /** A statement on the primary session, with what it changed recorded for read-your-writes. */
+  async #onPrimary<R>(
     statement: Statement,
-    route: Extract<Route, { readonly kind: 'transaction' | 'primary' }>,
     signal: AbortSignal | undefined,
   ): Promise<QueryResult<R>> {
-    const c = this.#c
     const session = this.#session
-    switch (route.kind) {
-      case 'transaction':
-        return this.#inTransaction<R>(statement, signal)
-      case 'primary': {
-        // Pinned once it ran (a statement that failed left no session state, and a session not
-        // yet bound to its primary can follow a switchover).
-        this.#beforePrimary(statement.classification, false)
-        let outcome: NodeQueryOutcome<R>
-        try {
-          outcome = await c.executor.execute<R>(session, statement, signal)
-        } catch (error) {
-          if (this.#observes(statement, error)) await this.#recordObserved()
-          throw error
-        }
-        if (statement.classification.pinsSession) session.pinned = true
-        const recording = this.#afterPrimary(statement.classification, outcome)
-        if (recording !== undefined) await recording
-        return outcome.result
-      }
+    // Pinned once it ran (a statement that failed left no session state, and a session not yet
+    // bound to its primary can follow a switchover).
+    this.#beforePrimary(statement.classification, false)
+    let outcome: NodeQueryOutcome<R>
+    try {
+      outcome = await this.#c.executor.execute<R>(session, statement, signal)
+    } catch (error) {
+      if (this.#observes(statement, error)) await this.#recordObserved()
+      throw error
     }
+    if (statement.classification.pinsSession) session.pinned = true
+    const recording = this.#afterPrimary(statement.classification, outcome)
+    if (recording !== undefined) await recording
+    return outcome.result
   }
 
   async *streamQuery<R>(

@@ -143,23 +143,45 @@ export class Session implements SessionView {
    * given up for the new one, unless the session is {@link bound} to it.
    */
   async primaryConnection(signal: AbortSignal | undefined): Promise<PhysicalConnection> {
-    const current = this.#registry.primary
-    if (this.primary !== undefined && this.primaryNode !== current && !this.bound) {
+    const held = this.heldPrimary()
+    if (held !== undefined) return held
+    const node = this.#registry.primary
+    let connection: PhysicalConnection
+    try {
+      connection = await node.pool.acquire(signal)
+    } catch (error) {
+      throw annotateNodeError(error, node.name)
+    }
+    await this.holdPrimary(node, connection)
+    return connection
+  }
+
+  /**
+   * The primary session held, when it can still serve (step one of {@link primaryConnection},
+   * for callers that check out the primary themselves): one held on a node that is no longer the
+   * primary is given up first, unless the session is {@link bound} to it.
+   */
+  heldPrimary(): PhysicalConnection | undefined {
+    if (this.primary !== undefined && this.primaryNode !== this.#registry.primary && !this.bound) {
       this.dropPrimary()
     }
-    if (this.primary === undefined) {
-      const node = current
-      let connection: PhysicalConnection
-      try {
-        connection = await node.pool.acquire(signal)
-      } catch (error) {
-        throw annotateNodeError(error, node.name)
-      }
-      if (this.#reserve !== undefined) await reserved(this.#reserve, node, connection)
+    return this.primary
+  }
+
+  /**
+   * Holds `connection`, just checked out of `node`'s pool, as the primary session (step two of
+   * {@link primaryConnection}), after `onReserveConnection`: a promise only when there is one.
+   */
+  holdPrimary(node: NodeRuntime, connection: PhysicalConnection): Promise<void> | undefined {
+    if (this.#reserve === undefined) {
       this.primary = connection
       this.primaryNode = node
+      return undefined
     }
-    return this.primary
+    return reserved(this.#reserve, node, connection).then(() => {
+      this.primary = connection
+      this.primaryNode = node
+    })
   }
 
   /** Gives up the held primary session (its node is no longer the primary): it is closed. */
