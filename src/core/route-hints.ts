@@ -1,4 +1,5 @@
 import type {
+  CompiledQuery,
   Kysely,
   KyselyPlugin,
   PluginTransformQueryArgs,
@@ -17,29 +18,68 @@ export type RouteHint =
   | { readonly target: 'read-only' }
 
 /**
- * Hints by query id. Kysely hands the same `QueryId` object to plugins and, inside the compiled
- * query, to the driver, so the hint survives every later plugin's tree transformations.
+ * What a plugin attaches to the compiles of queries (a route hint, a read timeout), for the driver
+ * to find on the compiled query. Kysely hands plugins a query's `QueryId`, not the compiled query,
+ * and a `QueryId` outlives one compile: a builder keeps it, and a raw `sql` template keeps it
+ * across executions through different `Kysely` instances. Keyed by `QueryId` alone, a hint given
+ * to `sql\`...\`.execute(onReplica(db))` stayed on every later `.execute(db)` of the same
+ * template. So each compile a plugin sees leaves one pending tag on its query id, the driver takes
+ * one when a compiled query of that id first arrives, and the tag then belongs to that compiled
+ * query (executed again, it keeps it). A compile that no plugin saw finds no pending tag.
  */
-const hints = new WeakMap<QueryId, RouteHint>()
+class CompileTags<T> {
+  /** Tags given to compiles of a query id that no compiled query has taken yet, oldest first. */
+  readonly #pending = new WeakMap<QueryId, T[]>()
+  /** Tags taken, by compiled query. */
+  readonly #taken = new WeakMap<CompiledQuery, T>()
+  /** Root nodes a plugin of this kind returned: a second plugin of the kind in one compile sees one. */
+  readonly #tagged = new WeakSet<RootOperationNode>()
+  /** Whether any tag was ever given: until then a statement looks nothing up (hot path). */
+  #given = false
 
-/** The hint of a compiled query, if any. */
-export function routeHintOf(queryId: QueryId | undefined): RouteHint | undefined {
-  return queryId === undefined || !hintsGiven ? undefined : hints.get(queryId)
+  /**
+   * Tags the compile in progress with `value`, unless a plugin of this kind already did (the
+   * innermost one, added first, wins); returns the node for the compile to go on with.
+   */
+  tag(args: PluginTransformQueryArgs, value: T): RootOperationNode {
+    if (this.#tagged.has(args.node)) return args.node
+    this.#given = true
+    const pending = this.#pending.get(args.queryId)
+    if (pending === undefined) this.#pending.set(args.queryId, [value])
+    else pending.push(value)
+    // A node of this compile's own, so a later plugin of the kind knows the compile is tagged.
+    const node = Object.freeze({ ...args.node }) as RootOperationNode
+    this.#tagged.add(node)
+    return node
+  }
+
+  /** The tag of `query`: the one it took before, else the oldest pending one of its query id. */
+  of(query: CompiledQuery): T | undefined {
+    if (!this.#given) return undefined
+    const taken = this.#taken.get(query)
+    if (taken !== undefined) return taken
+    const queryId = query.queryId
+    const pending = queryId === undefined ? undefined : this.#pending.get(queryId)
+    if (pending === undefined) return undefined
+    const value = pending.shift()!
+    if (pending.length === 0) this.#pending.delete(queryId!)
+    this.#taken.set(query, value)
+    return value
+  }
 }
 
-/** Whether any hint was ever given: until then a statement looks nothing up (hot path). */
-let hintsGiven = false
+const hints = new CompileTags<RouteHint>()
+const readTimeouts = new CompileTags<number>()
 
-/** Read timeouts by query id (see {@link withReadTimeout}). */
-const readTimeouts = new WeakMap<QueryId, number>()
-
-/** The read timeout of a compiled query, if one was given. */
-export function readTimeoutOf(queryId: QueryId | undefined): number | undefined {
-  return queryId === undefined || !timeoutsGiven ? undefined : readTimeouts.get(queryId)
+/** The hint a compiled query was given (by a compile through {@link RouteHintPlugin}), if any. */
+export function routeHintOf(query: CompiledQuery): RouteHint | undefined {
+  return hints.of(query)
 }
 
-/** Whether any read timeout was ever given (see {@link hintsGiven}). */
-let timeoutsGiven = false
+/** The read timeout a compiled query was given (through {@link ReadTimeoutPlugin}), if any. */
+export function readTimeoutOf(query: CompiledQuery): number | undefined {
+  return readTimeouts.of(query)
+}
 
 /** A Kysely plugin that gives every query it sees a read timeout. Prefer {@link withReadTimeout}. */
 export class ReadTimeoutPlugin implements KyselyPlugin {
@@ -55,11 +95,7 @@ export class ReadTimeoutPlugin implements KyselyPlugin {
   }
 
   transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    if (!readTimeouts.has(args.queryId)) {
-      timeoutsGiven = true
-      readTimeouts.set(args.queryId, this.#ms)
-    }
-    return args.node
+    return readTimeouts.tag(args, this.#ms)
   }
 
   async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
@@ -93,11 +129,7 @@ export class RouteHintPlugin implements KyselyPlugin {
   }
 
   transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    if (!hints.has(args.queryId)) {
-      hintsGiven = true
-      hints.set(args.queryId, this.#hint)
-    }
-    return args.node
+    return hints.tag(args, this.#hint)
   }
 
   async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {

@@ -320,8 +320,8 @@ export class RoutingConnection implements DatabaseConnection {
     into.query = query
     into.classification =
       this.#session.transaction?.readOnly === true ? READ : this.#c.classifier.classify(query)
-    into.hint = routeHintOf(query.queryId)
-    into.readTimeoutMs = readTimeoutOf(query.queryId) ?? this.#c.readTimeoutMs
+    into.hint = routeHintOf(query)
+    into.readTimeoutMs = readTimeoutOf(query) ?? this.#c.readTimeoutMs
     into.readReason = undefined
     return into
   }

@@ -10,7 +10,7 @@ import type {
   PhysicalConnection,
   PoolCounts,
 } from '../core/contracts/engine.js'
-import { ConnectionSetupError } from '../core/contracts/errors.js'
+import { ConnectionSetupError, PoolWaitTimeoutError } from '../core/contracts/errors.js'
 import type {
   CheckoutOwner,
   LifecycleConnection,
@@ -75,6 +75,10 @@ function connectionsOf(list: ConnectionList | undefined): MysqlPoolConnection[] 
 
 /** How long a library-created pool waits for a new connection, unless `connection` says. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 3000
+
+/** mysql2's refusals of a checkout by a full pool (`lib/base/pool.js`): the node is not at fault. */
+const NO_CONNECTIONS_MESSAGE = 'No connections available.'
+const QUEUE_LIMIT_MESSAGE = 'Queue limit reached.'
 
 /** How long a politely closed connection (`COM_QUIT`) may take to close before its socket is destroyed. */
 const QUIT_GRACE_MS = 1000
@@ -283,6 +287,29 @@ export class MysqlNodePool implements LifecycleNodePool {
     })
   }
 
+  /**
+   * mysql2's refusal of a checkout by a full pool (`waitForConnections: false`, or its queue at
+   * `queueLimit`), which says nothing of the node: as a {@link PoolWaitTimeoutError}, so the read
+   * runs elsewhere and the node keeps its state. `undefined` for any other error.
+   */
+  #refusal(error: unknown): PoolWaitTimeoutError | undefined {
+    const message = (error as { message?: unknown } | null)?.message
+    if (message !== NO_CONNECTIONS_MESSAGE && message !== QUEUE_LIMIT_MESSAGE) return undefined
+    const name = this.#setup.node.name
+    const config = (this.#pool as { config?: { connectionLimit?: number; queueLimit?: number } })
+      .config
+    const all = config?.connectionLimit === undefined ? 'all' : `all ${config.connectionLimit}`
+    const why =
+      message === NO_CONNECTIONS_MESSAGE
+        ? `${all} connections were busy and the pool does not queue checkouts (waitForConnections: false)`
+        : `${all} connections were busy and ${config?.queueLimit ?? 'queueLimit'} checkouts were already waiting (queueLimit)`
+    return new PoolWaitTimeoutError(
+      `node "${name}": its pool refused a checkout: ${why}. The node answers and is not counted as failed; raise the pool's connectionLimit (poolSize) or queueLimit, or run fewer statements on it at once`,
+      name,
+      { cause: error },
+    )
+  }
+
   /** Checkout requests not in use (see {@link #checkOut}). */
   readonly #requests: CheckoutRequest[] = []
 
@@ -312,7 +339,8 @@ export class MysqlNodePool implements LifecycleNodePool {
     signal?: AbortSignal,
   ): void {
     if (error) {
-      done(owner === undefined ? error : owner.checkoutFailed(error))
+      const failure = this.#refusal(error) ?? error
+      done(owner === undefined ? failure : owner.checkoutFailed(failure))
       return
     }
     let prepared: LifecycleConnection | Promise<LifecycleConnection>

@@ -283,6 +283,44 @@ for (const spelling of engines) {
           .execute()
         expect(lastRoute(h)).to.include({ role: 'primary', reason: 'hint' })
       })
+
+      // A raw `sql` template keeps its query id across executions: a hint given to one execution
+      // through a hinted Kysely must not follow it to a later execution through plain `db`.
+      it('gives a raw template executed through a hinted Kysely no hint when it runs again through db', async () => {
+        h = harness()
+        const count = sql<{ n: number }>`select count(*) as n from person`
+        await count.execute(onReplica(h.db, 'replica-2'))
+        await count.execute(onPrimary(h.db))
+        expect(h.routes.map((r) => r.reason)).to.deep.equal(['hint', 'hint'])
+        await count.execute(h.db)
+        expect(lastRoute(h)).to.include({ role: 'replica', reason: 'read' })
+        // And a write that readOnly(db) refused runs when sent through db.
+        const purge = sql`delete from person where id = 0`
+        const refused = await purge.execute(readOnly(h.db) as never).catch((e) => e)
+        expect(refused).to.be.instanceOf(ReadOnlyViolationError)
+        await purge.execute(h.db)
+        expect(lastRoute(h)).to.include({ role: 'primary', reason: 'write' })
+      })
+
+      it('keeps the hint on a query compiled through a hinted Kysely, however often it runs', async () => {
+        h = harness()
+        const compiled = onReplica(h.db, 'replica-2').selectFrom('person').selectAll().compile()
+        for (let i = 0; i < 3; i++) await h.db.executeQuery(compiled)
+        expect(h.routes.map((r) => `${r.node}:${r.reason}`)).to.deep.equal([
+          'replica-2:hint',
+          'replica-2:hint',
+          'replica-2:hint',
+        ])
+      })
+
+      it('keeps the innermost of two nested hints, and leaves none behind', async () => {
+        h = harness()
+        const count = sql<{ n: number }>`select count(*) as n from person`
+        await count.execute(onPrimary(onReplica(h.db, 'replica-2')))
+        expect(lastRoute(h)).to.include({ node: 'replica-2', reason: 'hint' })
+        await count.execute(h.db)
+        expect(lastRoute(h)).to.include({ role: 'replica', reason: 'read' })
+      })
     })
 
     describe('connections', () => {

@@ -49,8 +49,10 @@ export class ReadTimeoutError extends KyselyReplicatedNodeError {
 
 /**
  * A checkout waited the pool's whole wait limit (`pg`'s `connectionTimeoutMillis`) in the queue of
- * a node's pool while every connection was busy, and no connection was being opened for it: the
- * node answers, its pool is too small for the load. Not held against the node's health; a read is
+ * a node's pool while every connection was busy, and no connection was being opened for it, or a
+ * full mysql2 pool refused it at once (`waitForConnections: false`, or `queueLimit` checkouts
+ * already waiting): the node answers, its pool is too small for the load. Not held against the
+ * node's health; a read is
  * re-run on another replica (or the primary) by the retry policy, unless it was sent to a named
  * replica. The driver's error is the `cause`.
  *
