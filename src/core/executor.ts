@@ -854,10 +854,12 @@ export class Executor {
     redirect: boolean,
   ): Promise<Target | typeof REPLANNED> {
     const o = this.#o
-    const node = o.registry.primary
+    let connection = session.heldPrimary()
+    // A session bound to a former primary holds a connection there: that node runs the statement
+    // (accounting, the route report, and a cancel must reach it, not the new primary).
+    const node = connection === undefined ? o.registry.primary : session.primaryNode!
     const leaveFallback =
       route.fallback && o.registry.replicas.length > 0 ? o.planner.enterFallbackRead() : undefined
-    let connection = session.heldPrimary()
     if (connection === undefined) {
       try {
         connection = await node.pool.acquire(signal)

@@ -18,67 +18,99 @@ export type RouteHint =
   | { readonly target: 'read-only' }
 
 /**
- * What a plugin attaches to the compiles of queries (a route hint, a read timeout), for the driver
- * to find on the compiled query. Kysely hands plugins a query's `QueryId`, not the compiled query,
- * and a `QueryId` outlives one compile: a builder keeps it, and a raw `sql` template keeps it
- * across executions through different `Kysely` instances. Keyed by `QueryId` alone, a hint given
- * to `sql\`...\`.execute(onReplica(db))` stayed on every later `.execute(db)` of the same
- * template. So each compile a plugin sees leaves one pending tag on its query id, the driver takes
- * one when a compiled query of that id first arrives, and the tag then belongs to that compiled
- * query (executed again, it keeps it). A compile that no plugin saw finds no pending tag.
+ * What the library's plugins attached to one compile of a query: the first route hint (the
+ * innermost plugin's) and the first read timeout.
  */
-class CompileTags<T> {
-  /** Tags given to compiles of a query id that no compiled query has taken yet, oldest first. */
-  readonly #pending = new WeakMap<QueryId, T[]>()
-  /** Tags taken, by compiled query. */
-  readonly #taken = new WeakMap<CompiledQuery, T>()
-  /** Root nodes a plugin of this kind returned: a second plugin of the kind in one compile sees one. */
-  readonly #tagged = new WeakSet<RootOperationNode>()
-  /** Whether any tag was ever given: until then a statement looks nothing up (hot path). */
-  #given = false
+interface CompileTags {
+  hint: RouteHint | undefined
+  readTimeoutMs: number | undefined
+  /** The root node the first of the library's plugins was given in this compile. */
+  readonly input: RootOperationNode
+}
 
-  /**
-   * Tags the compile in progress with `value`, unless a plugin of this kind already did (the
-   * innermost one, added first, wins); returns the node for the compile to go on with.
-   */
-  tag(args: PluginTransformQueryArgs, value: T): RootOperationNode {
-    if (this.#tagged.has(args.node)) return args.node
-    this.#given = true
-    const pending = this.#pending.get(args.queryId)
-    if (pending === undefined) this.#pending.set(args.queryId, [value])
-    else pending.push(value)
-    // A node of this compile's own, so a later plugin of the kind knows the compile is tagged.
+/**
+ * Tags of compiles, for the driver to find on the compiled query. Kysely hands plugins a query's
+ * `QueryId`, not the compiled query, and a `QueryId` outlives one compile: a builder keeps it,
+ * and a raw `sql` template keeps it across executions through different `Kysely` instances.
+ * Keyed by `QueryId` alone, a hint given to `sql\`...\`.execute(onReplica(db))` stayed on every
+ * later `.execute(db)` of the same template.
+ *
+ * So the first of the library's plugins in a compile returns a copy of the root node, and the
+ * compile's tags are kept against that copy; the library's later plugins in the compile find
+ * them on the node they are given and add theirs. A compiled query carries the root node the last
+ * plugin returned: when that is the copy (no other plugin after the library's), the driver finds
+ * the tags by identity. When a plugin of another library rebuilt the tree afterwards, it takes the
+ * oldest tags still pending for the query id, unless its root node is the very node the tags'
+ * compile started from (a compile that went through no plugin at all). Taken tags stay with the
+ * compiled query, which may run again.
+ */
+class Tags {
+  /** Tags by the root node the library's first plugin of the compile returned. */
+  readonly #byNode = new WeakMap<RootOperationNode, CompileTags>()
+  /** Tags no compiled query has taken yet, by query id, oldest first (at most {@link MAX_PENDING}). */
+  readonly #pending = new WeakMap<QueryId, CompileTags[]>()
+  /** Tags taken, by compiled query. */
+  readonly #taken = new WeakMap<CompiledQuery, CompileTags>()
+  /** Whether any tag was ever given: until then a statement looks nothing up (hot path). */
+  given = false
+
+  /** The tags of the compile in progress (made on its first plugin), and its root node from now on. */
+  of(args: PluginTransformQueryArgs): {
+    readonly tags: CompileTags
+    readonly node: RootOperationNode
+  } {
+    const known = this.#byNode.get(args.node)
+    if (known !== undefined) return { tags: known, node: args.node }
+    this.given = true
+    const tags: CompileTags = { hint: undefined, readTimeoutMs: undefined, input: args.node }
     const node = Object.freeze({ ...args.node }) as RootOperationNode
-    this.#tagged.add(node)
-    return node
+    this.#byNode.set(node, tags)
+    const pending = this.#pending.get(args.queryId)
+    if (pending === undefined) this.#pending.set(args.queryId, [tags])
+    else {
+      // Compiles never run (a hinted builder used as a subquery, an execution aborted before it
+      // reached the driver) leave tags no compiled query takes: the oldest go.
+      if (pending.length >= MAX_PENDING) pending.shift()
+      pending.push(tags)
+    }
+    return { tags, node }
   }
 
-  /** The tag of `query`: the one it took before, else the oldest pending one of its query id. */
-  of(query: CompiledQuery): T | undefined {
-    if (!this.#given) return undefined
+  /** The tags `query` was compiled with, if any (see the class). */
+  taken(query: CompiledQuery): CompileTags | undefined {
     const taken = this.#taken.get(query)
     if (taken !== undefined) return taken
     const queryId = query.queryId
     const pending = queryId === undefined ? undefined : this.#pending.get(queryId)
-    if (pending === undefined) return undefined
-    const value = pending.shift()!
-    if (pending.length === 0) this.#pending.delete(queryId!)
-    this.#taken.set(query, value)
-    return value
+    let tags = this.#byNode.get(query.query)
+    if (tags === undefined) {
+      const oldest = pending?.[0]
+      if (oldest === undefined || oldest.input === query.query) return undefined
+      tags = oldest
+    }
+    if (pending !== undefined) {
+      const at = pending.indexOf(tags)
+      if (at >= 0) pending.splice(at, 1)
+      if (pending.length === 0) this.#pending.delete(queryId!)
+    }
+    this.#taken.set(query, tags)
+    return tags
   }
 }
 
-const hints = new CompileTags<RouteHint>()
-const readTimeouts = new CompileTags<number>()
+/** Tags kept pending per query id at most (see {@link Tags}). */
+const MAX_PENDING = 16
+
+const tags = new Tags()
 
 /** The hint a compiled query was given (by a compile through {@link RouteHintPlugin}), if any. */
 export function routeHintOf(query: CompiledQuery): RouteHint | undefined {
-  return hints.of(query)
+  return tags.given ? tags.taken(query)?.hint : undefined
 }
 
 /** The read timeout a compiled query was given (through {@link ReadTimeoutPlugin}), if any. */
 export function readTimeoutOf(query: CompiledQuery): number | undefined {
-  return readTimeouts.of(query)
+  return tags.given ? tags.taken(query)?.readTimeoutMs : undefined
 }
 
 /** A Kysely plugin that gives every query it sees a read timeout. Prefer {@link withReadTimeout}. */
@@ -95,7 +127,9 @@ export class ReadTimeoutPlugin implements KyselyPlugin {
   }
 
   transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    return readTimeouts.tag(args, this.#ms)
+    const compile = tags.of(args)
+    compile.tags.readTimeoutMs ??= this.#ms
+    return compile.node
   }
 
   async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
@@ -129,7 +163,9 @@ export class RouteHintPlugin implements KyselyPlugin {
   }
 
   transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    return hints.tag(args, this.#hint)
+    const compile = tags.of(args)
+    compile.tags.hint ??= this.#hint
+    return compile.node
   }
 
   async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {

@@ -1,5 +1,10 @@
 import { expect } from 'chai'
-import type { ReplicationEvent } from '../../src/index.js'
+import {
+  onPrimary,
+  ReadTimeoutError,
+  type ReplicationEvent,
+  withReadTimeout,
+} from '../../src/index.js'
 import {
   type DialectFixture,
   forEachDialect,
@@ -149,6 +154,72 @@ forEachDialect((fx) => {
       expect(info.lastError).to.not.include('wrong-password')
       expect(events.some((e) => e.type === 'node-down' && e.node === 'replica-2')).to.equal(true)
       expect(report.servedAfter(0)['replica-2'] ?? 0).to.equal(0)
+    })
+
+    describe('read timeouts', () => {
+      /** Sessions of the app user still running a sleep on `node`, as the server lists them. */
+      const sleeping = async (node: string) =>
+        (await fx.runningStatements(cluster(), node)).filter((s) => /sleep/i.test(s))
+      const untilNoSleep = async () => {
+        const deadline = performance.now() + 5_000
+        for (;;) {
+          const left = [
+            ...(await sleeping('replica-1')),
+            ...(await sleeping('replica-2')),
+            ...(await sleeping('primary')),
+          ]
+          if (left.length === 0) return
+          if (performance.now() > deadline) throw new Error(`still running: ${left.join('; ')}`)
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+      }
+
+      it('withReadTimeout(db, ms): a replica read past it fails with ReadTimeoutError, once, its statement gone from the server, the replica still healthy', async () => {
+        const events: ReplicationEvent[] = []
+        const t = create({ onEvent: (e: ReplicationEvent) => events.push(e) })
+        const slow = fx.sleep(3)
+        const started = performance.now()
+        const error = await slow.execute(withReadTimeout(t.db, 300)).catch((e: unknown) => e)
+        const tookMs = performance.now() - started
+        expect(error).to.be.instanceOf(ReadTimeoutError)
+        expect(error).to.include({ code: 'KR_READ_TIMEOUT' })
+        expect((error as ReadTimeoutError).node).to.match(/^replica-/)
+        // Its stack reaches this test, though the timer made it.
+        expect((error as Error).stack).to.include('faults.test.ts')
+        // Abandoned at the bound (not after the 3 s sleep), and not run again elsewhere.
+        expect(tookMs).to.be.below(2_000)
+        expect(t.routes.filter((r) => /sleep/.test(r.sql))).to.have.length(1)
+        // Its connection was closed: the server stops the statement, on no node is it left.
+        await untilNoSleep()
+        expect(events.filter((e) => e.type === 'node-down')).to.deep.equal([])
+        expect(
+          t.dialect.getReplicaInfo().filter((n) => n.role === 'replica' && n.state !== 'healthy'),
+        ).to.deep.equal([])
+      })
+
+      it('readTimeoutMs bounds replica reads only: the primary runs the same statement to its end', async () => {
+        const t = create({ readTimeoutMs: 300 })
+        const error = await fx
+          .sleep(3)
+          .execute(t.db)
+          .catch((e: unknown) => e)
+        expect(error).to.be.instanceOf(ReadTimeoutError)
+        const { rows } = await fx.sleep(0.6).execute(onPrimary(t.db))
+        expect(rows).to.have.length(1)
+        expect(t.routes.at(-1)).to.include({ node: 'primary', reason: 'hint' })
+        await untilNoSleep()
+      })
+
+      it('a raw template run through withReadTimeout(db, ms) runs unbounded through db afterwards', async () => {
+        const t = create()
+        const slow = fx.sleep(0.8)
+        const error = await slow.execute(withReadTimeout(t.db, 300)).catch((e: unknown) => e)
+        expect(error).to.be.instanceOf(ReadTimeoutError)
+        const { rows } = await slow.execute(t.db)
+        expect(rows).to.have.length(1)
+        expect(t.routes.at(-1)).to.include({ role: 'replica' })
+        await untilNoSleep()
+      })
     })
 
     it('destroy() with a frozen replica resolves in under 2 s, and nothing is thrown afterwards', async () => {

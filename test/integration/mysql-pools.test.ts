@@ -59,6 +59,8 @@ describe('[mysql] a replica pool that refuses checkouts when full', function () 
     expect(error).to.include({ node: 'replica-1', code: 'KR_POOL_WAIT_TIMEOUT' })
     expect((error as Error).message).to.include('waitForConnections: false')
     expect((error as Error).cause).to.have.property('message', 'No connections available.')
+    // Made in mysql2's callback, it still ends with the caller's stack.
+    expect((error as Error).stack).to.include('mysql-pools.test.ts')
     expectHealthy(d, events)
     expect(ranOn(await holding)).to.equal('replica-1')
   })

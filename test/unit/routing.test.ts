@@ -8,6 +8,7 @@ import {
   ReadOnlyViolationError,
   ReplicatedConfigError,
   readOnly,
+  withReadTimeout,
 } from '../../src/index.js'
 import {
   type DB,
@@ -318,6 +319,19 @@ for (const spelling of engines) {
         const count = sql<{ n: number }>`select count(*) as n from person`
         await count.execute(onPrimary(onReplica(h.db, 'replica-2')))
         expect(lastRoute(h)).to.include({ node: 'replica-2', reason: 'hint' })
+        await count.execute(h.db)
+        expect(lastRoute(h)).to.include({ role: 'replica', reason: 'read' })
+        // With the library's other plugin between the two hints.
+        await count.execute(onPrimary(withReadTimeout(onReplica(h.db, 'replica-2'), 5000)))
+        expect(lastRoute(h)).to.include({ node: 'replica-2', reason: 'hint' })
+        await count.execute(h.db)
+        expect(lastRoute(h)).to.include({ role: 'replica', reason: 'read' })
+      })
+
+      it('gives no hint to a run of a template after a compile of it through a hinted Kysely that never ran', async () => {
+        h = harness()
+        const count = sql<{ n: number }>`select count(*) as n from person`
+        count.compile(onPrimary(h.db))
         await count.execute(h.db)
         expect(lastRoute(h)).to.include({ role: 'replica', reason: 'read' })
       })

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { Kysely } from 'kysely'
+import { CompiledQuery, Kysely } from 'kysely'
 import {
   PrimaryUnavailableError,
   ReplicatedMysqlDialect,
@@ -68,6 +68,26 @@ describe('topology (fake pools): roles follow what the servers say', () => {
       primary: 'replica',
       'replica-1': 'primary',
       'replica-2': 'replica',
+    })
+    await db.destroy()
+  })
+
+  it('reports a statement of a session bound to the former primary on that node, where it runs', async () => {
+    const { primary, replicas, routes, dialect, db } = setup()
+    await dialect.probeNow()
+    await db.connection().execute(async (conn) => {
+      // Session state binds the session to its primary.
+      await conn.executeQuery(CompiledQuery.raw('set @x = 1'))
+      answerAs(primary, 'read-only')
+      answerAs(replicas[0]!, 'writable')
+      await dialect.probeNow()
+      expect(dialect.getReplicaInfo().find((n) => n.name === 'replica-1')?.role).to.equal('primary')
+      const ranBefore = primary.statements.length
+      await conn.executeQuery(CompiledQuery.raw('select @x'))
+      // It ran on the former primary's session, and says so (a cancel reaches that node too).
+      expect(primary.statements.slice(ranBefore).map((s) => s.sql)).to.include('select @x')
+      expect(replicas[0]!.statements.map((s) => s.sql)).to.not.include('select @x')
+      expect(routes.at(-1)).to.include({ node: 'primary', reason: 'session-pinned' })
     })
     await db.destroy()
   })

@@ -121,8 +121,13 @@ export function annotateNodeError<E>(error: E, node: string): E {
     if (e.node === undefined) {
       e.node = node
       e.message = `${e.message} (node "${node}")`
-      // As Kysely's own drivers do: the caller's (async) stack after the driver's, so the stack
-      // reaches the application line that ran the query, not only the library's internals.
+    }
+    // As Kysely's own drivers do: the caller's (async) stack after the driver's, so the stack
+    // reaches the application line that ran the query, not only the library's internals. Once per
+    // error, and also for the library's own errors that name their node from the start (made in
+    // a pool's callback, such an error's stack has none of the caller's frames).
+    if (!withCallerStack.has(e)) {
+      withCallerStack.add(e)
       const caller = new Error().stack
       if (caller !== undefined && e.stack !== undefined) {
         e.stack += `\n${caller.slice(caller.indexOf('\n') + 1)}`
@@ -131,3 +136,6 @@ export function annotateNodeError<E>(error: E, node: string): E {
   }
   return error
 }
+
+/** Errors whose stack {@link annotateNodeError} extended with the caller's. */
+const withCallerStack = new WeakSet<Error>()
