@@ -11,7 +11,7 @@ import type {
   ReplicaSelector,
   SelectionContext,
 } from '../selection/replica-selector.js'
-import { releaseAfterCancel } from './cancels.js'
+import { releaseAfterCancel, sendCancel } from './cancels.js'
 import type { ResolvedConfig } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
 import {
@@ -25,6 +25,7 @@ import type { RouteReason } from './contracts/events.js'
 import { cancelStatement, type HedgePort, Hedging, runHedged } from './hedge.js'
 import type { NodeRegistry } from './node-registry.js'
 import { NodeRuntime } from './node-runtime.js'
+import { ignoreError } from './pool-shutdown.js'
 import type { ReadPlanner } from './read-planner.js'
 import { canRetry } from './retry-policy.js'
 import {
@@ -741,15 +742,27 @@ export class Executor {
     return into
   }
 
-  /** Abandons the read on `target` after `ms`: a hard bound the caller asked for. */
+  /**
+   * Abandons the read on `target` after `ms`: a hard bound the caller asked for. The read fails at
+   * once and its connection is closed. Closing it does not stop the statement on the server, which
+   * runs on until it next writes to the socket (a long scan or a sleep, to their end): it is
+   * cancelled there as well, from a control connection, as a hedge's loser is. Its session is
+   * still the statement's own while the statement runs, so the cancel cannot reach another.
+   */
   #readTimeout(target: Target, ms: number): NodeJS.Timeout {
     const timer = setTimeout(() => {
+      const { node, connection } = target
       const error = new ReadTimeoutError(
-        `a read on node "${target.node.name}" ran longer than its ${ms} ms read timeout and was abandoned`,
-        target.node.name,
+        `a read on node "${node.name}" ran longer than its ${ms} ms read timeout and was abandoned`,
+        node.name,
       )
-      if (target.connection.abandon !== undefined) target.connection.abandon(error)
-      else target.connection.destroy()
+      const sessionId = connection.sessionId
+      if (sessionId !== undefined) {
+        // Whether it landed changes nothing here: the connection is closed either way.
+        sendCancel(this.#o.engine, node, connection, sessionId, 'query').catch(ignoreError)
+      }
+      if (connection.abandon !== undefined) connection.abandon(error)
+      else connection.destroy()
     }, ms)
     timer.unref()
     return timer

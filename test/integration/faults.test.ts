@@ -160,8 +160,8 @@ forEachDialect((fx) => {
       /** Sessions of the app user still running a sleep on `node`, as the server lists them. */
       const sleeping = async (node: string) =>
         (await fx.runningStatements(cluster(), node)).filter((s) => /sleep/i.test(s))
-      const untilNoSleep = async () => {
-        const deadline = performance.now() + 5_000
+      const untilNoSleep = async (withinMs = 5_000) => {
+        const deadline = performance.now() + withinMs
         for (;;) {
           const left = [
             ...(await sleeping('replica-1')),
@@ -177,7 +177,7 @@ forEachDialect((fx) => {
       it('withReadTimeout(db, ms): a replica read past it fails with ReadTimeoutError, once, its statement gone from the server, the replica still healthy', async () => {
         const events: ReplicationEvent[] = []
         const t = create({ onEvent: (e: ReplicationEvent) => events.push(e) })
-        const slow = fx.sleep(3)
+        const slow = fx.sleep(10)
         const started = performance.now()
         const error = await slow.execute(withReadTimeout(t.db, 300)).catch((e: unknown) => e)
         const tookMs = performance.now() - started
@@ -186,11 +186,12 @@ forEachDialect((fx) => {
         expect((error as ReadTimeoutError).node).to.match(/^replica-/)
         // Its stack reaches this test, though the timer made it.
         expect((error as Error).stack).to.include('faults.test.ts')
-        // Abandoned at the bound (not after the 3 s sleep), and not run again elsewhere.
-        expect(tookMs).to.be.below(2_000)
+        // Abandoned at the bound (not after the 10 s sleep), and not run again elsewhere.
+        expect(tookMs).to.be.below(5_000)
         expect(t.routes.filter((r) => /sleep/.test(r.sql))).to.have.length(1)
-        // Its connection was closed: the server stops the statement, on no node is it left.
-        await untilNoSleep()
+        // Cancelled on the server too: closing its connection alone leaves a sleep running there
+        // past this check (PostgreSQL to its end, 10 s; MariaDB about 5 s).
+        await untilNoSleep(3_000)
         expect(events.filter((e) => e.type === 'node-down')).to.deep.equal([])
         expect(
           t.dialect.getReplicaInfo().filter((n) => n.role === 'replica' && n.state !== 'healthy'),
@@ -200,14 +201,14 @@ forEachDialect((fx) => {
       it('readTimeoutMs bounds replica reads only: the primary runs the same statement to its end', async () => {
         const t = create({ readTimeoutMs: 300 })
         const error = await fx
-          .sleep(3)
+          .sleep(10)
           .execute(t.db)
           .catch((e: unknown) => e)
         expect(error).to.be.instanceOf(ReadTimeoutError)
         const { rows } = await fx.sleep(0.6).execute(onPrimary(t.db))
         expect(rows).to.have.length(1)
         expect(t.routes.at(-1)).to.include({ node: 'primary', reason: 'hint' })
-        await untilNoSleep()
+        await untilNoSleep(3_000)
       })
 
       it('a raw template run through withReadTimeout(db, ms) runs unbounded through db afterwards', async () => {
