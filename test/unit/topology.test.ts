@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import { CompiledQuery, Kysely } from 'kysely'
 import {
+  PrimaryChangedError,
   PrimaryUnavailableError,
   ReplicatedMysqlDialect,
   type ReplicationEvent,
@@ -88,7 +89,41 @@ describe('topology (fake pools): roles follow what the servers say', () => {
       expect(primary.statements.slice(ranBefore).map((s) => s.sql)).to.include('select @x')
       expect(replicas[0]!.statements.map((s) => s.sql)).to.not.include('select @x')
       expect(routes.at(-1)).to.include({ node: 'primary', reason: 'session-pinned' })
+      // A write there is refused (the node is read-only now): the session cannot follow the
+      // primary, and the error says which primary it was bound to.
+      const error = await conn
+        .executeQuery(CompiledQuery.raw('insert into t (id) values (1)'))
+        .catch((e: unknown) => e)
+      expect(error).to.be.instanceOf(PrimaryChangedError)
+      expect(error).to.include({ code: 'KR_PRIMARY_CHANGED', retriable: true, node: 'primary' })
+      expect((error as Error).message).to.include('the primary "primary"')
     })
+    await db.destroy()
+  })
+
+  it('fails a transaction whose primary stopped taking writes with PrimaryChangedError, retriable', async () => {
+    const { primary, replicas, dialect, db } = setup()
+    await dialect.probeNow()
+    const error = await db
+      .transaction()
+      .execute(async (trx) => {
+        await trx.insertInto('t').values({ id: 1 }).execute()
+        answerAs(primary, 'read-only')
+        answerAs(replicas[0]!, 'writable')
+        await dialect.probeNow()
+        await trx.insertInto('t').values({ id: 2 }).execute()
+      })
+      .catch((e: unknown) => e)
+    expect(error).to.be.instanceOf(PrimaryChangedError)
+    expect(error).to.include({ code: 'KR_PRIMARY_CHANGED', retriable: true, node: 'primary' })
+    // Nothing of it reached the new primary; a retry of the whole transaction runs there.
+    expect(
+      replicas[0]!.statements.map((st) => st.sql).filter((q) => /insert/.test(q)),
+    ).to.deep.equal([])
+    await db.transaction().execute(async (trx) => {
+      await trx.insertInto('t').values({ id: 3 }).execute()
+    })
+    expect(replicas[0]!.statements.some((st) => /insert/.test(st.sql))).to.equal(true)
     await db.destroy()
   })
 
