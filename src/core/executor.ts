@@ -965,8 +965,12 @@ export class Executor {
       this.#retryWithout(session, target.node, statement)
       return
     }
+    // A statement the caller gave up on (its signal aborted, its session killed on request) is
+    // over: never re-run on a new primary, whatever its error says of the node.
     if (
       !target.transient &&
+      !killed &&
+      signal?.aborted !== true &&
       (await this.#redirect(session, statement, target.node, error, false))
     ) {
       return

@@ -82,6 +82,30 @@ forEachDialect((fx) => {
       })
     }
 
+    // Killing the session breaks its connection, which is what a primary that went away looks
+    // like: the statement must not be taken for one refused by a former primary and run again.
+    it('a statement on the primary aborted with kill session is not taken for a lost primary: no probe round, no second run', async () => {
+      const t = fx.create(cluster(), {
+        consistency: 'eventual',
+        health: { probeIntervalMs: 0 },
+        topology: { writeWaitMs: 1_000 },
+      })
+      open.push(t)
+      const primary = onPrimary(t.db)
+      const probes = () => t.dialect.getReplicaInfo().map((n) => n.lastProbeRttMs)
+      await primary.selectNoFrom(sql<number>`1`.as('one')).execute()
+      const probedBefore = probes()
+      expect(await aborted(primary, sleepFor(2), 200, 'kill session')).to.be.instanceOf(Error)
+      // Long enough for a re-run to have been planned and sent (writeWaitMs is 1 s).
+      await new Promise((r) => setTimeout(r, 1_500))
+      // Not taken for a primary that went away: no probe round of the nodes to find a new one,
+      // and no second route of the statement (a re-run is reported as 'primary-changed').
+      expect(probes()).to.deep.equal(probedBefore)
+      expect(t.routes.filter((r) => /sleep/.test(r.sql)).map((r) => r.reason)).to.deep.equal([
+        'hint',
+      ])
+    })
+
     it("a cancel never interrupts another caller's statement", async () => {
       const t = fx.create(cluster(), {
         consistency: 'eventual',

@@ -1,6 +1,8 @@
 import { expect } from 'chai'
 import {
+  NodeUnreachableError,
   onPrimary,
+  onReplica,
   ReadTimeoutError,
   type ReplicationEvent,
   withReadTimeout,
@@ -154,6 +156,38 @@ forEachDialect((fx) => {
       expect(info.lastError).to.not.include('wrong-password')
       expect(events.some((e) => e.type === 'node-down' && e.node === 'replica-2')).to.equal(true)
       expect(report.servedAfter(0)['replica-2'] ?? 0).to.equal(0)
+    })
+
+    it('a read sent by name to a replica that freezes under it fails with NodeUnreachableError once the replica is found hung, before the freeze ends', async () => {
+      const t = create()
+      // Connections are open and the replica known healthy before it freezes.
+      await fx.whereAmI(cluster()).execute(onReplica(t.db, 'replica-2'))
+      const read = fx.sleep(0.5).execute(onReplica(t.db, 'replica-2'))
+      const outcome = read.then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      await sleep(100)
+      await cluster().freeze('replica-2')
+      const frozenAt = performance.now()
+      // The freeze lasts 4 s: a read that waited for it would then succeed.
+      const thawed = sleep(4_000).then(() => cluster().thaw('replica-2'))
+      let error: unknown
+      let tookMs = 0
+      try {
+        error = await outcome
+        tookMs = performance.now() - frozenAt
+      } finally {
+        await thawed
+      }
+      expect(error).to.be.instanceOf(NodeUnreachableError)
+      expect(error).to.include({ code: 'KR_NODE_UNREACHABLE', node: 'replica-2' })
+      expect((error as Error).stack).to.include('faults.test.ts')
+      expect(tookMs).to.be.below(4_000)
+      // Named, it is not run elsewhere.
+      expect(t.routes.filter((r) => /sleep/.test(r.sql)).map((r) => r.node)).to.deep.equal([
+        'replica-2',
+      ])
     })
 
     describe('read timeouts', () => {
