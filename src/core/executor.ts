@@ -435,19 +435,24 @@ export class Executor {
         if (started === undefined) continue
         attempt = started
       }
-      const { target, span } = attempt
+      const { target, span, timer } = attempt
+      let outcome: NodeQueryOutcome<R>
       try {
-        const outcome = await send<R>(attempt, signal)
-        span?.end()
-        this.#succeeded(target, attempt.started, statement)
-        return resultOnly ? outcome.result : outcome
+        outcome = await send<R>(attempt, signal)
       } catch (error) {
+        // The read timeout's timer goes before the connection may go back to its pool: fired
+        // later, it would abandon (and cancel) the next user's statement on it.
+        if (timer !== undefined) clearTimeout(timer)
+        session.running = undefined
         span?.end(error)
         await this.#failed(session, target, error, attempt.started, false, statement, signal)
-      } finally {
-        session.running = undefined
-        if (attempt.timer !== undefined) clearTimeout(attempt.timer)
+        continue
       }
+      if (timer !== undefined) clearTimeout(timer)
+      session.running = undefined
+      span?.end()
+      this.#succeeded(target, attempt.started, statement)
+      return resultOnly ? outcome.result : outcome
     }
   }
 
@@ -476,6 +481,8 @@ export class Executor {
         }
       } catch (error) {
         failed = true
+        // Before the connection may go back to its pool (see `#run`).
+        if (timer !== undefined) clearTimeout(timer)
         span?.end(error)
         await this.#failed(session, target, error, started, delivered, statement, signal)
         continue
@@ -746,8 +753,11 @@ export class Executor {
    * Abandons the read on `target` after `ms`: a hard bound the caller asked for. The read fails at
    * once and its connection is closed. Closing it does not stop the statement on the server, which
    * runs on until it next writes to the socket (a long scan or a sleep, to their end): it is
-   * cancelled there as well, from a control connection, as a hedge's loser is. Its session is
-   * still the statement's own while the statement runs, so the cancel cannot reach another.
+   * cancelled there as well (best effort: from a control connection, as a hedge's loser is; a
+   * failed cancel changes nothing here). The timer is cleared before the connection can go back
+   * to its pool, so the cancel is sent by the session id of this statement's own session. (On
+   * PostgreSQL, a backend that ended between the close and the cancel could in theory have its
+   * pid reused by a new one at that instant.)
    */
   #readTimeout(target: Target, ms: number): NodeJS.Timeout {
     const timer = setTimeout(() => {

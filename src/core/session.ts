@@ -159,10 +159,17 @@ export class Session implements SessionView {
   /**
    * The primary session held, when it can still serve (step one of {@link primaryConnection},
    * for callers that check out the primary themselves): one held on a node that is no longer the
-   * primary is given up first, unless the session is {@link bound} to it.
+   * primary, or killed on request, is given up first, unless the session is {@link bound} to it.
    */
   heldPrimary(): PhysicalConnection | undefined {
-    if (this.primary !== undefined && this.primaryNode !== this.#registry.primary && !this.bound) {
+    const held = this.primary
+    // A session killed on request (an aborted statement, `'kill session'`) is gone too: one with
+    // no state to lose is replaced by a new one.
+    if (
+      held !== undefined &&
+      (this.primaryNode !== this.#registry.primary || held.killed) &&
+      !this.bound
+    ) {
       this.dropPrimary()
     }
     return this.primary

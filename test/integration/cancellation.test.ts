@@ -106,6 +106,26 @@ forEachDialect((fx) => {
       ])
     })
 
+    it('inside db.connection(), a statement after one aborted with kill session runs on a new primary session', async () => {
+      const t = fx.create(cluster(), { consistency: 'eventual', health: { probeIntervalMs: 0 } })
+      open.push(t)
+      const base = Math.floor(Math.random() * 1e9)
+      const ids = await t.db.connection().execute(async (conn) => {
+        // A plain update: the scope holds a primary session with no state of its own (an insert
+        // would pin it: its insert id is session state).
+        await conn.updateTable('cancelled').set({ id: base }).where('id', '=', -1).execute()
+        const first = (await fx.sessionId().execute(onPrimary(conn))).rows[0]?.id
+        expect(await aborted(onPrimary(conn), sleepFor(2), 200, 'kill session')).to.be.instanceOf(
+          Error,
+        )
+        await conn.updateTable('cancelled').set({ id: base }).where('id', '=', -1).execute()
+        const second = (await fx.sessionId().execute(onPrimary(conn))).rows[0]?.id
+        return { first, second }
+      })
+      expect(ids.second).to.not.equal(undefined)
+      expect(ids.second).to.not.equal(ids.first)
+    })
+
     it("a cancel never interrupts another caller's statement", async () => {
       const t = fx.create(cluster(), {
         consistency: 'eventual',

@@ -162,7 +162,7 @@ forEachDialect((fx) => {
       const t = create()
       // Connections are open and the replica known healthy before it freezes.
       await fx.whereAmI(cluster()).execute(onReplica(t.db, 'replica-2'))
-      const read = fx.sleep(0.5).execute(onReplica(t.db, 'replica-2'))
+      const read = fx.sleep(2).execute(onReplica(t.db, 'replica-2'))
       const outcome = read.then(
         () => undefined,
         (e: unknown) => e,
@@ -211,7 +211,7 @@ forEachDialect((fx) => {
       it('withReadTimeout(db, ms): a replica read past it fails with ReadTimeoutError, once, its statement gone from the server, the replica still healthy', async () => {
         const events: ReplicationEvent[] = []
         const t = create({ onEvent: (e: ReplicationEvent) => events.push(e) })
-        const slow = fx.sleep(10)
+        const slow = fx.sleep(6)
         const started = performance.now()
         const error = await slow.execute(withReadTimeout(t.db, 300)).catch((e: unknown) => e)
         const tookMs = performance.now() - started
@@ -220,11 +220,11 @@ forEachDialect((fx) => {
         expect((error as ReadTimeoutError).node).to.match(/^replica-/)
         // Its stack reaches this test, though the timer made it.
         expect((error as Error).stack).to.include('faults.test.ts')
-        // Abandoned at the bound (not after the 10 s sleep), and not run again elsewhere.
+        // Abandoned at the bound (not after the 6 s sleep), and not run again elsewhere.
         expect(tookMs).to.be.below(5_000)
         expect(t.routes.filter((r) => /sleep/.test(r.sql))).to.have.length(1)
         // Cancelled on the server too: closing its connection alone leaves a sleep running there
-        // past this check (PostgreSQL to its end, 10 s; MariaDB about 5 s).
+        // past this check (PostgreSQL to its end, 6 s; MariaDB about 5 s).
         await untilNoSleep(3_000)
         expect(events.filter((e) => e.type === 'node-down')).to.deep.equal([])
         expect(
@@ -235,7 +235,7 @@ forEachDialect((fx) => {
       it('readTimeoutMs bounds replica reads only: the primary runs the same statement to its end', async () => {
         const t = create({ readTimeoutMs: 300 })
         const error = await fx
-          .sleep(10)
+          .sleep(6)
           .execute(t.db)
           .catch((e: unknown) => e)
         expect(error).to.be.instanceOf(ReadTimeoutError)
