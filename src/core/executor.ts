@@ -570,7 +570,8 @@ export class Executor {
         ),
       reserve: (read, node, signal) => this.#reserveHedge(read, node, signal),
       unreserve: (reserved) => reserved.connection.release(),
-      // Not the session's running statement: `cancelQuery` reaches the first attempt.
+      // Not the session's running statement: `cancelQuery` reaches the first attempt, and the
+      // race then cancels this one (`gaveUp`).
       start: (read, { node, connection }) =>
         this.#start(
           undefined,
@@ -615,6 +616,7 @@ export class Executor {
           )
         })
       },
+      gaveUp: (read) => read.signal?.aborted === true,
       sent: () => this.#o.statistics.hedgeSent(),
       won: () => this.#o.statistics.hedgeWon(),
     }

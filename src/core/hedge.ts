@@ -125,6 +125,11 @@ export interface HedgePort<C, A, T, R> {
    * node) and releases its connection.
    */
   abandon(context: C, attempt: A, running: Promise<Settled<T>>, graceMs: number): void
+  /**
+   * Whether the caller gave up on the statement (its signal aborted): then an attempt still
+   * running after the other failed is not waited for but abandoned at once.
+   */
+  gaveUp(context: C): boolean
   /** A hedge was sent; `won` once it is known to have answered first. */
   sent(): void
   won(): void
@@ -248,6 +253,13 @@ async function race<C, A, T, R>(
     port.abandon(context, loser, loserRun, graceMs)
     if (done.hedgeFirst) port.won()
     return { value: done.outcome.value }
+  }
+  if (port.gaveUp(context)) {
+    // The caller gave up (a cancel reached the first attempt, or its signal ended one): the
+    // other is cancelled now instead of running on to its end on its server.
+    port.abandon(context, loser, loserRun, 0)
+    await port.failed(context, winner, done.outcome.error)
+    return undefined
   }
   // One failed: accounted and released; whether to retry is decided on the other's outcome.
   await port.failed(context, winner, done.outcome.error).catch(() => undefined)
