@@ -251,7 +251,9 @@ export class MysqlNodePool implements LifecycleNodePool {
   ): void {
     const pool = this.#pool
     if (pool === undefined) {
-      const error = new Error(`node "${this.#setup.node.name}": pool used before init`)
+      const error = new Error(
+        `node "${this.#setup.node.name}": its pool is not open (used before init, or after db.destroy())`,
+      )
       done(owner === undefined ? error : owner.checkoutFailed(error))
       return
     }
@@ -375,7 +377,7 @@ export class MysqlNodePool implements LifecycleNodePool {
     const config = (this.#pool as MysqlPoolInternals | undefined)?.config?.connectionConfig
     if (config === undefined) {
       throw new Error(
-        `node "${node.name}": ${this.#pool === undefined ? 'pool used before init' : 'the pool has no mysql2 connection config'}: cannot open a control connection`,
+        `node "${node.name}": ${this.#pool === undefined ? 'its pool is not open (used before init, or after db.destroy())' : 'the pool has no mysql2 connection config'}: cannot open a control connection`,
       )
     }
     const Connection = await loadConnectionClass()

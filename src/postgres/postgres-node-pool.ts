@@ -238,7 +238,11 @@ export class PostgresNodePool implements LifecycleNodePool {
     const pool = this.#pool
     if (pool === undefined) {
       return Promise.reject(
-        failed(new Error(`node "${this.#setup.node.name}": pool used before init`)),
+        failed(
+          new Error(
+            `node "${this.#setup.node.name}": its pool is not open (used before init, or after db.destroy())`,
+          ),
+        ),
       )
     }
     if (signal?.aborted) return Promise.reject(failed(signal.reason))
@@ -304,7 +308,7 @@ export class PostgresNodePool implements LifecycleNodePool {
     const options = pool?.options
     if (options === undefined) {
       throw new Error(
-        `node "${node.name}": ${pool === undefined ? 'pool used before init' : 'the pool has no pg options'}: cannot open a control connection`,
+        `node "${node.name}": ${pool === undefined ? 'its pool is not open (used before init, or after db.destroy())' : 'the pool has no pg options'}: cannot open a control connection`,
       )
     }
     const pg = pool?.Client === undefined ? await loadPg() : undefined
