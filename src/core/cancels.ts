@@ -77,3 +77,27 @@ export function sendCancel(
   trackCancel(connection, work)
   return work
 }
+
+/**
+ * Cancels the statement running on `connection` of `node` on the library's own account (a hedged
+ * read's loser, a read past its read timeout) from a control connection, as `cancelQuery` does
+ * ({@link sendCancel}): the connection's release waits for the cancel; a cancel that fails marks
+ * it `killed` (it is then closed instead of reused). Without a session id the statement is
+ * abandoned with `reason` instead (its connection closed at once).
+ */
+export function cancelStatement(
+  engine: Engine,
+  node: NodeRuntime,
+  connection: PhysicalConnection,
+  reason: Error,
+): void {
+  const sessionId = connection.sessionId
+  if (sessionId === undefined) {
+    connection.abandon(reason)
+    return
+  }
+  // Whether the statement stopped is unknown: its session is not reused.
+  sendCancel(engine, node, connection, sessionId, 'query').catch(() => {
+    connection.killed = true
+  })
+}

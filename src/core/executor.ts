@@ -11,7 +11,7 @@ import type {
   ReplicaSelector,
   SelectionContext,
 } from '../selection/replica-selector.js'
-import { releaseAfterCancel, sendCancel } from './cancels.js'
+import { cancelStatement, releaseAfterCancel } from './cancels.js'
 import type { ResolvedConfig } from './config.js'
 import type { Engine, NodeQueryOutcome, PhysicalConnection } from './contracts/engine.js'
 import {
@@ -22,10 +22,9 @@ import {
   ReadTimeoutError,
 } from './contracts/errors.js'
 import type { RouteReason } from './contracts/events.js'
-import { cancelStatement, type HedgePort, Hedging, runHedged } from './hedge.js'
+import { type HedgePort, Hedging, runHedged } from './hedge.js'
 import type { NodeRegistry } from './node-registry.js'
 import { NodeRuntime } from './node-runtime.js'
-import { ignoreError } from './pool-shutdown.js'
 import type { ReadPlanner } from './read-planner.js'
 import { canRetry } from './retry-policy.js'
 import {
@@ -596,7 +595,9 @@ export class Executor {
         let ended = false
         // One timer per lost race: the cancel is sent only if the statement outlives its grace.
         const grace = setTimeout(() => {
-          if (!ended) cancelStatement(this.#o.engine, node, connection)
+          if (ended) return
+          const lost = new Error('hedged read: the other replica answered first')
+          cancelStatement(this.#o.engine, node, connection, lost)
         }, graceMs)
         grace.unref()
         void running.then((outcome) => {
@@ -768,11 +769,8 @@ export class Executor {
         `a read on node "${node.name}" ran longer than its ${ms} ms read timeout and was abandoned`,
         node.name,
       )
-      const sessionId = connection.sessionId
-      if (sessionId !== undefined) {
-        // Whether it landed changes nothing here: the connection is closed either way.
-        sendCancel(this.#o.engine, node, connection, sessionId, 'query').catch(ignoreError)
-      }
+      // Whether the cancel lands changes nothing here: the connection is closed either way.
+      cancelStatement(this.#o.engine, node, connection, error)
       if (connection.abandon !== undefined) connection.abandon(error)
       else connection.destroy()
     }, ms)

@@ -1,6 +1,4 @@
-import { sendCancel } from './cancels.js'
 import type { ResolvedHedge } from './config.js'
-import type { Engine, PhysicalConnection } from './contracts/engine.js'
 import type { NodeRuntime } from './node-runtime.js'
 
 /**
@@ -271,27 +269,4 @@ async function race<C, A, T, R>(
   }
   await port.failed(context, loser, other.error)
   return undefined
-}
-
-/**
- * Cancels the statement running on `connection` of `node` (a hedged read's loser) from a control
- * connection, as `RoutingConnection`'s `cancelQuery` does: the connection's release waits for the
- * cancel ({@link trackCancel}); a cancel that fails marks it `killed` (it is then closed instead
- * of reused). Without a session id the statement is abandoned (its connection closed at once).
- */
-export function cancelStatement(
-  engine: Engine,
-  node: NodeRuntime,
-  connection: PhysicalConnection,
-): void {
-  const sessionId = connection.sessionId
-  if (sessionId === undefined) {
-    connection.abandon(new Error(`hedged read: the other replica answered first`))
-    return
-  }
-  const work = sendCancel(engine, node, connection, sessionId, 'query')
-  // Whether the statement stopped is unknown: its session is not reused.
-  work.catch(() => {
-    connection.killed = true
-  })
 }

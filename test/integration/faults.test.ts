@@ -14,6 +14,7 @@ import {
   type TestDialect,
   useDialectCluster,
 } from '../support/dialects.js'
+import { pollUntil } from '../support/ports.js'
 
 /**
  * Servers that hang or refuse the library's credentials, on real clusters. Health settings are
@@ -194,19 +195,19 @@ forEachDialect((fx) => {
       /** Sessions of the app user still running a sleep on `node`, as the server lists them. */
       const sleeping = async (node: string) =>
         (await fx.runningStatements(cluster(), node)).filter((s) => /sleep/i.test(s))
-      const untilNoSleep = async (withinMs = 5_000) => {
-        const deadline = performance.now() + withinMs
-        for (;;) {
-          const left = [
-            ...(await sleeping('replica-1')),
-            ...(await sleeping('replica-2')),
-            ...(await sleeping('primary')),
-          ]
-          if (left.length === 0) return
-          if (performance.now() > deadline) throw new Error(`still running: ${left.join('; ')}`)
-          await new Promise((resolve) => setTimeout(resolve, 50))
-        }
-      }
+      const untilNoSleep = (withinMs = 5_000) =>
+        pollUntil(
+          async () => {
+            const left = [
+              ...(await sleeping('replica-1')),
+              ...(await sleeping('replica-2')),
+              ...(await sleeping('primary')),
+            ]
+            if (left.length > 0) throw new Error(`still running: ${left.join('; ')}`)
+            return true
+          },
+          { timeoutMs: withinMs, intervalMs: 50, onTimeout: (last) => last as Error },
+        )
 
       it('withReadTimeout(db, ms): a replica read past it fails with ReadTimeoutError, once, its statement gone from the server, the replica still healthy', async () => {
         const events: ReplicationEvent[] = []

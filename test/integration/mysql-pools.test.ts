@@ -2,6 +2,7 @@ import { expect } from 'chai'
 import { sql } from 'kysely'
 import { onReplica, PoolWaitTimeoutError, type ReplicationEvent } from '../../src/index.js'
 import { mysqlFixture, type TestDialect, useDialectCluster } from '../support/dialects.js'
+import { pollUntil } from '../support/ports.js'
 
 /**
  * A mysql2 pool that refuses a checkout at once when it is full (`waitForConnections: false`, or
@@ -37,11 +38,11 @@ describe('[mysql] a replica pool that refuses checkouts when full', function () 
     const holding = onReplica(d.db, 'replica-1')
       .selectNoFrom([sql<number>`@@server_id`.as('server_id'), sql`sleep(1.5)`.as('s')])
       .executeTakeFirstOrThrow()
-    const deadline = performance.now() + 5_000
-    while (d.dialect.getPoolStats().find((p) => p.node === 'replica-1')?.inUse !== 1) {
-      if (performance.now() > deadline) throw new Error('the long read never started')
-      await new Promise((resolve) => setTimeout(resolve, 10))
-    }
+    await pollUntil(
+      async () =>
+        d.dialect.getPoolStats().find((p) => p.node === 'replica-1')?.inUse === 1 || undefined,
+      { timeoutMs: 5_000, onTimeout: () => new Error('the long read never started') },
+    )
     return { d, events, holding }
   }
 
